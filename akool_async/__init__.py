@@ -1,0 +1,1 @@
+"""akool_async: async-first SDK for the AKOOL Face Swap API."""
