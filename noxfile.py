@@ -1,0 +1,84 @@
+"""Developer and CI sessions: lint, typecheck, tests on 3.11-3.13 with a coverage gate, bench, demo.
+
+``python -m nox`` runs the default sessions (what `.ci/run` runs). pyenv installs 3.11, 3.12 and
+3.13 side by side on our machines but only 3.11 is on PATH; when pyenv is present and
+``PYENV_VERSION`` is unset we make all three visible, so one command tests every version.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import nox
+
+PYTHONS = ["3.11", "3.12", "3.13"]
+
+if "PYENV_VERSION" not in os.environ and shutil.which("pyenv"):
+    installed = subprocess.run(
+        ["pyenv", "versions", "--bare"], capture_output=True, text=True, check=False
+    ).stdout.split()
+    wanted = [
+        max((v for v in installed if v.startswith(f"{p}.") and v.count(".") == 2), default="")
+        for p in PYTHONS
+    ]
+    if all(wanted):
+        os.environ["PYENV_VERSION"] = ":".join(wanted)
+
+nox.options.sessions = ["lint", "typecheck", "tests", "coverage_report"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True
+
+TEST_DEPS = ["-e", ".[test]"]
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check over everything we ship and test."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over the package and the typing tests (tests/typing is checked, not run)."""
+    session.install("mypy>=1.10", *TEST_DEPS)
+    session.run("mypy", "--strict")
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """The whole test suite against the local emulator, warnings as errors, under coverage."""
+    session.install(*TEST_DEPS)
+    session.run("coverage", "run", "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def coverage_report(session: nox.Session) -> None:
+    """Combine the per-version coverage data and enforce the branch-coverage gate."""
+    session.install("coverage[toml]>=7.4")
+    session.run("coverage", "combine")
+    session.run("coverage", "report", "--fail-under=85")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks: ratios measured in one run (pass --quick for a short run)."""
+    session.install(*TEST_DEPS)
+    session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session
+def chaos(session: nox.Session) -> None:
+    """The reliability suite at full size, printing its figures."""
+    session.install(*TEST_DEPS)
+    session.run("python", "benchmarks/chaos.py", *session.posargs)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The main job: `akool-async demo` on the embedded emulator."""
+    session.install("-e", ".[cli]")
+    session.run("akool-async", "demo")
