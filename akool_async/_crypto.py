@@ -77,6 +77,10 @@ def decrypt(data_encrypt: str, client_id: str, client_secret: str) -> bytes:
         raw = base64.b64decode(data_encrypt.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError) as exc:
         raise CryptoError("dataEncrypt is not valid Base64") from exc
+    # b64decode(validate=True) still ignores non-zero unused bits ("QR==" reads as "QQ=="),
+    # which would let a signed dataEncrypt string vary while the ciphertext stays the same.
+    if base64.b64encode(raw) != data_encrypt.encode("ascii"):
+        raise CryptoError("dataEncrypt is not canonical Base64")
     if not raw or len(raw) % _BLOCK:
         raise CryptoError("ciphertext length is not a positive multiple of 16 bytes")
     decryptor = _cipher(client_id, client_secret).decryptor()
