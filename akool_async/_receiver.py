@@ -1,0 +1,313 @@
+"""A ready aiohttp receiver for AKOOL webhooks: verify, hand to listeners, then answer.
+
+AKOOL retries any callback that does not get HTTP 200 (contract 5.5), so the receiver answers
+200 only once every listener has handled the event, and never handles the same event twice:
+
+* 413 when the body passes ``max_body_size``; 400 when ``WebhookVerifier`` rejects it (one
+  fixed body whatever the reason, so that the answer is no padding oracle; the reason is logged);
+* 200 without calling anyone when the event's identity ``(_id, status)`` was already handled
+  (a duplicate delivery), or when it is a non-terminal status of a job whose terminal status
+  was already handled (a late or replayed "processing" after "success");
+* otherwise every listener is called in subscription order; 200 if all succeeded, 500 if any
+  raised (the identity is then not recorded, so AKOOL's retry is handled again);
+* 503 when nobody listens yet, so that AKOOL keeps the event instead of it being dropped.
+
+Replays and idempotency. The receiver verifies with ``check_replay=False`` and deduplicates on
+the event identity instead: a byte-identical retry after our 500 must be handled again, and a
+byte-identical duplicate after our 200 must get 200, not 400. The timestamp window still bounds
+how late any body is accepted. Delivery to listeners is therefore at-least-once (a listener
+that succeeded sees the event again if another one failed); make listeners idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Final, Self
+
+import anyio
+from aiohttp import web
+
+from akool_async._errors import ClientStateError, WebhookVerificationError
+from akool_async._models import SwapStatus
+from akool_async._webhooks import WebhookEvent, WebhookVerifier
+
+__all__ = ["EventCallback", "WebhookEventStream", "WebhookReceiver"]
+
+_log = logging.getLogger("akool_async.webhooks")
+
+#: A listener: a plain function or a coroutine function taking the verified event.
+EventCallback = Callable[[WebhookEvent], Awaitable[None] | None]
+
+DEFAULT_PATH: Final = "/akool/webhook"
+_Identity = tuple[str, int]
+
+
+class _Handled:
+    """Bounded LRU of the statuses already handled per job id (event-loop only)."""
+
+    def __init__(self, max_jobs: int) -> None:
+        self._max_jobs = max_jobs
+        self._statuses: collections.OrderedDict[str, set[int]] = collections.OrderedDict()
+
+    def covers(self, event: WebhookEvent) -> bool:
+        statuses = self._statuses.get(event.id)
+        if statuses is None:
+            return False
+        self._statuses.move_to_end(event.id)
+        if event.status in statuses:
+            return True
+        # A job never leaves a terminal status; anything non-terminal after it is stale.
+        return not event.is_terminal and any(SwapStatus(s).is_terminal for s in statuses)
+
+    def record(self, event: WebhookEvent) -> None:
+        self._statuses.setdefault(event.id, set()).add(int(event.status))
+        self._statuses.move_to_end(event.id)
+        while len(self._statuses) > self._max_jobs:
+            self._statuses.popitem(last=False)
+
+
+class WebhookReceiver:
+    """Receives AKOOL webhooks over HTTP and hands each new verified event to its listeners.
+
+    Mount ``handler`` on your own aiohttp route, serve ``app()``, or run it standalone with
+    ``async with WebhookReceiver(...) as receiver`` (or ``await receiver.start(...)``).
+
+    Args:
+        verifier: Checks and decrypts the bodies.
+        on_event: An optional first listener (same as ``subscribe(on_event)``).
+        max_body_size: Bodies longer than this many bytes get 413 (AKOOL's are ~300 bytes).
+        dedupe_size: How many job ids the duplicate filter remembers (least recent go first).
+    """
+
+    def __init__(
+        self,
+        verifier: WebhookVerifier,
+        on_event: EventCallback | None = None,
+        *,
+        max_body_size: int = 64 * 1024,
+        dedupe_size: int = 10_000,
+    ) -> None:
+        if max_body_size < 1 or dedupe_size < 1:
+            raise ValueError("max_body_size and dedupe_size must be at least 1")
+        self._verifier = verifier
+        self._max_body_size = max_body_size
+        self._listeners: list[EventCallback] = []
+        self._handled = _Handled(dedupe_size)
+        self._inflight: dict[_Identity, asyncio.Event] = {}
+        self._streams: set[WebhookEventStream] = set()
+        self._runner: web.AppRunner | None = None
+        self._url: str | None = None
+        if on_event is not None:
+            self.subscribe(on_event)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._verifier!r}, url={self._url!r})"
+
+    # -- listeners -------------------------------------------------------------------------
+
+    def subscribe(self, callback: EventCallback) -> Callable[[], None]:
+        """Call ``callback`` with every new verified event until unsubscribed.
+
+        The callback runs on the receiver's event loop, before AKOOL gets its answer: return
+        (or finish awaiting) to acknowledge, raise to have AKOOL retry. Keep sync callbacks
+        short; move blocking work to a thread (``anyio.to_thread.run_sync``).
+
+        Returns:
+            A function that unsubscribes ``callback`` (calling it again does nothing).
+        """
+        self._listeners.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._listeners:
+                self._listeners.remove(callback)
+
+        return unsubscribe
+
+    def events(self, *, max_buffer: int = 100) -> WebhookEventStream:
+        """Return an async iterator of new verified events, to use in ``async with``.
+
+        An event counts as handled (AKOOL gets 200) once it is in the buffer; a full buffer
+        makes the delivery fail with 500, so AKOOL retries later. For processing that must
+        finish before the 200, use ``subscribe`` with an async callback instead.
+        """
+        return WebhookEventStream(self, max_buffer)
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    async def handler(self, request: web.Request) -> web.StreamResponse:
+        """The aiohttp request handler: mount it on a POST route of your application."""
+        if request.method != "POST":
+            return web.json_response(
+                {"error": "method not allowed"}, status=405, headers={"Allow": "POST"}
+            )
+        body = await self._read_body(request)
+        if body is None:
+            return web.json_response({"error": "body too large"}, status=413)
+        try:
+            event = self._verifier.verify(body, check_replay=False)
+        except WebhookVerificationError as exc:
+            _log.warning("rejected an AKOOL webhook from %s: %s", request.remote, exc)
+            return web.json_response({"error": "verification failed"}, status=400)
+        status = await self._dispatch(event)
+        if status == 200:
+            return web.json_response({})
+        error = "handler failed" if status == 500 else "no listener"
+        return web.json_response({"error": error}, status=status)
+
+    def app(self, path: str = DEFAULT_PATH) -> web.Application:
+        """Return a new aiohttp application that serves ``handler`` on POST ``path``."""
+        application = web.Application()
+        application.router.add_post(path, self.handler)
+        return application
+
+    async def _read_body(self, request: web.Request) -> bytes | None:
+        if request.content_length is not None and request.content_length > self._max_body_size:
+            return None
+        body = bytearray()
+        # Read ourselves: a chunked body has no Content-Length to check up front.
+        async for chunk in request.content.iter_any():
+            body += chunk
+            if len(body) > self._max_body_size:
+                return None
+        return bytes(body)
+
+    async def _dispatch(self, event: WebhookEvent) -> int:
+        identity = (event.id, int(event.status))
+        # A concurrent delivery of the same event: wait for its outcome instead of racing it.
+        while (pending := self._inflight.get(identity)) is not None:
+            await pending.wait()
+        if self._handled.covers(event):
+            _log.debug("duplicate AKOOL webhook for %s status %d", event.id, event.status)
+            return 200
+        listeners = list(self._listeners)
+        if not listeners:
+            _log.warning("no listener for the AKOOL webhook of %s; answering 503", event.id)
+            return 503
+        done = self._inflight[identity] = asyncio.Event()
+        try:
+            failed = False
+            # Every listener runs even if one fails: a broken one must not starve the others.
+            for callback in listeners:
+                try:
+                    result = callback(event)
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception:
+                    failed = True
+                    _log.exception("a listener failed on the AKOOL webhook of %s", event.id)
+            if failed:
+                return 500
+            self._handled.record(event)
+            return 200
+        finally:
+            del self._inflight[identity]
+            done.set()
+
+    # -- standalone server -----------------------------------------------------------------
+
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, *, path: str = DEFAULT_PATH
+    ) -> str:
+        """Serve ``app(path)`` on ``host:port`` (0 picks a free port) and return its URL.
+
+        Raises:
+            ClientStateError: It is already running.
+        """
+        if self._runner is not None:
+            raise ClientStateError("the webhook receiver is already running")
+        runner = web.AppRunner(self.app(path))
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        bound_host, bound_port = runner.addresses[0][:2]
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        self._runner = runner
+        self._url = f"http://{shown}:{bound_port}{path}"
+        return self._url
+
+    @property
+    def url(self) -> str:
+        """The standalone server's URL (``http://127.0.0.1:PORT/akool/webhook``).
+
+        Raises:
+            ClientStateError: It is not running.
+        """
+        if self._url is None:
+            raise ClientStateError("the webhook receiver is not running; call start() first")
+        return self._url
+
+    async def aclose(self) -> None:
+        """Stop the standalone server (if any) and end every ``events()`` iterator."""
+        for stream in list(self._streams):
+            stream._end()
+        runner, self._runner, self._url = self._runner, None, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> Self:
+        if self._runner is None:
+            await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class WebhookEventStream:
+    """The async iterator returned by ``WebhookReceiver.events()``; use it in ``async with``."""
+
+    def __init__(self, receiver: WebhookReceiver, max_buffer: int) -> None:
+        if max_buffer < 1:
+            raise ValueError("max_buffer must be at least 1")
+        self._receiver = receiver
+        self._send, self._receive = anyio.create_memory_object_stream[WebhookEvent](max_buffer)
+        self._unsubscribe: Callable[[], None] | None = None
+
+    def _put(self, event: WebhookEvent) -> None:
+        try:
+            self._send.send_nowait(event)
+        except anyio.WouldBlock:
+            raise RuntimeError("the events() buffer is full; the consumer is too slow") from None
+
+    def _end(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        self._receiver._streams.discard(self)
+        self._send.close()
+
+    async def __aenter__(self) -> Self:
+        self._receiver._streams.add(self)
+        self._unsubscribe = self._receiver.subscribe(self._put)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._end()
+        self._receive.close()
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> WebhookEvent:
+        try:
+            return await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise StopAsyncIteration from None
