@@ -1,0 +1,504 @@
+"""The durable batch journal: one SQLite file that lets a crashed batch resume without paying twice.
+
+Each input request of a batch is one row, identified by ``(key, occurrence)``: ``key`` is the
+sha256 of the request's canonical wire JSON (``webhookUrl`` left out, since where callbacks go
+is delivery, not the job) and ``occurrence`` counts identical requests earlier in the same
+input, so running the same input again maps every request onto the same row whatever the order.
+
+A row walks through these states (``JournalState``)::
+
+    (no row) --> submitting --> submitted --> succeeded | failed | not_found | download_failed
+                   |   |            \\-----> timed_out   (job id kept: re-attached on resume)
+                   |   +--> unsent      (the server provably never acted: resubmitted on resume)
+                   |   +--> rejected    (the server answered with a permanent refusal)
+                   +------> ambiguous   (the submit may have reached the server)
+
+``submitting`` is committed *before* the request goes out and ``submitted`` (with the job id)
+right after the response; a row still ``submitting`` when a journal is opened belonged to a
+process that died mid-submit, so it becomes ``ambiguous``.
+
+Durability: WAL mode with ``synchronous=FULL``. WAL alone (``synchronous=NORMAL``) already
+survives ``kill -9``, but after a power cut it may lose the last commits; losing a
+``submitting`` row whose request did reach AKOOL would make the resume submit (and pay for)
+it again. FULL costs one fsync per commit, so writes are group-committed: every write waiting
+when the single worker thread becomes free goes into one transaction. A caller resumes only
+after its own write is durable.
+
+The file is opened with ``locking_mode=EXCLUSIVE``: a second process (or a second batch in this
+one) using the same journal gets ``JournalError`` instead of racing on the rows. The OS drops
+the lock when the owning process dies, even by ``kill -9``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Literal, Self
+
+import anyio
+import attrs
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ._errors import JournalError
+
+__all__ = ["Journal", "JournalRecord", "JournalState", "read_journal"]
+
+JournalState = Literal[
+    "submitting",
+    "submitted",
+    "unsent",
+    "rejected",
+    "ambiguous",
+    "succeeded",
+    "failed",
+    "timed_out",
+    "not_found",
+    "download_failed",
+]
+
+#: ``PRAGMA application_id`` of a journal: "AKJ1".
+APPLICATION_ID: Final = 0x414B4A31
+#: ``PRAGMA user_version``: the schema version.
+SCHEMA_VERSION: Final = 1
+
+_SCHEMA: Final = (
+    """CREATE TABLE IF NOT EXISTS meta (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS intents (
+    key           TEXT    NOT NULL,  -- sha256 hex of the canonical request JSON
+    occurrence    INTEGER NOT NULL,  -- 0 for the first identical request in the input, 1...
+    idx           INTEGER NOT NULL,  -- position in the input of the run that wrote it last
+    kind          TEXT    NOT NULL,  -- request class: PlusSwap, ProSwap, ImageSwap, VideoSwap
+    request       TEXT    NOT NULL,  -- the canonical JSON itself, for people and tools
+    state         TEXT    NOT NULL,
+    attempts      INTEGER NOT NULL DEFAULT 0,  -- submits sent (or possibly sent)
+    job_id        TEXT,              -- the record _id
+    job_ref       TEXT,              -- AKOOL's processing job_id
+    media         TEXT,              -- image | video
+    job_url       TEXT,              -- URL returned at submit (V3)
+    status        INTEGER,           -- last faceswap_status seen
+    result        TEXT,              -- the final listbyids item, as JSON
+    error_type    TEXT,              -- exception class name of a failed outcome
+    error_message TEXT,
+    error_code    INTEGER,
+    path          TEXT,              -- downloaded file
+    sha256        TEXT,              -- of the downloaded file
+    updated_at    REAL    NOT NULL,
+    PRIMARY KEY (key, occurrence)
+) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS intents_state ON intents (state)",
+)
+
+_COLUMNS: Final = (
+    "key",
+    "occurrence",
+    "idx",
+    "kind",
+    "request",
+    "state",
+    "attempts",
+    "job_id",
+    "job_ref",
+    "media",
+    "job_url",
+    "status",
+    "result",
+    "error_type",
+    "error_message",
+    "error_code",
+    "path",
+    "sha256",
+    "updated_at",
+)
+#: Columns a caller may set with ``Journal.update``.
+_UPDATABLE: Final = frozenset(_COLUMNS) - {"key", "occurrence", "updated_at", "attempts"}
+
+
+@attrs.frozen(kw_only=True)
+class JournalRecord:
+    """One row of the journal: what is known about one input request."""
+
+    key: str
+    occurrence: int
+    index: int
+    kind: str
+    request: str
+    state: JournalState
+    attempts: int
+    job_id: str | None
+    job_ref: str | None
+    media: str | None
+    job_url: str | None
+    status: int | None
+    result: str | None
+    error_type: str | None
+    error_message: str | None
+    error_code: int | None
+    path: str | None
+    sha256: str | None
+    updated_at: float
+
+    @classmethod
+    def _from_row(cls, row: tuple[Any, ...]) -> JournalRecord:
+        values = dict(zip(_COLUMNS, row, strict=True))
+        values["index"] = values.pop("idx")
+        return cls(**values)
+
+
+_Work = Callable[[sqlite3.Connection], Any]
+
+
+class _Op:
+    """One unit of work for the writer, and the slot its result comes back in."""
+
+    __slots__ = ("done", "error", "result", "work")
+
+    def __init__(self, work: _Work) -> None:
+        self.work = work
+        self.done = anyio.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+def _connect(path: Path, base_url: str) -> sqlite3.Connection:
+    """Open (creating if needed), lock, check and prepare a journal; runs in the worker thread."""
+    try:
+        conn = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise JournalError(f"cannot open journal {str(path)!r}: {exc}") from exc
+    try:
+        _prepare(conn, path, base_url)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _prepare(conn: sqlite3.Connection, path: Path, base_url: str) -> None:
+    where = repr(str(path))
+    try:
+        conn.execute("PRAGMA locking_mode=EXCLUSIVE")
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if app_id != APPLICATION_ID and (app_id != 0 or tables):
+            raise JournalError(f"{where} is an SQLite file but not an akool_async journal")
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode != "wal":
+            raise JournalError(f"journal {where} cannot use WAL mode (got {mode!r})")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise JournalError(f"journal {where} is in use by another batch or process") from exc
+        raise JournalError(f"journal {where} is unusable: {exc}") from exc
+    except sqlite3.DatabaseError as exc:
+        raise JournalError(f"journal {where} is not a usable SQLite database: {exc}") from exc
+    try:
+        if tables:
+            check = conn.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise JournalError(f"journal {where} is corrupt: {check}")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version != SCHEMA_VERSION:
+                raise JournalError(
+                    f"journal {where} has schema {version}, expected {SCHEMA_VERSION}"
+                )
+        else:
+            conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        for statement in _SCHEMA:
+            conn.execute(statement)
+        recorded = conn.execute("SELECT value FROM meta WHERE name='base_url'").fetchone()
+        if recorded is None:
+            conn.execute("INSERT INTO meta VALUES ('base_url', ?)", (base_url,))
+            conn.execute("INSERT INTO meta VALUES ('created_at', ?)", (repr(time.time()),))
+        elif recorded[0] != base_url:
+            raise JournalError(
+                f"journal {where} belongs to a batch against {recorded[0]!r}, not {base_url!r}"
+            )
+        # Whoever held this journal before us is gone (we hold the exclusive lock), so a row
+        # still 'submitting' is a submit that may or may not have reached AKOOL.
+        conn.execute(
+            "UPDATE intents SET state='ambiguous', updated_at=? WHERE state='submitting'",
+            (time.time(),),
+        )
+        conn.execute("COMMIT")
+        conn.execute("CREATE TEMP TABLE seen (key TEXT PRIMARY KEY, n INTEGER NOT NULL)")
+    except sqlite3.DatabaseError as exc:
+        raise JournalError(f"journal {where} is corrupt or unreadable: {exc}") from exc
+
+
+class Journal:
+    """The durable record of one batch; an async context manager.
+
+    All SQLite work runs on one worker thread (``anyio.to_thread`` with a limiter of 1); a
+    writer task feeds it every pending operation as one transaction (group commit).
+
+    Args:
+        path: The journal file; created if missing.
+        base_url: The API base URL the batch talks to; a journal written against another
+            server is refused, since its job ids mean nothing there.
+
+    Raises:
+        JournalError: (on enter) the file is not a journal, is corrupt, belongs to another
+            server, or is in use by another batch.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, base_url: str) -> None:
+        self.path = Path(path)
+        self._base_url = base_url.rstrip("/")
+        self._conn: sqlite3.Connection | None = None
+        self._limiter = anyio.CapacityLimiter(1)
+        self._send: MemoryObjectSendStream[_Op] | None = None
+        self._receive: MemoryObjectReceiveStream[_Op] | None = None
+        self._task_group: TaskGroup | None = None
+        self._closed = False
+        self.commits = 0
+        self.writes = 0
+
+    async def __aenter__(self) -> Self:
+        if self._conn is not None or self._closed:
+            raise JournalError("a Journal can be entered only once")
+        self._conn = await anyio.to_thread.run_sync(
+            _connect, self.path, self._base_url, limiter=self._limiter
+        )
+        # Unbounded on purpose: callers already wait for their own result, so the queue never
+        # holds more than one operation per waiting task.
+        self._send, self._receive = anyio.create_memory_object_stream[_Op](math.inf)
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        self._task_group.start_soon(self._writer, self._receive)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        self._closed = True
+        assert self._send is not None
+        assert self._task_group is not None
+        self._send.close()  # the writer finishes what is queued, then stops
+        try:
+            # The body's own exception is not the writer's business: never wrap it in a group.
+            await self._task_group.__aexit__(None, None, None)
+        finally:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(conn.close, limiter=self._limiter)
+        return None
+
+    async def _writer(self, receive: MemoryObjectReceiveStream[_Op]) -> None:
+        pending: list[_Op] = []
+        try:
+            async with receive:
+                async for first in receive:
+                    pending = [first]
+                    while True:
+                        try:
+                            pending.append(receive.receive_nowait())
+                        except (anyio.WouldBlock, anyio.EndOfStream):
+                            break
+                    await anyio.to_thread.run_sync(self._apply, pending, limiter=self._limiter)
+                    for op in pending:
+                        op.done.set()
+                    pending = []
+        finally:
+            # Cancelled (or failed) with work queued: nobody may wait forever for it.
+            for op in pending:
+                if not op.done.is_set():
+                    op.error = op.error or JournalError("the journal was closed")
+                    op.done.set()
+            self._closed = True
+            leftovers: list[_Op] = []
+            while True:
+                try:
+                    leftovers.append(receive.receive_nowait())
+                except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                    break
+            for op in leftovers:
+                op.error = JournalError("the journal was closed")
+                op.done.set()
+
+    def _apply(self, ops: list[_Op]) -> None:
+        """Run every operation in one transaction (worker thread)."""
+        conn = self._conn
+        assert conn is not None
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for op in ops:
+                op.result = op.work(conn)
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            error = JournalError(f"journal {str(self.path)!r} write failed: {exc}")
+            for op in ops:
+                op.error = error
+            return
+        self.commits += 1
+        self.writes += len(ops)
+
+    async def _run(self, work: _Work) -> Any:
+        if self._closed or self._send is None:
+            raise JournalError("the journal is closed")
+        op = _Op(work)
+        try:
+            self._send.send_nowait(op)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            raise JournalError("the journal is closed") from None
+        await op.done.wait()
+        if op.error is not None:
+            raise op.error
+        return op.result
+
+    async def admit(self, key: str) -> tuple[int, JournalRecord | None]:
+        """Count one more occurrence of ``key`` in this run's input and find its row.
+
+        Returns:
+            ``(occurrence, record)``: record is None when this request was never journaled.
+        """
+
+        def work(conn: sqlite3.Connection) -> tuple[int, JournalRecord | None]:
+            (occurrence,) = conn.execute(
+                "INSERT INTO temp.seen (key, n) VALUES (?, 0) "
+                "ON CONFLICT (key) DO UPDATE SET n = n + 1 RETURNING n",
+                (key,),
+            ).fetchone()
+            row = conn.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM intents WHERE key=? AND occurrence=?",
+                (key, occurrence),
+            ).fetchone()
+            return occurrence, (JournalRecord._from_row(row) if row else None)
+
+        result: tuple[int, JournalRecord | None] = await self._run(work)
+        return result
+
+    async def begin_submit(
+        self, key: str, occurrence: int, *, index: int, kind: str, request: str
+    ) -> None:
+        """Durably record that the request is about to be sent (state ``submitting``)."""
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO intents (key, occurrence, idx, kind, request, state, attempts,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, 'submitting', 1, ?)"
+                " ON CONFLICT (key, occurrence) DO UPDATE SET idx=excluded.idx,"
+                " state='submitting', attempts=attempts + 1, job_id=NULL, job_ref=NULL,"
+                " job_url=NULL, status=NULL, result=NULL, error_type=NULL,"
+                " error_message=NULL, error_code=NULL, path=NULL, sha256=NULL,"
+                " updated_at=excluded.updated_at",
+                (key, occurrence, index, kind, request, time.time()),
+            )
+
+        await self._run(work)
+
+    async def record_unsubmitted(
+        self,
+        key: str,
+        occurrence: int,
+        *,
+        index: int,
+        kind: str,
+        request: str,
+        state: JournalState,
+        error_type: str | None,
+        error_message: str | None,
+        error_code: int | None = None,
+    ) -> None:
+        """Record a request that never got a ``submitting`` row (refused before sending)."""
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO intents (key, occurrence, idx, kind, request, state,"
+                " error_type, error_message, error_code, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (key, occurrence) DO UPDATE SET idx=excluded.idx,"
+                " state=excluded.state, error_type=excluded.error_type,"
+                " error_message=excluded.error_message, error_code=excluded.error_code,"
+                " updated_at=excluded.updated_at",
+                (
+                    key,
+                    occurrence,
+                    index,
+                    kind,
+                    request,
+                    state,
+                    error_type,
+                    error_message,
+                    error_code,
+                    time.time(),
+                ),
+            )
+
+        await self._run(work)
+
+    async def update(
+        self, key: str, occurrence: int, state: JournalState, **fields: object
+    ) -> None:
+        """Move an existing row to ``state`` and set the given columns.
+
+        Raises:
+            JournalError: the row does not exist, or a column name is unknown.
+        """
+        unknown = set(fields) - _UPDATABLE
+        if unknown:
+            raise JournalError(f"unknown journal columns: {sorted(unknown)}")
+        names = ["state", *fields]
+        values = [state, *fields.values()]
+        assignments = ", ".join(f"{name}=?" for name in names)
+
+        def work(conn: sqlite3.Connection) -> None:
+            cursor = conn.execute(
+                f"UPDATE intents SET {assignments}, updated_at=? WHERE key=? AND occurrence=?",
+                (*values, time.time(), key, occurrence),
+            )
+            if cursor.rowcount != 1:
+                raise sqlite3.IntegrityError(f"no journal row for {key[:12]}#{occurrence}")
+
+        await self._run(work)
+
+    async def counts(self) -> Mapping[str, int]:
+        """Rows per state."""
+
+        def work(conn: sqlite3.Connection) -> dict[str, int]:
+            rows = conn.execute("SELECT state, count(*) FROM intents GROUP BY state")
+            return dict(rows)
+
+        result: Mapping[str, int] = await self._run(work)
+        return result
+
+
+def read_journal(path: str | os.PathLike[str]) -> list[JournalRecord]:
+    """Read every row of a journal that no batch is using (for tools, tests and the CLI).
+
+    Raises:
+        JournalError: the file is missing, is not a journal, or is in use.
+    """
+    if not Path(path).is_file():
+        raise JournalError(f"no journal at {str(path)!r}")
+    try:
+        conn = sqlite3.connect(path, timeout=0)
+    except sqlite3.Error as exc:
+        raise JournalError(f"cannot open journal {str(path)!r}: {exc}") from exc
+    try:
+        if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+            raise JournalError(f"{str(path)!r} is not an akool_async journal")
+        rows = conn.execute(
+            f"SELECT {', '.join(_COLUMNS)} FROM intents ORDER BY idx, key, occurrence"
+        ).fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise JournalError(f"cannot read journal {str(path)!r}: {exc}") from exc
+    finally:
+        conn.close()
+    return [JournalRecord._from_row(row) for row in rows]

@@ -1,0 +1,600 @@
+"""The shared status poller: every job anyone waits for, coalesced into few listbyids calls.
+
+One ``Poller`` runs per client, as a background task in the client's task group. Callers
+(``client.wait``, every ``swap_many`` batch, any number of concurrent tasks) register the ids
+they wait for; the poller keeps one entry per id however many waiters share it, and a heap
+ordered by when each entry is next due.
+
+Scheduling. A job's next poll is due at ``age * backoff`` after it started being tracked,
+clamped between the first and maximum interval of its media (videos are slower than images)
+and jittered, so polls thin out geometrically as a job ages instead of hammering the API.
+When something is due, one request goes out with the due ids (up to ``batch_size``); if it has
+spare room it is filled with the next-most-due ids that were not polled within their first
+interval (free freshness: no extra request). Up to ``max_concurrent_requests`` listbyids calls
+run at once; the client's shared 1005 throttle applies to them like to every other call.
+
+An id left out of a response is retried at the normal pace and reported as
+``JobNotFoundError`` once it was missing ``miss_limit`` times in a row *and* for at least
+``miss_grace`` seconds. A failed listbyids call (transport error, 5xx, 1005 after the client's
+own retries) only postpones its ids; an error that polling cannot fix (bad credentials, ...)
+is delivered to their waiters.
+
+External completion (webhooks). ``notify(job_id, status, url)`` completes waiters at once.
+While webhooks are attached (``attach_webhooks()``), jobs are polled only every
+``safety_net_interval`` seconds, as a safety net for callbacks that never come. A notification
+that arrives before anybody waits for its id (a fast job whose callback beats the submit's
+response) is remembered, boundedly, and used when the waiter registers.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import random
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Final
+
+import anyio
+import attrs
+from anyio.abc import TaskGroup, TaskStatus
+
+from ._errors import (
+    AkoolError,
+    ClientStateError,
+    JobFailedError,
+    JobNotFoundError,
+    JobTimeoutError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+    ValidationError,
+)
+from ._models import MediaType, SwapResult, SwapStatus
+
+__all__ = ["FetchResults", "PollConfig", "Poller", "PollerStatistics", "StatusCallback"]
+
+#: The poller's only I/O: one listbyids call for up to ``batch_size`` ids.
+FetchResults = Callable[[Sequence[str]], Awaitable[Sequence[SwapResult]]]
+#: Called with every new non-terminal status a waiter's job reports.
+StatusCallback = Callable[[SwapResult], None]
+
+_EARLY_NOTIFICATIONS: Final = 10_000
+
+
+def _positive(instance: object, attribute: attrs.Attribute[float], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValidationError(f"must be a positive number, got {value!r}", field=attribute.name)
+    if not math.isfinite(value):
+        raise ValidationError(f"must be finite, got {value!r}", field=attribute.name)
+
+
+def _count(instance: object, attribute: attrs.Attribute[int], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValidationError(f"must be an integer >= 1, got {value!r}", field=attribute.name)
+
+
+def _fraction(instance: object, attribute: attrs.Attribute[float], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+        raise ValidationError(f"must be in [0, 1), got {value!r}", field=attribute.name)
+
+
+def _at_least_one(instance: object, attribute: attrs.Attribute[float], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 1:
+        raise ValidationError(f"must be >= 1, got {value!r}", field=attribute.name)
+
+
+@attrs.frozen(kw_only=True)
+class PollConfig:
+    """How the shared poller schedules listbyids calls; build variants with ``attrs.evolve``.
+
+    Args:
+        batch_size: Most ids per listbyids call (50 keeps the URL short).
+        image_first: Seconds before an image job's first poll; also its shortest interval.
+        image_max: Longest interval between polls of an image job.
+        video_first: Seconds before a video job's first poll; also its shortest interval.
+        video_max: Longest interval between polls of a video job.
+        backoff: A job of age ``a`` is polled next at age ``a * backoff`` (within the
+            first/max bounds): 1.5 means polls at ages t, 1.5t, 2.25t, ...
+        jitter: Each interval is scaled by a random factor in ``[1 - jitter, 1 + jitter]``,
+            so jobs submitted together spread out.
+        fill: Fill a request's spare room with the next-most-due ids.
+        max_concurrent_requests: listbyids calls in flight at once.
+        miss_limit: Consecutive responses without an id before it is reported missing...
+        miss_grace: ...provided it has been missing for at least this many seconds.
+        retry_delay: Seconds before the ids of a failed listbyids call are asked again
+            (at least; a server's ``retry_after`` wins when longer).
+        safety_net_interval: While webhooks are attached, the interval of every job's polls:
+            the safety net for callbacks that never arrive.
+    """
+
+    batch_size: int = attrs.field(default=50, validator=_count)
+    image_first: float = attrs.field(default=2.0, validator=_positive)
+    image_max: float = attrs.field(default=15.0, validator=_positive)
+    video_first: float = attrs.field(default=10.0, validator=_positive)
+    video_max: float = attrs.field(default=60.0, validator=_positive)
+    backoff: float = attrs.field(default=1.5, validator=_at_least_one)
+    jitter: float = attrs.field(default=0.1, validator=_fraction)
+    fill: bool = True
+    max_concurrent_requests: int = attrs.field(default=2, validator=_count)
+    miss_limit: int = attrs.field(default=5, validator=_count)
+    miss_grace: float = attrs.field(default=30.0, validator=_positive)
+    retry_delay: float = attrs.field(default=2.0, validator=_positive)
+    safety_net_interval: float = attrs.field(default=120.0, validator=_positive)
+
+    def __attrs_post_init__(self) -> None:
+        if self.image_max < self.image_first:
+            raise ValidationError("must be >= image_first", field="image_max")
+        if self.video_max < self.video_first:
+            raise ValidationError("must be >= video_first", field="video_max")
+
+    def bounds(self, media: MediaType | str) -> tuple[float, float]:
+        """``(first, max)`` interval of a media kind (anything but video counts as image)."""
+        if media == MediaType.VIDEO:
+            return self.video_first, self.video_max
+        return self.image_first, self.image_max
+
+
+@attrs.frozen(kw_only=True)
+class PollerStatistics:
+    """A snapshot of the shared poller.
+
+    Attributes:
+        tracked: Job ids being polled now.
+        waiters: Callers waiting on them (several may share an id).
+        requests: listbyids calls made.
+        ids_polled: Ids asked for, in total (``ids_polled / requests`` is the batching).
+        failed_requests: listbyids calls that failed (their ids were asked again later).
+        throttled: listbyids calls refused with 1005 / 429.
+        completed: Waits answered with a terminal status (by polling or notification).
+        not_found: Ids reported missing.
+        notifications: ``notify`` calls received.
+        webhooks_attached: Whether the safety-net interval is in force.
+    """
+
+    tracked: int
+    waiters: int
+    requests: int
+    ids_polled: int
+    failed_requests: int
+    throttled: int
+    completed: int
+    not_found: int
+    notifications: int
+    webhooks_attached: bool
+
+
+class _Waiter:
+    __slots__ = ("done", "error", "on_status", "result")
+
+    def __init__(self, on_status: StatusCallback | None) -> None:
+        self.done = anyio.Event()
+        self.result: SwapResult | None = None
+        self.error: AkoolError | None = None
+        self.on_status = on_status
+
+
+class _Entry:
+    """One tracked job id."""
+
+    __slots__ = (
+        "due",
+        "first_miss",
+        "id",
+        "in_flight",
+        "last",
+        "last_polled",
+        "media",
+        "misses",
+        "seq",
+        "since",
+        "waiters",
+    )
+
+    def __init__(self, job_id: str, media: MediaType | str, now: float) -> None:
+        self.id = job_id
+        self.media = media
+        self.since = now
+        self.due = now
+        self.seq = 0
+        self.in_flight = False
+        self.last_polled = -math.inf
+        self.misses = 0
+        self.first_miss = 0.0
+        self.last: SwapResult | None = None
+        self.waiters: list[_Waiter] = []
+
+
+class Poller:
+    """The per-client status poller (see the module docstring).
+
+    Args:
+        fetch: One listbyids call (the client's single-chunk call, with its retries).
+        config: Scheduling parameters.
+    """
+
+    def __init__(self, fetch: FetchResults, config: PollConfig | None = None) -> None:
+        self._fetch = fetch
+        self.config = config or PollConfig()
+        self._entries: dict[str, _Entry] = {}
+        self._heap: list[tuple[float, int, str]] = []
+        self._seq = itertools.count(1)
+        self._wake = anyio.Event()
+        self._sleep_until = math.inf
+        self._slots = anyio.Semaphore(self.config.max_concurrent_requests)
+        self._random = random.Random()  # scheduling jitter, not crypto
+        self._early: OrderedDict[str, SwapResult] = OrderedDict()
+        self._webhooks = 0
+        self._running = False
+        self._stopped = False
+        self.requests = 0
+        self.ids_polled = 0
+        self.failed_requests = 0
+        self.throttled = 0
+        self.completed = 0
+        self.not_found = 0
+        self.notifications = 0
+
+    # -- lifetime ---------------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Poll until cancelled (start it with ``task_group.start(poller.run)``)."""
+        if self._running or self._stopped:
+            raise ClientStateError("a Poller runs only once")
+        self._running = True
+        try:
+            async with anyio.create_task_group() as tg:
+                task_status.started()
+                while True:
+                    await self._round(tg)
+        finally:
+            self._running = False
+            self._stopped = True
+            closed = ClientStateError("the client was closed while a job was being waited for")
+            for entry in list(self._entries.values()):
+                self._finish(entry, error=closed)
+
+    @property
+    def running(self) -> bool:
+        """Whether the poller's task is running."""
+        return self._running
+
+    # -- waiting ----------------------------------------------------------------------------
+
+    async def wait(
+        self,
+        job_id: str,
+        *,
+        media: MediaType | str = MediaType.IMAGE,
+        timeout: float | None = None,  # noqa: ASYNC109 - a job deadline, reported as data
+        on_status: StatusCallback | None = None,
+    ) -> SwapResult:
+        """Wait for ``job_id`` to reach a terminal status.
+
+        Args:
+            job_id: The record ``_id``.
+            media: Decides the polling pace (videos are polled less often).
+            timeout: Seconds to wait; None waits as long as it takes.
+            on_status: Called with each new non-terminal status seen for the job.
+
+        Returns:
+            The job's final ``SwapResult`` (status SUCCESS).
+
+        Raises:
+            JobFailedError: the job ended with status FAILED.
+            JobTimeoutError: ``timeout`` passed first (the job may still finish).
+            JobNotFoundError: listbyids kept leaving the id out.
+            ClientStateError: the poller is not running (client not open, or closed).
+        """
+        if not self._running:
+            raise ClientStateError("the client is not open: use 'async with AsyncClient(...)'")
+        waiter = _Waiter(on_status)
+        entry = self._track(job_id, media)
+        entry.waiters.append(waiter)
+        early = self._early.pop(job_id, None)
+        if early is not None:
+            self._deliver(entry, early)
+        try:
+            with anyio.fail_after(timeout):
+                await waiter.done.wait()
+        except TimeoutError:
+            raise JobTimeoutError(
+                f"job {job_id} did not finish within {timeout} s",
+                job_id=job_id,
+                result=entry.last,
+            ) from None
+        finally:
+            if not waiter.done.is_set():
+                self._leave(entry, waiter)
+        if waiter.error is not None:
+            raise waiter.error
+        assert waiter.result is not None
+        return waiter.result
+
+    def _track(self, job_id: str, media: MediaType | str) -> _Entry:
+        entry = self._entries.get(job_id)
+        if entry is None:
+            now = anyio.current_time()
+            entry = self._entries[job_id] = _Entry(job_id, media, now)
+            self._schedule(entry, now + self._jittered(self._interval(entry, now)))
+        return entry
+
+    def _leave(self, entry: _Entry, waiter: _Waiter) -> None:
+        """A waiter gave up (timeout, cancellation): stop polling its id if nobody is left."""
+        if waiter in entry.waiters:
+            entry.waiters.remove(waiter)
+        if not entry.waiters and self._entries.get(entry.id) is entry:
+            del self._entries[entry.id]
+
+    # -- external completion ----------------------------------------------------------------
+
+    def notify(
+        self,
+        job_id: str,
+        status: SwapStatus | int,
+        url: str | None = None,
+        *,
+        result: SwapResult | None = None,
+    ) -> bool:
+        """Take a job status from outside (a verified webhook callback).
+
+        A terminal status completes every waiter of ``job_id`` at once; a non-terminal one is
+        passed to their status callbacks. Safe to call from the client's event loop only.
+
+        Args:
+            job_id: The record ``_id``.
+            status: The job's status (1-4).
+            url: The result URL (with SUCCESS).
+            result: A full ``SwapResult`` when the caller has one (then status/url are
+                ignored).
+
+        Returns:
+            True if somebody was waiting for the id; False if it was remembered for a later
+            waiter instead.
+        """
+        self.notifications += 1
+        if result is None:
+            result = SwapResult(id=job_id, status=SwapStatus(status), url=url)
+        entry = self._entries.get(job_id)
+        if entry is None:
+            if result.status.is_terminal or job_id not in self._early:
+                self._early[job_id] = result
+                self._early.move_to_end(job_id)
+                while len(self._early) > _EARLY_NOTIFICATIONS:
+                    self._early.popitem(last=False)
+            return False
+        self._deliver(entry, result)
+        return True
+
+    def attach_webhooks(self) -> Callable[[], None]:
+        """Declare that webhook callbacks feed ``notify``: poll only at the safety-net pace.
+
+        Returns:
+            A function that detaches again (calling it twice does nothing).
+        """
+        self._webhooks += 1
+        detached = False
+
+        def detach() -> None:
+            nonlocal detached
+            if not detached:
+                detached = True
+                self._webhooks -= 1
+
+        return detach
+
+    # -- scheduling -------------------------------------------------------------------------
+
+    def _interval(self, entry: _Entry, now: float) -> float:
+        first, longest = self.config.bounds(entry.media)
+        interval = min(longest, max(first, (now - entry.since) * (self.config.backoff - 1)))
+        if self._webhooks:
+            interval = max(interval, self.config.safety_net_interval)
+        return interval
+
+    def _jittered(self, interval: float) -> float:
+        jitter = self.config.jitter
+        return interval * self._random.uniform(1 - jitter, 1 + jitter) if jitter else interval
+
+    def _schedule(self, entry: _Entry, due: float) -> None:
+        entry.due = due
+        entry.seq = next(self._seq)
+        heapq.heappush(self._heap, (due, entry.seq, entry.id))
+        if len(self._heap) > 4 * len(self._entries) + 64:
+            self._compact()
+        if due < self._sleep_until:
+            self._wake.set()
+
+    def _compact(self) -> None:
+        self._heap = [
+            item
+            for item in self._heap
+            if (e := self._entries.get(item[2])) is not None and e.seq == item[1]
+        ]
+        heapq.heapify(self._heap)
+
+    def _live(self, item: tuple[float, int, str]) -> _Entry | None:
+        entry = self._entries.get(item[2])
+        if entry is None or entry.seq != item[1] or entry.in_flight:
+            return None
+        return entry
+
+    def _next_due(self) -> float | None:
+        while self._heap:
+            if self._live(self._heap[0]) is not None:
+                return self._heap[0][0]
+            heapq.heappop(self._heap)
+        return None
+
+    async def _round(self, tg: TaskGroup) -> None:
+        await self._slots.acquire()
+        try:
+            while True:
+                now = anyio.current_time()
+                due = self._next_due()
+                if due is not None and due <= now:
+                    break
+                self._wake = anyio.Event()
+                self._sleep_until = math.inf if due is None else due
+                try:
+                    with anyio.move_on_after(math.inf if due is None else due - now):
+                        await self._wake.wait()
+                finally:
+                    self._sleep_until = -math.inf
+            chunk = self._take(now)
+        except BaseException:
+            self._slots.release()
+            raise
+        tg.start_soon(self._poll, chunk)
+
+    def _take(self, now: float) -> list[_Entry]:
+        size = self.config.batch_size
+        chunk: list[_Entry] = []
+        skipped: list[tuple[float, int, str]] = []
+        while self._heap and len(chunk) < size:
+            item = self._heap[0]
+            entry = self._live(item)
+            if entry is None:
+                heapq.heappop(self._heap)
+                continue
+            if item[0] > now:
+                if not self.config.fill:
+                    break
+                first, _ = self.config.bounds(entry.media)
+                if now - entry.last_polled < first:
+                    # Asked too recently to be worth a slot; look further, but not forever.
+                    skipped.append(heapq.heappop(self._heap))
+                    if len(skipped) >= size:
+                        break
+                    continue
+            heapq.heappop(self._heap)
+            entry.in_flight = True
+            chunk.append(entry)
+        for item in skipped:
+            heapq.heappush(self._heap, item)
+        return chunk
+
+    # -- polling ----------------------------------------------------------------------------
+
+    async def _poll(self, chunk: list[_Entry]) -> None:
+        try:
+            ids = [entry.id for entry in chunk]
+            self.requests += 1
+            self.ids_polled += len(ids)
+            try:
+                results = await self._fetch(ids)
+            except RateLimitError as exc:
+                self.throttled += 1
+                self._postpone(chunk, exc.retry_after)
+                return
+            except (TransportError, ServerError):
+                self.failed_requests += 1
+                self._postpone(chunk, None)
+                return
+            except AkoolError as exc:
+                # Nothing polling can fix (credentials, permissions): tell the waiters.
+                self.failed_requests += 1
+                for entry in chunk:
+                    entry.in_flight = False
+                    if self._entries.get(entry.id) is entry:
+                        self._finish(entry, error=exc)
+                return
+            except BaseException:
+                now = anyio.current_time()
+                for entry in chunk:
+                    entry.in_flight = False
+                    if self._entries.get(entry.id) is entry:
+                        self._schedule(entry, now)
+                raise
+            self._absorb(chunk, results)
+        finally:
+            self._slots.release()
+
+    def _postpone(self, chunk: list[_Entry], retry_after: float | None) -> None:
+        now = anyio.current_time()
+        for entry in chunk:
+            entry.in_flight = False
+            if self._entries.get(entry.id) is entry:
+                delay = max(self.config.retry_delay, retry_after or 0.0, self._interval(entry, now))
+                self._schedule(entry, now + self._jittered(delay))
+
+    def _absorb(self, chunk: list[_Entry], results: Sequence[SwapResult]) -> None:
+        now = anyio.current_time()
+        by_id = {result.id: result for result in results}
+        for entry in chunk:
+            entry.in_flight = False
+            entry.last_polled = now
+            if self._entries.get(entry.id) is not entry:
+                continue  # every waiter left while the request was out
+            result = by_id.get(entry.id)
+            if result is None:
+                if entry.misses == 0:
+                    entry.first_miss = now
+                entry.misses += 1
+                if (
+                    entry.misses >= self.config.miss_limit
+                    and now - entry.first_miss >= self.config.miss_grace
+                ):
+                    self.not_found += 1
+                    self._finish(
+                        entry,
+                        error=JobNotFoundError(
+                            f"listbyids left job {entry.id} out {entry.misses} times in a row",
+                            job_id=entry.id,
+                            result=entry.last,
+                        ),
+                    )
+                    continue
+            else:
+                entry.misses = 0
+                self._deliver(entry, result)
+                if self._entries.get(entry.id) is not entry:
+                    continue  # finished
+            self._schedule(entry, now + self._jittered(self._interval(entry, now)))
+
+    def _deliver(self, entry: _Entry, result: SwapResult) -> None:
+        """Hand a status to an entry's waiters: finish them, or report progress."""
+        previous = entry.last
+        entry.last = result
+        if result.status == SwapStatus.SUCCESS:
+            self._finish(entry, result=result)
+        elif result.status == SwapStatus.FAILED:
+            self._finish(
+                entry,
+                error=JobFailedError(f"job {entry.id} failed", job_id=entry.id, result=result),
+            )
+        elif previous is None or previous.status != result.status:
+            for waiter in list(entry.waiters):
+                if waiter.on_status is not None:
+                    waiter.on_status(result)
+
+    def _finish(
+        self, entry: _Entry, *, result: SwapResult | None = None, error: AkoolError | None = None
+    ) -> None:
+        if self._entries.get(entry.id) is entry:
+            del self._entries[entry.id]
+        waiters, entry.waiters = entry.waiters, []
+        for waiter in waiters:
+            waiter.result = result
+            waiter.error = error
+            waiter.done.set()
+        if error is None or isinstance(error, JobFailedError):
+            self.completed += len(waiters)
+
+    # -- observability ----------------------------------------------------------------------
+
+    def statistics(self) -> PollerStatistics:
+        """A snapshot of what the poller tracks and has done."""
+        return PollerStatistics(
+            tracked=len(self._entries),
+            waiters=sum(len(entry.waiters) for entry in self._entries.values()),
+            requests=self.requests,
+            ids_polled=self.ids_polled,
+            failed_requests=self.failed_requests,
+            throttled=self.throttled,
+            completed=self.completed,
+            not_found=self.not_found,
+            notifications=self.notifications,
+            webhooks_attached=self._webhooks > 0,
+        )
