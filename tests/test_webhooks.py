@@ -526,7 +526,7 @@ def test_wrong_secret_is_rejected(clock: Clock) -> None:
         (json.dumps(payload(status=0)).encode(), "'status' 0 is not a known status"),
         (json.dumps(payload(type=1)).encode(), "'type' must be a string"),
         (json.dumps(payload(url=["u"])).encode(), "'url' must be a string"),
-        (b'{"x":' * 5000 + b"1" + b"}" * 5000, "not valid JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "not valid JSON"),
     ],
 )
 def test_bad_payload_is_rejected(verifier: WebhookVerifier, plaintext: bytes, reason: str) -> None:
