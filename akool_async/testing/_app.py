@@ -1,0 +1,339 @@
+"""The aiohttp.web application: routes, the auth/rate-limit/fault middleware, handlers.
+
+Every request passes one middleware that counts it, applies a fault if one is due, checks
+auth, the ban and the rate limit, then calls the handler. Rejections by that gate (1101,
+1102, 1200, 1005) use the ``{code, msg}`` envelope on every endpoint, detectors included,
+as an API gateway in front of them would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ._faces import detect_faces, detect_legacy
+from ._media import md5_of, mp4_chunks, mp4_size, png_bytes
+from ._validate import Reject, validate_submit
+
+if TYPE_CHECKING:
+    from ._emulator import Emulator
+
+__all__ = ["build_app"]
+
+_OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
+_RESULT = re.compile(r"^final_[0-9]{17}-[0-9]{4}_([0-9a-f]{24})\.(png|mp4)$")
+_GENERATED = re.compile(r"^(faces|uploads)/[\w.-]+\.png$")
+_PATIENT = (
+    "Please be patient! If your results are not generated in three hours, "
+    "please check your input {}."
+)
+_HTML = (
+    "<html><head><title>{0}</title></head><body><center><h1>{0}</h1></center>"
+    "<hr><center>nginx</center></body></html>"
+)
+_REASONS = {
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+}
+_NO_AUTH = frozenset({"get_token", "result_file"})
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _endpoint(request: web.Request) -> str:
+    return request.match_info.route.name or "unknown"
+
+
+def _number(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else value
+
+
+class _Api:
+    """Handlers bound to one emulator."""
+
+    def __init__(self, emu: Emulator) -> None:
+        self.emu = emu
+        self._md5 = emu.md5_cache
+
+    # --- envelopes ---------------------------------------------------------------------------
+
+    def ok(self, request: web.Request, body: dict[str, Any]) -> web.Response:
+        self.emu.stats.codes[(_endpoint(request), body.get("code", 1000))] += 1
+        return web.json_response(body)
+
+    def error(self, request: web.Request, code: int, msg: str, *, key: str = "msg") -> web.Response:
+        config = self.emu.config
+        body: dict[str, Any] = {"code": code, key: msg}
+        if config.error_data == "null":
+            body["data"] = None
+        elif config.error_data == "empty":
+            body["data"] = {}
+        self.emu.stats.codes[(_endpoint(request), code)] += 1
+        return web.json_response(body, status=config.error_status.get(code, 200))
+
+    def detector(self, request: web.Request, status: int, body: dict[str, Any]) -> web.Response:
+        self.emu.stats.codes[(_endpoint(request), body["error_code"])] += 1
+        return web.json_response(body, status=status)
+
+    @staticmethod
+    async def json_body(request: web.Request) -> Any:
+        raw = await request.read()
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            return None
+
+    # --- the gate ----------------------------------------------------------------------------
+
+    def auth_code(self, request: web.Request) -> int | None:
+        """1101/1102 for bad/missing credentials, None when authorised."""
+        emu, config = self.emu, self.emu.config
+        authorization = request.headers.get("Authorization", "").strip()
+        if authorization:  # Authorization wins over x-api-key (contract 2.3)
+            scheme, _, token = authorization.partition(" ")
+            token = token.strip()
+            if scheme.lower() != "bearer":
+                return 1101
+            if not token:
+                return 1102
+            if emu.tokens.valid(token, emu.clock.now()):
+                return None
+            if config.accept_api_key_as_bearer and token == emu.api_key:
+                return None
+            return 1101
+        if "x-api-key" in request.headers:
+            key = request.headers["x-api-key"].strip()
+            if not key:
+                return 1102
+            return None if key == emu.api_key else 1101
+        return 1102
+
+    def gate(self, request: web.Request, endpoint: str) -> web.Response | None:
+        emu, config = self.emu, self.emu.config
+        if endpoint not in _NO_AUTH and (
+            endpoint != "detect_legacy" or config.legacy_detect_requires_auth
+        ):
+            code = self.auth_code(request)
+            if code is not None:
+                msg = "Authorization empty" if code == 1102 else "Authorization invalid"
+                return self.error(request, code, msg)
+            if config.banned:
+                return self.error(request, 1200, "Account banned")
+        if endpoint != "result_file" and not emu.limiter.allow(endpoint, emu.clock.now(), config):
+            return self.error(request, 1005, "Operation too frequent")
+        return None
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
+        endpoint = _endpoint(request)
+        stats = self.emu.stats
+        stats.requests[endpoint] += 1
+        fault = None if endpoint == "unknown" else self.emu.faults.pick(endpoint)
+        kind = None if fault is None else fault.kind
+        if fault is not None:
+            stats.faults[(endpoint, fault.kind)] += 1
+        if kind == "drop_before":
+            return _drop(request)
+        if fault is not None and kind == "slow":
+            await asyncio.sleep(
+                self.emu.config.slow_seconds if fault.delay is None else fault.delay
+            )
+        response: web.StreamResponse
+        if kind in ("http_500", "http_502", "http_503", "http_429"):
+            status = int(kind[5:]) if kind else 500
+            title = f"{status} {_REASONS[status]}"
+            headers = {"Retry-After": "1"} if status == 429 else {}
+            response = web.Response(
+                status=status, text=_HTML.format(title), content_type="text/html", headers=headers
+            )
+        elif kind == "rate_limited":
+            response = self.error(request, 1005, "Operation too frequent")
+        else:
+            response = self.gate(request, endpoint) or await handler(request)
+            if kind == "drop_after":
+                return _drop(request)
+            if kind == "malformed_json" and isinstance(response, web.Response):
+                raw = response.body if isinstance(response.body, bytes) else b"{}"
+                response = web.Response(
+                    status=200, body=raw[: max(1, len(raw) // 2)], content_type="application/json"
+                )
+        stats.responses[(endpoint, response.status)] += 1
+        return response
+
+    # --- handlers ----------------------------------------------------------------------------
+
+    async def get_token(self, request: web.Request) -> web.Response:
+        emu, key = self.emu, self.emu.config.token_error_key
+        body = await self.json_body(request)
+        if not isinstance(body, dict):
+            return self.error(request, 1003, "the request body must be a JSON object", key=key)
+        client_id, secret = body.get("clientId"), body.get("clientSecret")
+        if (
+            not client_id
+            or not secret
+            or not isinstance(client_id, str)
+            or not isinstance(secret, str)
+        ):
+            return self.error(request, 1102, "clientId and clientSecret are required", key=key)
+        if client_id != emu.client_id or secret != emu.client_secret:
+            return self.error(request, 1101, "Authorization invalid", key=key)
+        if emu.config.banned:
+            return self.error(request, 1200, "Account banned", key=key)
+        return self.ok(request, {"code": 1000, "token": emu.issue_token()})
+
+    async def submit(self, request: web.Request) -> web.Response:
+        emu, endpoint = self.emu, _endpoint(request)
+        body = await self.json_body(request)
+        try:
+            sub = validate_submit(endpoint, body, emu.config)
+        except Reject as exc:
+            return self.error(request, exc.code, exc.msg)
+        if emu.store.credit < emu.store.cost_of(sub.kind):
+            return self.error(request, 1006, "Quota not enough")
+        job = emu.store.create(
+            endpoint=endpoint,
+            kind=sub.kind,
+            source_urls=sub.source_urls,
+            target_urls=sub.target_urls,
+            webhook_url=sub.webhook_url,
+            request=body,
+        )
+        emu.webhook_scheduler.schedule_job(job)
+        data: dict[str, Any] = {"_id": job.id, "job_id": job.job_id}
+        v3 = endpoint in ("faceswap_image", "faceswap_video")
+        if v3 or emu.config.v4_returns_url:
+            data["url"] = emu.result_url(job)
+        msg = _PATIENT.format(job.kind) if v3 else "OK"
+        return self.ok(request, {"code": 1000, "msg": msg, "data": data})
+
+    def _ids(self, request: web.Request, raw: object) -> list[str] | web.Response:
+        config = self.emu.config
+        if not isinstance(raw, str) or not raw.strip(","):
+            return self.error(request, 1003, "_ids is required")
+        ids = list(dict.fromkeys(s.strip().lower() for s in raw.split(",") if s.strip()))
+        if config.max_ids is not None and len(ids) > config.max_ids:
+            return self.error(request, 1003, f"at most {config.max_ids} _ids per call")
+        malformed = [i for i in ids if not _OBJECT_ID.match(i)]
+        if malformed and config.malformed_ids == "error":
+            return self.error(request, 1003, f"invalid _id: {malformed[0]}")
+        return [i for i in ids if _OBJECT_ID.match(i)]
+
+    async def list_results(self, request: web.Request) -> web.Response:
+        emu = self.emu
+        ids = self._ids(request, request.query.get("_ids"))
+        if isinstance(ids, web.Response):
+            return ids
+        jobs = [job for i in ids if (job := emu.store.live(i)) is not None]
+        if len(jobs) < len(ids) and emu.config.unknown_ids == "error":
+            return self.error(request, 1003, "unknown _id")
+        if emu.config.result_order == "created":
+            jobs.sort(key=lambda j: (j.created_at, j.id))
+        elif emu.config.result_order == "shuffled":
+            emu.store.shuffle(jobs)
+        items = [emu.store.item(job, emu.base_url) for job in jobs]
+        return self.ok(request, {"code": 1000, "msg": "OK", "data": {"result": items}})
+
+    async def delete_results(self, request: web.Request) -> web.Response:
+        body = await self.json_body(request)
+        ids = self._ids(request, body.get("_ids") if isinstance(body, dict) else None)
+        if isinstance(ids, web.Response):
+            return ids
+        now = self.emu.clock.now()
+        for i in ids:
+            job = self.emu.store.live(i)
+            if job is not None:
+                job.deleted_at = now
+        return self.ok(request, {"code": 1000, "msg": "OK"})
+
+    async def quota(self, request: web.Request) -> web.Response:
+        credit = _number(self.emu.store.credit)
+        return self.ok(request, {"code": 1000, "msg": "OK", "data": {"credit": credit}})
+
+    async def detect_faces(self, request: web.Request) -> web.Response:
+        body = await self.json_body(request)
+        status, out = detect_faces(body, self.emu.config, self.emu.base_url)
+        return self.detector(request, status, out)
+
+    async def detect_legacy(self, request: web.Request) -> web.Response:
+        body = await self.json_body(request)
+        status, out = detect_legacy(body, self.emu.config, self.emu.base_url, self.emu.detect_rng)
+        return self.detector(request, status, out)
+
+    async def result_file(self, request: web.Request) -> web.StreamResponse:
+        emu, name = self.emu, request.match_info["name"]
+        if _GENERATED.match(name):
+            data = png_bytes(name)
+            etag = f'"{md5_of(iter([data]))}"'
+            return web.Response(body=data, content_type="image/png", headers={"ETag": etag})
+        match = _RESULT.match(name)
+        job = emu.store.live(match.group(1)) if match else None
+        now = emu.clock.now()
+        done = job.succeeded_at(now) if job is not None else None
+        if (
+            job is None
+            or job.file_name != name
+            or done is None
+            or now >= done + emu.config.result_ttl
+        ):
+            status = emu.config.missing_file_status
+            return web.Response(
+                status=status, text="Not Found" if status == 404 else "Access Denied"
+            )
+        if job.kind == "image":
+            data = png_bytes(f"{job.id} {job.job_id}", width=64, height=48)
+            etag = f'"{md5_of(iter([data]))}"'
+            return web.Response(body=data, content_type="image/png", headers={"ETag": etag})
+        label, size = f"{job.id} {job.job_id}", emu.config.video_size
+
+        def chunks() -> Any:
+            return mp4_chunks(
+                label, size, created=job.created_at, duration=emu.config.video_duration
+            )
+
+        cache_key = (job.id, size)
+        if cache_key not in self._md5:
+            self._md5[cache_key] = md5_of(chunks())
+        response = web.StreamResponse(
+            headers={"Content-Type": "video/mp4", "ETag": f'"{self._md5[cache_key]}"'}
+        )
+        response.content_length = mp4_size(label, size)
+        await response.prepare(request)
+        if request.method != "HEAD":
+            for chunk in chunks():
+                await response.write(chunk)
+        await response.write_eof()
+        return response
+
+
+def _drop(request: web.Request) -> web.Response:
+    """Close the TCP connection without answering (the response returned is never sent)."""
+    if request.transport is not None:
+        request.transport.abort()
+    return web.Response(status=204)
+
+
+def build_app(emu: Emulator) -> web.Application:
+    """The application serving every emulated endpoint for ``emu``."""
+    api = _Api(emu)
+    app = web.Application(middlewares=[api.middleware], client_max_size=16 * 1024 * 1024)
+    add = app.router.add_post
+    add("/api/open/v3/getToken", api.get_token, name="get_token")
+    add("/api/open/v4/faceswap/faceswapPlusByImage", api.submit, name="faceswap_plus")
+    add("/api/open/v4/faceswap/faceswapByImage", api.submit, name="faceswap_pro")
+    add("/api/open/v3/faceswap/highquality/specifyimage", api.submit, name="faceswap_image")
+    add("/api/open/v3/faceswap/highquality/specifyvideo", api.submit, name="faceswap_video")
+    app.router.add_get(
+        "/api/open/v3/faceswap/result/listbyids", api.list_results, name="list_results"
+    )
+    add("/api/open/v3/faceswap/result/delbyids", api.delete_results, name="delete_results")
+    app.router.add_get("/api/open/v3/faceswap/quota/info", api.quota, name="quota")
+    add("/interface/detect-api/detect_faces", api.detect_faces, name="detect_faces")
+    add("/detect", api.detect_legacy, name="detect_legacy")
+    app.router.add_get("/results/{name:.+}", api.result_file, name="result_file")
+    return app
