@@ -275,6 +275,7 @@ class WebhookEventStream:
         self._receiver = receiver
         self._send, self._receive = anyio.create_memory_object_stream[WebhookEvent](max_buffer)
         self._unsubscribe: Callable[[], None] | None = None
+        self._entered = False
 
     def _put(self, event: WebhookEvent) -> None:
         try:
@@ -290,6 +291,9 @@ class WebhookEventStream:
         self._send.close()
 
     async def __aenter__(self) -> Self:
+        if self._entered:
+            raise ClientStateError("an events() stream can be entered only once")
+        self._entered = True
         self._receiver._streams.add(self)
         self._unsubscribe = self._receiver.subscribe(self._put)
         return self
@@ -307,6 +311,8 @@ class WebhookEventStream:
         return self
 
     async def __anext__(self) -> WebhookEvent:
+        if not self._entered:
+            raise ClientStateError("enter events() with 'async with' before iterating it")
         try:
             return await self._receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):

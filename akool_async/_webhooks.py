@@ -82,7 +82,7 @@ class WebhookEvent:
     """
 
     id: str
-    status: SwapStatus
+    status: SwapStatus = attrs.field(converter=SwapStatus)
     type: str
     url: str | None
     timestamp: int
@@ -148,7 +148,7 @@ def _decimal_field(name: str, value: object) -> tuple[str, int]:
             _reject(f"{name!r} is too large")
         return value, int(value)
     if isinstance(value, int):
-        number = value
+        number = int(value)  # an IntEnum or other int subclass signs as its plain digits
     elif isinstance(value, float | Decimal):
         # Check the magnitude before int(): int(Decimal("1e999999999")) would never end.
         if not math.isfinite(value) or not -_TOO_LARGE < value < _TOO_LARGE:

@@ -853,6 +853,26 @@ async def test_receiver_state_errors(verifier: WebhookVerifier) -> None:
         _ = receiver.url
 
 
+@pytest.mark.anyio
+async def test_events_must_be_entered_once(verifier: WebhookVerifier) -> None:
+    """Iterating events() outside 'async with', or entering it twice, is a ClientStateError."""
+    stream = WebhookReceiver(verifier).events()
+    with pytest.raises(ClientStateError):
+        await stream.__anext__()
+    async with stream:
+        with pytest.raises(ClientStateError):
+            await stream.__aenter__()
+
+
+def test_event_status_is_converted() -> None:
+    """A WebhookEvent built by hand (e.g. in a test double) turns an int status into SwapStatus."""
+    event = WebhookEvent(
+        id="a", status=4, type="faceswap", url=None, timestamp=0, nonce="1", signature="0" * 40
+    )
+
+    assert (event.status, event.is_terminal) == (SwapStatus.FAILED, True)
+
+
 def test_receiver_rejects_bad_settings(verifier: WebhookVerifier) -> None:
     """Sizes below 1 are refused at construction."""
     with pytest.raises(ValueError):
