@@ -1,1 +1,114 @@
-"""akool_async: async-first SDK for the AKOOL Face Swap API."""
+"""akool_async: async-first SDK for the AKOOL Face Swap API.
+
+::
+
+    from akool_async import AsyncClient
+
+    async with AsyncClient(api_key="...") as client:
+        job = await client.faceswap_plus(source_url="https://...", target_url="https://...")
+        [result] = await client.get_results([job.id])
+"""
+
+from ._client import AsyncClient, ClientStatistics
+from ._config import Limits, Timeout
+from ._errors import (
+    AccountBannedError,
+    AkoolError,
+    AmbiguousSubmitError,
+    APIError,
+    AuthenticationError,
+    ClientStateError,
+    DetectionError,
+    InsufficientCreditError,
+    JobError,
+    JobFailedError,
+    JobNotFoundError,
+    JobTimeoutError,
+    JournalError,
+    MediaError,
+    NotFoundError,
+    ParameterError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    TooManyFacesError,
+    TransportError,
+    ValidationError,
+    WebhookVerificationError,
+    error_for_code,
+)
+from ._models import (
+    DetectedFace,
+    DetectedFrame,
+    DetectFaces,
+    FaceDetection,
+    FaceImage,
+    FaceInfo,
+    FaceMapping,
+    ImageSwap,
+    LegacyDetect,
+    LegacyFaceDetection,
+    MediaType,
+    ModelStyle,
+    PlusSwap,
+    ProSwap,
+    SwapJob,
+    SwapKind,
+    SwapResult,
+    SwapStatus,
+    VideoSwap,
+    bbox_from_region,
+)
+from ._retry import RetryPolicy
+
+__all__ = [
+    "APIError",
+    "AccountBannedError",
+    "AkoolError",
+    "AmbiguousSubmitError",
+    "AsyncClient",
+    "AuthenticationError",
+    "ClientStateError",
+    "ClientStatistics",
+    "DetectFaces",
+    "DetectedFace",
+    "DetectedFrame",
+    "DetectionError",
+    "FaceDetection",
+    "FaceImage",
+    "FaceInfo",
+    "FaceMapping",
+    "ImageSwap",
+    "InsufficientCreditError",
+    "JobError",
+    "JobFailedError",
+    "JobNotFoundError",
+    "JobTimeoutError",
+    "JournalError",
+    "LegacyDetect",
+    "LegacyFaceDetection",
+    "Limits",
+    "MediaError",
+    "MediaType",
+    "ModelStyle",
+    "NotFoundError",
+    "ParameterError",
+    "PermissionDeniedError",
+    "PlusSwap",
+    "ProSwap",
+    "RateLimitError",
+    "RetryPolicy",
+    "ServerError",
+    "SwapJob",
+    "SwapKind",
+    "SwapResult",
+    "SwapStatus",
+    "Timeout",
+    "TooManyFacesError",
+    "TransportError",
+    "ValidationError",
+    "VideoSwap",
+    "WebhookVerificationError",
+    "bbox_from_region",
+    "error_for_code",
+]

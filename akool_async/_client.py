@@ -1,0 +1,827 @@
+"""``AsyncClient``: the aiohttp session, authentication, retries, and one generic ``_call``.
+
+Every operation ends in ``AsyncClient._call(endpoint, request)``:
+
+1. the request is encoded by ``_wire.build_request`` (sans-I/O);
+2. each attempt waits at the client-wide throttle gate, adds the auth header (fetching the
+   getToken token once, under a lock, in client-id mode), sends, and decodes with
+   ``_wire.decode``; aiohttp exceptions are translated here and nowhere else;
+3. a failed attempt is classified by how far the request provably got (``_Delivery``) and
+   retried by ``backoff`` under the call's ``RetryPolicy`` when that is safe:
+
+   * reads (listbyids, quota, detectors, getToken, delbyids) on a transport error, HTTP 5xx,
+     1005 or HTTP 429;
+   * job-creating POSTs only when the request never reached the server (the connection could
+     not be made) or the server refused it without acting (1005, HTTP 429, HTTP 503). A
+     create that may have been accepted (read timeout, dropped connection, other 5xx, a
+     malformed 200) raises ``AmbiguousSubmitError`` and is never retried silently.
+
+A 1005/429 anywhere closes a client-wide gate (``_Gate``) so that every concurrent request
+(submitters and pollers together) pauses, not only the one that was refused.
+
+Instrumentation for orchestration: ``statistics()`` (a snapshot of counters) and the
+provisional ``on_event(name, **data)`` hook; see ``AsyncClient``.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib.metadata
+import json
+import logging
+import os
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, TypeVar
+from urllib.parse import urlsplit
+
+import aiohttp
+import anyio
+import attrs
+import backoff
+
+from ._config import Limits, Timeout
+from ._endpoints import (
+    DELETE_RESULTS,
+    DETECT_FACES,
+    FACESWAP_IMAGE,
+    FACESWAP_PLUS,
+    FACESWAP_PRO,
+    FACESWAP_VIDEO,
+    GET_CREDIT,
+    GET_TOKEN,
+    LEGACY_DETECT,
+    LIST_RESULTS,
+    AsyncBinder,
+    Endpoint,
+    Host,
+    Operation,
+)
+from ._errors import (
+    AkoolError,
+    AmbiguousSubmitError,
+    APIError,
+    AuthenticationError,
+    ClientStateError,
+    DetectionError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+    ValidationError,
+)
+from ._models import (
+    CreditQuery,
+    DeleteQuery,
+    DetectFaces,
+    ImageSwap,
+    LegacyDetect,
+    PlusSwap,
+    ProSwap,
+    ResultsQuery,
+    SwapResult,
+    TokenRequest,
+    VideoSwap,
+    validate_ids,
+)
+from ._retry import RetryPolicy
+from ._wire import BODY_LIMIT, WireRequest, build_request, decode
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_LEGACY_DETECTOR_URL",
+    "AsyncClient",
+    "ClientStatistics",
+    "EventHook",
+]
+
+R = TypeVar("R")
+
+#: The API host (contract section 1).
+DEFAULT_BASE_URL: Final = "https://openapi.akool.com"
+#: The legacy detector's host, used when ``base_url`` is the default.
+DEFAULT_LEGACY_DETECTOR_URL: Final = "https://sg3.akool.com"
+
+#: ``on_event(name, **data)``: called synchronously; exceptions are logged and swallowed.
+EventHook = Callable[..., None]
+
+_logger = logging.getLogger("akool_async")
+
+
+def _user_agent() -> str:
+    try:
+        version = importlib.metadata.version("akool-async")
+    except importlib.metadata.PackageNotFoundError:
+        version = "0+unknown"
+    return f"akool-async/{version}"
+
+
+# --------------------------------------------------------------------------------------------
+# Internal state
+
+
+class _State(enum.Enum):
+    UNOPENED = "unopened"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class _Delivery(enum.Enum):
+    """How far a failed attempt provably got."""
+
+    UNSENT = "unsent"  # never reached the server: no connection, or failed before sending
+    REFUSED = "refused"  # the server answered that it did not act (1005, 429, 503)
+    AMBIGUOUS = "ambiguous"  # it may have been accepted (timeout, dropped, 5xx, bad body)
+    ANSWERED = "answered"  # the server answered with a definite failure code
+
+
+class _Failure(Exception):
+    """One failed attempt, classified; ``backoff`` retries it when ``retryable``."""
+
+    def __init__(
+        self, error: AkoolError, delivery: _Delivery, *, retryable: bool, throttled: bool = False
+    ) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.delivery = delivery
+        self.retryable = retryable
+        self.throttled = throttled
+        self.retry_after = error.retry_after if isinstance(error, APIError) else None
+
+
+def _not_retryable(exc: Exception) -> bool:
+    return not (isinstance(exc, _Failure) and exc.retryable)
+
+
+@attrs.frozen(kw_only=True)
+class ClientStatistics:
+    """A snapshot of a client's counters (shared by its ``with_options`` views).
+
+    Attributes:
+        requests: HTTP attempts sent, per endpoint name (``"faceswap_plus"``, ``"list_results"``,
+            ``"quota"``, ``"get_token"``...).
+        retries: Retries scheduled, per endpoint name.
+        throttled: 1005 / HTTP 429 answers received.
+        throttle_waits: Attempts that had to wait at the closed throttle gate.
+        throttle_wait_seconds: Total seconds attempts spent waiting at the gate.
+        token_fetches: getToken calls that produced a token.
+        token_refreshes: Requests replayed after a 1101 with a fresh token.
+        ambiguous_submits: ``AmbiguousSubmitError`` raised.
+    """
+
+    requests: Mapping[str, int]
+    retries: Mapping[str, int]
+    throttled: int
+    throttle_waits: int
+    throttle_wait_seconds: float
+    token_fetches: int
+    token_refreshes: int
+    ambiguous_submits: int
+
+
+@attrs.define
+class _Stats:
+    requests: Counter[str] = attrs.field(factory=Counter)
+    retries: Counter[str] = attrs.field(factory=Counter)
+    throttled: int = 0
+    throttle_waits: int = 0
+    throttle_wait_seconds: float = 0.0
+    token_fetches: int = 0
+    token_refreshes: int = 0
+    ambiguous_submits: int = 0
+
+    def snapshot(self) -> ClientStatistics:
+        return ClientStatistics(
+            requests=dict(self.requests),
+            retries=dict(self.retries),
+            throttled=self.throttled,
+            throttle_waits=self.throttle_waits,
+            throttle_wait_seconds=self.throttle_wait_seconds,
+            token_fetches=self.token_fetches,
+            token_refreshes=self.token_refreshes,
+            ambiguous_submits=self.ambiguous_submits,
+        )
+
+
+class _Gate:
+    """A client-wide pause after a 1005/429: every attempt waits until it reopens.
+
+    Each throttle answer closes it for the server's ``Retry-After`` or else for the policy's
+    backoff step at the current streak of throttle answers (``initial_delay *
+    multiplier**(streak-1)``, capped); any successful answer resets the streak.
+    """
+
+    def __init__(self) -> None:
+        self.open_at = 0.0
+        self.streak = 0
+
+    def close_for(self, seconds: float) -> None:
+        self.open_at = max(self.open_at, time.monotonic() + seconds)
+
+    def remaining(self) -> float:
+        return max(0.0, self.open_at - time.monotonic())
+
+    async def wait(self) -> float:
+        waited = 0.0
+        while (remaining := self.open_at - time.monotonic()) > 0:
+            await anyio.sleep(remaining)
+            waited += remaining
+        return waited
+
+
+def _hidden(value: object) -> str:
+    return "None" if value is None else "'***'"
+
+
+@attrs.define(kw_only=True)
+class _Auth:
+    """Credentials (never in a repr) and the cached bearer token."""
+
+    api_key: str | None = attrs.field(repr=_hidden)
+    client_id: str | None
+    client_secret: str | None = attrs.field(repr=_hidden)
+    token: str | None = attrs.field(default=None, repr=_hidden)
+    lock: anyio.Lock = attrs.field(factory=anyio.Lock, repr=False)
+
+    @property
+    def uses_token(self) -> bool:
+        return self.api_key is None
+
+
+@attrs.define(kw_only=True)
+class _Shared:
+    """What a client and its ``with_options`` views share."""
+
+    auth: _Auth
+    base_url: str
+    detector_base_url: str
+    limits: Limits
+    max_ids_per_request: int
+    session: aiohttp.ClientSession | None
+    owns_session: bool
+    on_event: EventHook | None
+    state: _State = _State.UNOPENED
+    gate: _Gate = attrs.field(factory=_Gate)
+    stats: _Stats = attrs.field(factory=_Stats)
+
+
+def _check_base_url(value: str, field: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValidationError(f"must be an absolute http(s) URL, got {value!r}", field=field)
+    return value.rstrip("/")
+
+
+def _chunks(ids: tuple[str, ...], size: int) -> Iterator[tuple[str, ...]]:
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
+
+
+def _body_text(error: AkoolError) -> str | None:
+    body = getattr(error, "body", None)
+    if body is None or isinstance(body, str):
+        return body
+    try:
+        return json.dumps(body)[:BODY_LIMIT]
+    except (TypeError, ValueError):
+        return repr(body)[:BODY_LIMIT]
+
+
+# --------------------------------------------------------------------------------------------
+# The client
+
+
+class AsyncClient(AsyncBinder):
+    """Async client of the AKOOL Face Swap API; use it as ``async with AsyncClient() as c:``.
+
+    Configuration comes from the arguments, else from the environment (``AKOOL_API_KEY``,
+    ``AKOOL_CLIENT_ID``, ``AKOOL_CLIENT_SECRET``, ``AKOOL_BASE_URL``,
+    ``AKOOL_DETECTOR_BASE_URL``). When any credential argument is passed, no credential is
+    read from the environment.
+
+    Args:
+        api_key: Sent as ``x-api-key`` (the recommended auth). Wins over client credentials.
+        client_id: With ``client_secret`` and no ``api_key``: a bearer token is fetched once
+            from getToken and cached (re-fetched once on 1101). Also kept, with the secret
+            (or the API key, which is the same value), for the webhook verifier.
+        client_secret: See ``client_id``.
+        base_url: The API host (default ``https://openapi.akool.com``).
+        detector_base_url: The legacy detector's host. Defaults to ``https://sg3.akool.com``
+            with the default ``base_url``, else to ``base_url`` (emulators serve ``/detect``).
+        timeout: Per-attempt time limits.
+        limits: Connection pool limits (ignored with a caller-owned ``session``).
+        retry: The default ``RetryPolicy``; override per call with ``with_options(retry=...)``.
+        max_ids_per_request: Most ids per listbyids/delbyids call (``get_results`` chunks).
+        session: A caller-owned ``aiohttp.ClientSession`` to use; it is never closed here.
+        on_event: Provisional instrumentation hook, ``on_event(name, **data)``, called
+            synchronously for ``"retried"`` (endpoint, attempt, delay, error), ``"throttled"``
+            (endpoint, delay, status, code), ``"token_fetched"`` () and
+            ``"ambiguous_submit"`` (endpoint, request, error). Its exceptions are logged.
+
+    Raises:
+        ValidationError: no usable credentials (nothing is sent), or a bad URL or option.
+    """
+
+    faceswap_plus = Operation(FACESWAP_PLUS, PlusSwap, name="faceswap_plus")
+    faceswap_pro = Operation(FACESWAP_PRO, ProSwap, name="faceswap_pro")
+    faceswap_image = Operation(FACESWAP_IMAGE, ImageSwap, name="faceswap_image")
+    faceswap_video = Operation(FACESWAP_VIDEO, VideoSwap, name="faceswap_video")
+    detect_faces = Operation(DETECT_FACES, DetectFaces, name="detect_faces")
+    detect_faces_legacy = Operation(LEGACY_DETECT, LegacyDetect, name="detect_faces_legacy")
+
+    _shared: _Shared
+    _retry: RetryPolicy
+    _timeout: Timeout
+    _owner: bool
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        base_url: str | None = None,
+        detector_base_url: str | None = None,
+        timeout: Timeout | None = None,
+        limits: Limits | None = None,
+        retry: RetryPolicy | None = None,
+        max_ids_per_request: int = 50,
+        session: aiohttp.ClientSession | None = None,
+        on_event: EventHook | None = None,
+    ) -> None:
+        self._owner = False  # until construction succeeds: __del__ must not warn
+        env = os.environ
+        if api_key is None and client_id is None and client_secret is None:
+            api_key = env.get("AKOOL_API_KEY") or None
+            client_id = env.get("AKOOL_CLIENT_ID") or None
+            client_secret = env.get("AKOOL_CLIENT_SECRET") or None
+        if api_key is not None and not api_key:
+            raise ValidationError("must not be empty", field="api_key")
+        if api_key is None and not (client_id and client_secret):
+            raise ValidationError(
+                "no credentials: pass api_key= (or client_id= and client_secret=), or set "
+                "AKOOL_API_KEY (or AKOOL_CLIENT_ID and AKOOL_CLIENT_SECRET)",
+                field="api_key",
+            )
+        base = _check_base_url(
+            base_url or env.get("AKOOL_BASE_URL") or DEFAULT_BASE_URL, "base_url"
+        )
+        detector = detector_base_url or env.get("AKOOL_DETECTOR_BASE_URL")
+        if detector is None:
+            detector = DEFAULT_LEGACY_DETECTOR_URL if base == DEFAULT_BASE_URL else base
+        detector = _check_base_url(detector, "detector_base_url")
+        if isinstance(max_ids_per_request, bool) or not isinstance(max_ids_per_request, int):
+            raise ValidationError("must be an integer", field="max_ids_per_request")
+        if max_ids_per_request < 1:
+            raise ValidationError("must be at least 1", field="max_ids_per_request")
+        if session is not None and not isinstance(session, aiohttp.ClientSession):
+            raise ValidationError("must be an aiohttp.ClientSession", field="session")
+        self._shared = _Shared(
+            auth=_Auth(api_key=api_key, client_id=client_id, client_secret=client_secret),
+            base_url=base,
+            detector_base_url=detector,
+            limits=limits if limits is not None else Limits(),
+            max_ids_per_request=max_ids_per_request,
+            session=session,
+            owns_session=session is None,
+            on_event=on_event,
+        )
+        self._retry = retry if retry is not None else RetryPolicy()
+        self._timeout = timeout if timeout is not None else Timeout()
+        self._owner = True
+
+    # ---- configuration ----------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """The API host."""
+        return self._shared.base_url
+
+    @property
+    def detector_base_url(self) -> str:
+        """The legacy detector's host."""
+        return self._shared.detector_base_url
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The retry policy of this client (or view)."""
+        return self._retry
+
+    @property
+    def timeout(self) -> Timeout:
+        """The per-attempt time limits of this client (or view)."""
+        return self._timeout
+
+    @property
+    def limits(self) -> Limits:
+        """The connection pool limits."""
+        return self._shared.limits
+
+    @property
+    def max_ids_per_request(self) -> int:
+        """Most ids per listbyids/delbyids call."""
+        return self._shared.max_ids_per_request
+
+    @property
+    def client_id(self) -> str | None:
+        """The clientId, if one was configured (webhook decryption needs it)."""
+        return self._shared.auth.client_id
+
+    @property
+    def client_secret(self) -> str | None:
+        """The clientSecret for webhook decryption: the one given, else the API key.
+
+        The docs say the API key *is* the clientSecret. Never logged or shown in a repr.
+        """
+        auth = self._shared.auth
+        return auth.client_secret if auth.client_secret is not None else auth.api_key
+
+    @property
+    def is_closed(self) -> bool:
+        """True once ``aclose()`` ran."""
+        return self._shared.state is _State.CLOSED
+
+    def with_options(
+        self, *, retry: RetryPolicy | None = None, timeout: Timeout | None = None
+    ) -> AsyncClient:
+        """A lightweight view with another retry policy and/or timeout.
+
+        The view shares this client's session, token, throttle gate and counters; open and
+        close the original client, not the view. Example::
+
+            patient = client.with_options(retry=attrs.evolve(client.retry, max_attempts=8))
+            await patient.get_results(ids)
+        """
+        view = object.__new__(type(self))
+        view._shared = self._shared
+        view._retry = retry if retry is not None else self._retry
+        view._timeout = timeout if timeout is not None else self._timeout
+        view._owner = False
+        return view
+
+    def statistics(self) -> ClientStatistics:
+        """A snapshot of the request, retry, throttle and token counters."""
+        return self._shared.stats.snapshot()
+
+    def __repr__(self) -> str:
+        auth = "api_key" if self._shared.auth.api_key is not None else "client_credentials"
+        view = "" if self._owner else " view"
+        state = self._shared.state.value
+        return f"<AsyncClient{view} {self._shared.base_url!r} auth={auth} {state}>"
+
+    # ---- lifecycle --------------------------------------------------------------------------
+
+    async def __aenter__(self) -> AsyncClient:
+        shared = self._shared
+        if not self._owner:
+            raise ClientStateError(
+                "a with_options() view shares its parent's session: open the parent client"
+            )
+        if shared.state is _State.OPEN:
+            raise ClientStateError("this AsyncClient is already open")
+        if shared.state is _State.CLOSED:
+            raise ClientStateError("this AsyncClient was closed; create a new one")
+        if shared.session is None:
+            limits = shared.limits
+            connector_args: dict[str, Any] = {
+                "limit": limits.max_connections,
+                "limit_per_host": limits.max_connections_per_host,
+            }
+            if limits.keepalive_timeout is not None:
+                connector_args["keepalive_timeout"] = limits.keepalive_timeout
+            shared.session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(**connector_args),
+                timeout=self._client_timeout(self._timeout),
+                headers={"User-Agent": _user_agent()},
+            )
+        elif shared.session.closed:
+            raise ClientStateError("the session passed as session= is already closed")
+        shared.state = _State.OPEN
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the client and its own session (never a caller-owned one). Idempotent."""
+        shared = self._shared
+        if not self._owner or shared.state is _State.CLOSED:
+            return
+        shared.state = _State.CLOSED
+        session, shared.session = shared.session, None
+        if session is not None and shared.owns_session:
+            await session.close()
+
+    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+        shared: _Shared | None = getattr(self, "_shared", None)
+        if getattr(self, "_owner", False) and shared is not None and shared.state is _State.OPEN:
+            _warn(
+                f"unclosed {self!r}: use 'async with AsyncClient(...)' or 'await client.aclose()'",
+                ResourceWarning,
+                source=self,
+            )
+
+    def _session(self) -> aiohttp.ClientSession:
+        shared = self._shared
+        if shared.state is _State.UNOPENED:
+            raise ClientStateError(
+                "this AsyncClient is not open: use 'async with AsyncClient(...) as client:'"
+            )
+        if shared.state is _State.CLOSED or shared.session is None:
+            raise ClientStateError("this AsyncClient is closed; create a new one")
+        if shared.session.closed:
+            raise ClientStateError("the caller-owned session was closed under this AsyncClient")
+        return shared.session
+
+    # ---- conveniences -----------------------------------------------------------------------
+
+    async def get_results(self, ids: Iterable[str]) -> list[SwapResult]:
+        """The current state of jobs, by ``_id``; unknown (deleted, expired) ids are absent.
+
+        Ids are deduplicated and sent ``max_ids_per_request`` at a time.
+
+        Raises:
+            ValidationError: an id is not 24 hex digits (nothing is sent).
+        """
+        unique = validate_ids(ids)
+        results: list[SwapResult] = []
+        for chunk in _chunks(unique, self._shared.max_ids_per_request):
+            page = await self._call(LIST_RESULTS, ResultsQuery(ids=chunk))
+            results.extend(page.result)
+        return results
+
+    async def delete_results(self, ids: Iterable[str]) -> None:
+        """Delete job records (permanent), ``max_ids_per_request`` ids per call.
+
+        Raises:
+            ValidationError: an id is not 24 hex digits (nothing is sent).
+        """
+        unique = validate_ids(ids)
+        for chunk in _chunks(unique, self._shared.max_ids_per_request):
+            await self._call(DELETE_RESULTS, DeleteQuery(ids=chunk))
+
+    async def get_credit(self) -> float:
+        """The account's credit balance."""
+        return (await self._call(GET_CREDIT, CreditQuery())).credit
+
+    # ---- the one generic call ---------------------------------------------------------------
+
+    async def _call(
+        self, endpoint: Endpoint[Any, R], request: Any, *, retry: RetryPolicy | None = None
+    ) -> R:
+        """Send ``request`` to ``endpoint`` with retries; return the decoded answer.
+
+        Raises:
+            ClientStateError: the client is not open.
+            AmbiguousSubmitError: a job-creating request may have reached the server.
+            APIError: the server's failure code (after any retries).
+            TransportError: no usable answer (after any retries).
+        """
+        self._session()
+        policy = retry if retry is not None else self._retry
+        if isinstance(request, DetectFaces | LegacyDetect) and isinstance(request.img, Path):
+            request = attrs.evolve(request, img=await anyio.Path(request.img).read_bytes())
+        wire = build_request(endpoint, request)
+        attempts = 0
+
+        async def attempt() -> R:
+            nonlocal attempts
+            attempts += 1
+            return await self._attempt(endpoint, wire, request, policy, attempts)
+
+        async def on_backoff(details: Mapping[str, Any]) -> None:
+            failure: _Failure = details["exception"]
+            self._shared.stats.retries[endpoint.name] += 1
+            _logger.debug(
+                "retrying %s in %.3fs after attempt %d: %s",
+                endpoint.name,
+                details["wait"],
+                details["tries"],
+                failure.error,
+            )
+            self._emit(
+                "retried",
+                endpoint=endpoint.name,
+                attempt=details["tries"],
+                delay=details["wait"],
+                error=failure.error,
+            )
+
+        retrying = backoff.on_exception(
+            policy.wait_gen,
+            _Failure,
+            max_tries=policy.max_attempts,
+            max_time=policy.max_elapsed,
+            jitter=None,
+            giveup=_not_retryable,
+            on_backoff=on_backoff,
+            logger=None,
+        )(attempt)
+        try:
+            result: R = await retrying()
+        except _Failure as failure:
+            error = failure.error
+            if endpoint.creates_job and failure.delivery is _Delivery.AMBIGUOUS:
+                self._shared.stats.ambiguous_submits += 1
+                self._emit("ambiguous_submit", endpoint=endpoint.name, request=request, error=error)
+                raise AmbiguousSubmitError(
+                    f"{endpoint.name}: the request may have reached the server and created a "
+                    f"job ({error}); it was not retried, reconcile before resubmitting",
+                    request=request,
+                    status=getattr(error, "status", None),
+                    body=_body_text(error),
+                ) from error
+            raise error from error.__cause__
+        return result
+
+    async def _attempt(
+        self,
+        endpoint: Endpoint[Any, R],
+        wire: WireRequest,
+        request: Any,
+        policy: RetryPolicy,
+        attempt: int,
+    ) -> R:
+        """One attempt (plus one replay after a 1101 in token mode); raises ``_Failure``."""
+        shared = self._shared
+        waited = await shared.gate.wait()
+        if waited > 0:
+            shared.stats.throttle_waits += 1
+            shared.stats.throttle_wait_seconds += waited
+        headers, token = await self._auth_headers(endpoint)
+        try:
+            return await self._exchange(endpoint, wire, request, headers, policy, attempt)
+        except _Failure as failure:
+            error = failure.error
+            if not (token is not None and isinstance(error, AuthenticationError)):
+                raise
+            if error.code != 1101:
+                raise
+        # 1101: the token was refused before anything was done; fetch a new one, replay once.
+        shared.stats.token_refreshes += 1
+        _logger.debug("%s: token refused (1101); fetching a new one", endpoint.name)
+        headers, _ = await self._auth_headers(endpoint, stale=token)
+        return await self._exchange(endpoint, wire, request, headers, policy, attempt)
+
+    async def _auth_headers(
+        self, endpoint: Endpoint[Any, Any], *, stale: str | None = None
+    ) -> tuple[dict[str, str], str | None]:
+        """The auth header (never both kinds: ``Authorization`` would win, quirk 19)."""
+        auth = self._shared.auth
+        if not endpoint.authenticated:
+            return {}, None
+        if auth.api_key is not None:
+            return {"x-api-key": auth.api_key}, None
+        try:
+            token = await self._token(stale=stale)
+        except AkoolError as exc:
+            # getToken ran its own retries; the request itself was never sent.
+            raise _Failure(exc, _Delivery.UNSENT, retryable=False) from exc
+        return {"Authorization": f"Bearer {token}"}, token
+
+    async def _token(self, *, stale: str | None = None) -> str:
+        """The cached token; one getToken call for any number of concurrent first callers."""
+        auth = self._shared.auth
+        if auth.token is not None and auth.token != stale:
+            return auth.token
+        async with auth.lock:
+            if auth.token is not None and auth.token != stale:
+                return auth.token
+            assert auth.client_id is not None
+            assert auth.client_secret is not None
+            answer = await self._call(
+                GET_TOKEN,
+                TokenRequest(client_id=auth.client_id, client_secret=auth.client_secret),
+            )
+            auth.token = answer.token
+            self._shared.stats.token_fetches += 1
+            self._emit("token_fetched")
+            return answer.token
+
+    async def _exchange(
+        self,
+        endpoint: Endpoint[Any, R],
+        wire: WireRequest,
+        request: Any,
+        headers: dict[str, str],
+        policy: RetryPolicy,
+        attempt: int,
+    ) -> R:
+        """Send once, decode, and classify any failure into a ``_Failure``."""
+        shared = self._shared
+        session = self._session()
+        base = shared.base_url if wire.host is Host.API else shared.detector_base_url
+        url = base + wire.path
+        shared.stats.requests[endpoint.name] += 1
+        started = time.monotonic()
+        try:
+            async with session.request(
+                wire.method,
+                url,
+                params=wire.params,
+                json=wire.json,
+                headers=headers,
+                timeout=self._client_timeout(self._timeout),
+            ) as response:
+                body = await response.read()
+                status = response.status
+                response_headers = response.headers
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            elapsed = time.monotonic() - started
+            _logger.debug(
+                "%s %s -> not connected in %.3fs (attempt %d): %s",
+                wire.method,
+                wire.path,
+                elapsed,
+                attempt,
+                type(exc).__name__,
+            )
+            error = TransportError(f"{endpoint.name}: could not connect to {base}: {exc}")
+            error.__cause__ = exc
+            raise _Failure(error, _Delivery.UNSENT, retryable=True) from exc
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            elapsed = time.monotonic() - started
+            _logger.debug(
+                "%s %s -> failed in %.3fs (attempt %d): %s",
+                wire.method,
+                wire.path,
+                elapsed,
+                attempt,
+                type(exc).__name__,
+            )
+            what = "timed out" if isinstance(exc, TimeoutError) else f"failed: {exc!r}"
+            error = TransportError(f"{endpoint.name}: the request {what}")
+            error.__cause__ = exc
+            raise _Failure(error, _Delivery.AMBIGUOUS, retryable=not endpoint.creates_job) from exc
+        elapsed = time.monotonic() - started
+        _logger.debug(
+            "%s %s -> %d in %.3fs (attempt %d)", wire.method, wire.path, status, elapsed, attempt
+        )
+        try:
+            result = decode(endpoint, status, response_headers, body, request=request)
+        except (APIError, TransportError) as exc:
+            raise self._classify(endpoint, exc, status, policy) from exc
+        shared.gate.streak = 0
+        return result
+
+    def _classify(
+        self,
+        endpoint: Endpoint[Any, Any],
+        error: APIError | TransportError,
+        status: int,
+        policy: RetryPolicy,
+    ) -> _Failure:
+        """How far a request that got an answer provably got, and whether to retry it."""
+        read = not endpoint.creates_job
+        if isinstance(error, RateLimitError):
+            self._throttle(endpoint, error, status, policy)
+            return _Failure(error, _Delivery.REFUSED, retryable=True, throttled=True)
+        if status == 503:
+            return _Failure(error, _Delivery.REFUSED, retryable=True)
+        if isinstance(error, DetectionError):
+            return _Failure(error, _Delivery.ANSWERED, retryable=False)
+        if isinstance(error, TransportError | ServerError) or (
+            status >= 500 and error.code is None
+        ):
+            return _Failure(error, _Delivery.AMBIGUOUS, retryable=read)
+        return _Failure(error, _Delivery.ANSWERED, retryable=read and status >= 500)
+
+    def _throttle(
+        self, endpoint: Endpoint[Any, Any], error: RateLimitError, status: int, policy: RetryPolicy
+    ) -> None:
+        gate = self._shared.gate
+        gate.streak += 1
+        delay = error.retry_after if error.retry_after is not None else policy.step(gate.streak - 1)
+        gate.close_for(delay)
+        self._shared.stats.throttled += 1
+        _logger.debug(
+            "%s throttled (HTTP %d, code %s): gate closed for %.3fs",
+            endpoint.name,
+            status,
+            error.code,
+            delay,
+        )
+        self._emit("throttled", endpoint=endpoint.name, delay=delay, status=status, code=error.code)
+
+    @staticmethod
+    def _client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(
+            total=timeout.total, sock_connect=timeout.connect, sock_read=timeout.read
+        )
+
+    def _emit(self, name: str, **data: Any) -> None:
+        hook = self._shared.on_event
+        if hook is None:
+            return
+        try:
+            hook(name, **data)
+        except Exception:
+            _logger.exception("the on_event hook raised for %r", name)

@@ -1,0 +1,69 @@
+"""Configuration objects for ``AsyncClient``: ``Timeout`` and ``Limits`` (httpx style).
+
+Both are frozen, keyword-only attrs classes: build variants with ``attrs.evolve``. They carry
+no aiohttp types; ``_client.py`` translates them into ``aiohttp.ClientTimeout`` and
+``aiohttp.TCPConnector`` arguments.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import attrs
+
+from ._errors import ValidationError
+
+__all__ = ["Limits", "Timeout"]
+
+
+def _positive_or_none(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValidationError(
+            f"must be a positive number of seconds or None, got {value!r}", field=attribute.name
+        )
+
+
+def _count(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValidationError(f"must be an integer >= 0, got {value!r}", field=attribute.name)
+
+
+@attrs.frozen(kw_only=True)
+class Timeout:
+    """Time limits for one HTTP request (one attempt; retries get fresh limits).
+
+    Args:
+        connect: Seconds to establish a connection (socket connect). A connect that times
+            out provably never sent the request, so even a job-creating call is retried.
+        read: Seconds to wait for each chunk of the response once the request was sent.
+        total: Seconds for the whole attempt, connection pool wait included. None: no limit.
+    """
+
+    connect: float | None = attrs.field(default=10.0, validator=_positive_or_none)
+    read: float | None = attrs.field(default=60.0, validator=_positive_or_none)
+    total: float | None = attrs.field(default=120.0, validator=_positive_or_none)
+
+
+@attrs.frozen(kw_only=True)
+class Limits:
+    """Connection pool limits of the client's own aiohttp session.
+
+    Ignored when the caller passes its own ``session=`` (the caller's connector rules).
+
+    Args:
+        max_connections: Open connections in total; 0 means unlimited.
+        max_connections_per_host: Open connections per host; 0 means unlimited.
+        keepalive_timeout: Seconds an idle connection is kept for reuse.
+    """
+
+    max_connections: int = attrs.field(default=100, validator=_count)
+    max_connections_per_host: int = attrs.field(default=0, validator=_count)
+    keepalive_timeout: float | None = attrs.field(default=15.0, validator=_positive_or_none)

@@ -1,0 +1,427 @@
+"""Every AKOOL operation, declared once as data, and the descriptors that bind them to clients.
+
+``ENDPOINTS`` is the table: one frozen ``Endpoint`` per HTTP operation (method, path, host,
+request and response types, envelope kind, and whether it creates a job, which decides
+retry-safety). Nothing else in the SDK knows a path.
+
+The public operations of a client are ``Operation`` descriptors over that table. Reading one
+from an instance binds it:
+
+* on an ``AsyncBinder`` (``AsyncClient``) it gives an ``AsyncOperation``, called as
+  ``await client.faceswap_plus(PlusSwap(...))`` or ``await client.faceswap_plus(source_url=...)``
+  (the keyword arguments are the request class's, through a ``ParamSpec``, so type checkers
+  see the real signature), which ends in ``AsyncBinder._call(endpoint, request)``;
+* on a ``BlockingBinder`` (the blocking ``Client``) it gives a ``BlockingOperation`` with the
+  same two call forms returning the response directly, which ends in
+  ``BlockingBinder._call_blocking(endpoint, request)``.
+
+The non-endpoint conveniences of ``AsyncClient`` (``get_results``, ...) are mirrored on a
+blocking client with ``BlockingMirror(AsyncClient.get_results)``: one line each, typed from
+the async method's own signature. ``PUBLIC_OPERATIONS`` lists every public operation name, so
+a test can check that both clients expose the same set.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
+from typing import (
+    Any,
+    Concatenate,
+    Final,
+    Generic,
+    Literal,
+    ParamSpec,
+    Self,
+    TypeVar,
+    cast,
+    overload,
+)
+
+import attrs
+
+from ._models import (
+    Credit,
+    CreditQuery,
+    Deleted,
+    DeleteQuery,
+    DetectFaces,
+    FaceDetection,
+    ImageSwap,
+    LegacyDetect,
+    LegacyFaceDetection,
+    PlusSwap,
+    ProSwap,
+    ResultPage,
+    ResultsQuery,
+    SwapJob,
+    Token,
+    TokenRequest,
+    VideoSwap,
+)
+
+__all__ = [
+    "DELETE_RESULTS",
+    "DETECT_FACES",
+    "ENDPOINTS",
+    "FACESWAP_IMAGE",
+    "FACESWAP_PLUS",
+    "FACESWAP_PRO",
+    "FACESWAP_VIDEO",
+    "GET_CREDIT",
+    "GET_TOKEN",
+    "LEGACY_DETECT",
+    "LIST_RESULTS",
+    "PUBLIC_OPERATIONS",
+    "AsyncBinder",
+    "AsyncOperation",
+    "BlockingBinder",
+    "BlockingMirror",
+    "BlockingOperation",
+    "Endpoint",
+    "Envelope",
+    "Host",
+    "Operation",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+ReqT = TypeVar("ReqT")
+RespT = TypeVar("RespT")
+
+
+class Host(enum.Enum):
+    """Which base URL an endpoint lives on."""
+
+    API = "api"
+    """``base_url`` (``https://openapi.akool.com``)."""
+    LEGACY_DETECTOR = "legacy_detector"
+    """``detector_base_url`` (``https://sg3.akool.com``)."""
+
+
+class Envelope(enum.Enum):
+    """How an endpoint wraps its answer (contract quirk 5)."""
+
+    STANDARD = "standard"
+    """``{code, msg, data}``; success is ``code == 1000``."""
+    TOKEN = "token"
+    """getToken: ``{code, token}`` with the token at the top level."""
+    DETECTOR = "detector"
+    """``{error_code, error_msg, ...}`` at the top level; success is ``error_code == 0``."""
+
+
+@attrs.frozen(kw_only=True)
+class Endpoint(Generic[ReqT, RespT]):
+    """One HTTP operation of the API.
+
+    Attributes:
+        name: Stable name (also the key of the client's request counters).
+        method: ``"GET"`` (request encoded as query parameters) or ``"POST"`` (JSON body).
+        path: Path on ``host``.
+        request_type: The request model.
+        response_type: The model the answer decodes to.
+        host: Which base URL.
+        envelope: How the answer is wrapped.
+        creates_job: A job-creating submit (charged): retried only when the request provably
+            never reached the server or was refused without action. Other endpoints are reads
+            or idempotent and are retried on any transient failure.
+        authenticated: Sends the auth header (everything but getToken).
+    """
+
+    name: str
+    method: Literal["GET", "POST"]
+    path: str
+    request_type: type[ReqT]
+    response_type: type[RespT]
+    host: Host = Host.API
+    envelope: Envelope = Envelope.STANDARD
+    creates_job: bool = False
+    authenticated: bool = True
+
+
+GET_TOKEN: Final = Endpoint(
+    name="get_token",
+    method="POST",
+    path="/api/open/v3/getToken",
+    request_type=TokenRequest,
+    response_type=Token,
+    envelope=Envelope.TOKEN,
+    authenticated=False,
+)
+FACESWAP_PLUS: Final = Endpoint(
+    name="faceswap_plus",
+    method="POST",
+    path="/api/open/v4/faceswap/faceswapPlusByImage",
+    request_type=PlusSwap,
+    response_type=SwapJob,
+    creates_job=True,
+)
+FACESWAP_PRO: Final = Endpoint(
+    name="faceswap_pro",
+    method="POST",
+    path="/api/open/v4/faceswap/faceswapByImage",
+    request_type=ProSwap,
+    response_type=SwapJob,
+    creates_job=True,
+)
+FACESWAP_IMAGE: Final = Endpoint(
+    name="faceswap_image",
+    method="POST",
+    path="/api/open/v3/faceswap/highquality/specifyimage",
+    request_type=ImageSwap,
+    response_type=SwapJob,
+    creates_job=True,
+)
+FACESWAP_VIDEO: Final = Endpoint(
+    name="faceswap_video",
+    method="POST",
+    path="/api/open/v3/faceswap/highquality/specifyvideo",
+    request_type=VideoSwap,
+    response_type=SwapJob,
+    creates_job=True,
+)
+LIST_RESULTS: Final = Endpoint(
+    name="list_results",
+    method="GET",
+    path="/api/open/v3/faceswap/result/listbyids",
+    request_type=ResultsQuery,
+    response_type=ResultPage,
+)
+DELETE_RESULTS: Final = Endpoint(
+    name="delete_results",
+    method="POST",
+    path="/api/open/v3/faceswap/result/delbyids",
+    request_type=DeleteQuery,
+    response_type=Deleted,
+)
+GET_CREDIT: Final = Endpoint(
+    name="quota",
+    method="GET",
+    path="/api/open/v3/faceswap/quota/info",
+    request_type=CreditQuery,
+    response_type=Credit,
+)
+DETECT_FACES: Final = Endpoint(
+    name="detect_faces",
+    method="POST",
+    path="/interface/detect-api/detect_faces",
+    request_type=DetectFaces,
+    response_type=FaceDetection,
+    envelope=Envelope.DETECTOR,
+)
+LEGACY_DETECT: Final = Endpoint(
+    name="detect_legacy",
+    method="POST",
+    path="/detect",
+    request_type=LegacyDetect,
+    response_type=LegacyFaceDetection,
+    host=Host.LEGACY_DETECTOR,
+    envelope=Envelope.DETECTOR,
+)
+
+#: The table, by name.
+ENDPOINTS: Final[Mapping[str, Endpoint[Any, Any]]] = {
+    endpoint.name: endpoint
+    for endpoint in (
+        GET_TOKEN,
+        FACESWAP_PLUS,
+        FACESWAP_PRO,
+        FACESWAP_IMAGE,
+        FACESWAP_VIDEO,
+        LIST_RESULTS,
+        DELETE_RESULTS,
+        GET_CREDIT,
+        DETECT_FACES,
+        LEGACY_DETECT,
+    )
+}
+
+#: Every public operation of a client (descriptors and conveniences), sorted.
+PUBLIC_OPERATIONS: Final[tuple[str, ...]] = (
+    "delete_results",
+    "detect_faces",
+    "detect_faces_legacy",
+    "faceswap_image",
+    "faceswap_plus",
+    "faceswap_pro",
+    "faceswap_video",
+    "get_credit",
+    "get_results",
+)
+
+
+class AsyncBinder(abc.ABC):
+    """What an ``Operation`` needs from an async client."""
+
+    __slots__ = ()
+
+    @abc.abstractmethod
+    async def _call(self, endpoint: Endpoint[Any, R], request: Any) -> R:
+        """Send ``request`` to ``endpoint`` (with the client's retries) and decode the answer."""
+
+
+class BlockingBinder(abc.ABC):
+    """What an ``Operation`` and a ``BlockingMirror`` need from a blocking client."""
+
+    __slots__ = ()
+
+    @abc.abstractmethod
+    def _call_blocking(self, endpoint: Endpoint[Any, R], request: Any) -> R:
+        """Run the async client's ``_call(endpoint, request)`` to completion and return it."""
+
+    @abc.abstractmethod
+    def _run_blocking(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
+        """Run the async client's method ``name(*args, **kwargs)`` to completion."""
+
+
+class Operation(Generic[P, ReqT, RespT]):
+    """A public operation: an endpoint plus the request class whose constructor it accepts.
+
+    Args:
+        endpoint: The endpoint it calls.
+        request_factory: The request class (its constructor gives the keyword signature).
+    """
+
+    def __init__(
+        self, endpoint: Endpoint[ReqT, RespT], request_factory: Callable[P, ReqT], *, name: str
+    ) -> None:
+        if request_factory is not endpoint.request_type:
+            raise TypeError(f"{name}: the factory must be {endpoint.request_type.__name__}")
+        self.endpoint = endpoint
+        self.request_factory = request_factory
+        self.name = name
+        self.__doc__ = endpoint.request_type.__doc__
+
+    def __set_name__(self, owner: type[Any], name: str) -> None:
+        if name != self.name:
+            raise TypeError(f"operation {self.name!r} bound under the name {name!r}")
+
+    def make_request(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ReqT:
+        """The request object: the one passed positionally, or one built from the keywords."""
+        request_type = self.endpoint.request_type
+        if len(args) == 1 and not kwargs and isinstance(args[0], request_type):
+            return args[0]
+        if args:
+            raise TypeError(
+                f"{self.name}() takes a {request_type.__name__} or keyword arguments, "
+                f"not {type(args[0]).__name__}"
+            )
+        factory = cast("Callable[..., ReqT]", self.request_factory)
+        return factory(**kwargs)
+
+    @overload
+    def __get__(self, obj: None, owner: type[Any] | None = None) -> Self: ...
+    @overload
+    def __get__(
+        self, obj: AsyncBinder, owner: type[Any] | None = None
+    ) -> AsyncOperation[P, ReqT, RespT]: ...
+    @overload
+    def __get__(
+        self, obj: BlockingBinder, owner: type[Any] | None = None
+    ) -> BlockingOperation[P, ReqT, RespT]: ...
+    def __get__(self, obj: object, owner: type[Any] | None = None) -> Any:
+        if obj is None:
+            return self
+        if isinstance(obj, AsyncBinder):
+            return AsyncOperation(self, obj)
+        if isinstance(obj, BlockingBinder):
+            return BlockingOperation(self, obj)
+        raise TypeError(f"{type(obj).__name__} is neither an AsyncBinder nor a BlockingBinder")
+
+
+def _signature(operation: Operation[Any, Any, Any], *, awaitable: bool) -> inspect.Signature:
+    request_type = operation.endpoint.request_type
+    response_type = operation.endpoint.response_type
+    params = list(inspect.signature(request_type).parameters.values())
+    returns = f"Awaitable[{response_type.__name__}]" if awaitable else response_type.__name__
+    return inspect.Signature(params, return_annotation=returns)
+
+
+class AsyncOperation(Generic[P, ReqT, RespT]):
+    """An ``Operation`` bound to an async client; await its call."""
+
+    def __init__(self, operation: Operation[P, ReqT, RespT], client: AsyncBinder) -> None:
+        self._operation = operation
+        self._client = client
+        self.__doc__ = operation.__doc__
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        return _signature(self._operation, awaitable=True)
+
+    @property
+    def endpoint(self) -> Endpoint[ReqT, RespT]:
+        """The endpoint this operation calls."""
+        return self._operation.endpoint
+
+    @overload
+    async def __call__(self, request: ReqT, /) -> RespT: ...
+    @overload
+    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> RespT: ...
+    async def __call__(self, *args: Any, **kwargs: Any) -> RespT:
+        request = self._operation.make_request(args, kwargs)
+        return await self._client._call(self._operation.endpoint, request)
+
+    def __repr__(self) -> str:
+        return f"<async operation {self._operation.name} of {self._client!r}>"
+
+
+class BlockingOperation(Generic[P, ReqT, RespT]):
+    """An ``Operation`` bound to a blocking client; its call returns the response."""
+
+    def __init__(self, operation: Operation[P, ReqT, RespT], client: BlockingBinder) -> None:
+        self._operation = operation
+        self._client = client
+        self.__doc__ = operation.__doc__
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        return _signature(self._operation, awaitable=False)
+
+    @property
+    def endpoint(self) -> Endpoint[ReqT, RespT]:
+        """The endpoint this operation calls."""
+        return self._operation.endpoint
+
+    @overload
+    def __call__(self, request: ReqT, /) -> RespT: ...
+    @overload
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> RespT: ...
+    def __call__(self, *args: Any, **kwargs: Any) -> RespT:
+        request = self._operation.make_request(args, kwargs)
+        return self._client._call_blocking(self._operation.endpoint, request)
+
+    def __repr__(self) -> str:
+        return f"<blocking operation {self._operation.name} of {self._client!r}>"
+
+
+class BlockingMirror(Generic[P, R]):
+    """The blocking twin of an async client method, typed from the method's signature.
+
+    ``get_results = BlockingMirror(AsyncClient.get_results)`` in a ``BlockingBinder`` class
+    gives ``client.get_results(ids) -> list[SwapResult]`` that runs
+    ``BlockingBinder._run_blocking("get_results", ids)``.
+    """
+
+    def __init__(self, method: Callable[Concatenate[Any, P], Awaitable[R]]) -> None:
+        self._method = method
+        self.name = method.__name__
+        self.__doc__ = method.__doc__
+
+    def __set_name__(self, owner: type[Any], name: str) -> None:
+        if name != self.name:
+            raise TypeError(f"mirror of {self.name!r} bound under the name {name!r}")
+
+    @overload
+    def __get__(self, obj: None, owner: type[Any] | None = None) -> Self: ...
+    @overload
+    def __get__(self, obj: BlockingBinder, owner: type[Any] | None = None) -> Callable[P, R]: ...
+    def __get__(self, obj: BlockingBinder | None, owner: type[Any] | None = None) -> Any:
+        if obj is None:
+            return self
+        bound = functools.partial(obj._run_blocking, self.name)
+        functools.update_wrapper(bound, self._method)
+        return bound
