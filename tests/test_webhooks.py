@@ -23,6 +23,7 @@ from akool_async._errors import ClientStateError, ValidationError, WebhookVerifi
 from akool_async._models import SwapStatus
 from akool_async._receiver import WebhookReceiver
 from akool_async._webhooks import WebhookEvent, WebhookVerifier, _ReplayCache
+from akool_async.testing import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Emulator, EmulatorConfig
 
 # Contract 5.6.
 CLIENT_ID = "AKDEMOclientId0123456789"
@@ -884,3 +885,33 @@ def test_receiver_rejects_bad_settings(verifier: WebhookVerifier) -> None:
 def test_receiver_repr_redacts_the_secret(verifier: WebhookVerifier) -> None:
     """The receiver's repr shows the verifier's redacted repr."""
     assert SECRET not in repr(WebhookReceiver(verifier))
+
+
+@pytest.mark.anyio
+async def test_receiver_end_to_end_with_the_emulator(session: aiohttp.ClientSession) -> None:
+    """The emulator's real callbacks verify; a listener failure is retried and handled once."""
+    config = EmulatorConfig(clock="manual", webhook_statuses=(2, 3, 4), webhook_include_job_id=True)
+    async with Emulator(config=config) as emu:
+        verifier = WebhookVerifier(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, now=emu.clock.now)
+        recorder = Recorder(failures=1)
+        async with WebhookReceiver(verifier, on_event=recorder) as receiver:
+            request = {
+                "sourceImage": [{"path": "https://example.com/source.jpg"}],
+                "targetImage": [{"path": "https://example.com/target.jpg"}],
+                "webhookUrl": receiver.url,
+            }
+            async with session.post(
+                f"{emu.base_url}/api/open/v4/faceswap/faceswapByImage",
+                json=request,
+                headers={"x-api-key": emu.api_key},
+            ) as response:
+                job_id = (await response.json())["data"]["_id"]
+            await emu.advance(3600)
+            outcomes = [(a.status, a.outcome) for a in emu.webhook_attempts]
+
+    assert outcomes == [(2, "rejected"), (2, "delivered"), (3, "delivered")]
+    assert [(e.id, e.status, e.url is None) for e in recorder.events] == [
+        (job_id, SwapStatus.PROCESSING, True),
+        (job_id, SwapStatus.SUCCESS, False),
+    ]
+    assert "job_id" in recorder.events[1].extra
