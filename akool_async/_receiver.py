@@ -32,7 +32,7 @@ from typing import Final, Self
 import anyio
 from aiohttp import web
 
-from akool_async._errors import ClientStateError, WebhookVerificationError
+from akool_async._errors import ClientStateError, ValidationError, WebhookVerificationError
 from akool_async._models import SwapStatus
 from akool_async._webhooks import WebhookEvent, WebhookVerifier
 
@@ -92,8 +92,10 @@ class WebhookReceiver:
         max_body_size: int = 64 * 1024,
         dedupe_size: int = 10_000,
     ) -> None:
-        if max_body_size < 1 or dedupe_size < 1:
-            raise ValueError("max_body_size and dedupe_size must be at least 1")
+        if max_body_size < 1:
+            raise ValidationError("must be at least 1", field="max_body_size")
+        if dedupe_size < 1:
+            raise ValidationError("must be at least 1", field="dedupe_size")
         self._verifier = verifier
         self._max_body_size = max_body_size
         self._listeners: list[EventCallback] = []
@@ -271,7 +273,7 @@ class WebhookEventStream:
 
     def __init__(self, receiver: WebhookReceiver, max_buffer: int) -> None:
         if max_buffer < 1:
-            raise ValueError("max_buffer must be at least 1")
+            raise ValidationError("must be at least 1", field="max_buffer")
         self._receiver = receiver
         self._send, self._receive = anyio.create_memory_object_stream[WebhookEvent](max_buffer)
         self._unsubscribe: Callable[[], None] | None = None

@@ -654,6 +654,20 @@ async def test_receiver_handles_each_status_once_and_drops_late_progress(
 
 
 @pytest.mark.anyio
+async def test_receiver_dedupe_memory_is_bounded(
+    verifier: WebhookVerifier, session: aiohttp.ClientSession
+) -> None:
+    """Past dedupe_size job ids the least recent one is forgotten and handled again."""
+    recorder = Recorder()
+    bodies = {job: make_body(payload(_id=job)) for job in "ab"}
+    async with WebhookReceiver(verifier, on_event=recorder, dedupe_size=1) as receiver:
+        for job in "aba":
+            await post(session, receiver.url, bodies[job])
+
+    assert [event.id for event in recorder.events] == ["a", "b", "a"]
+
+
+@pytest.mark.anyio
 async def test_receiver_concurrent_duplicates_are_handled_once(
     verifier: WebhookVerifier, session: aiohttp.ClientSession
 ) -> None:
@@ -875,11 +889,18 @@ def test_event_status_is_converted() -> None:
 
 
 def test_receiver_rejects_bad_settings(verifier: WebhookVerifier) -> None:
-    """Sizes below 1 are refused at construction."""
-    with pytest.raises(ValueError):
-        WebhookReceiver(verifier, max_body_size=0)
-    with pytest.raises(ValueError):
-        WebhookReceiver(verifier).events(max_buffer=0)
+    """Sizes below 1 are refused at construction with a ValidationError naming the setting."""
+    fields = []
+    for build in (
+        lambda: WebhookReceiver(verifier, max_body_size=0),
+        lambda: WebhookReceiver(verifier, dedupe_size=0),
+        lambda: WebhookReceiver(verifier).events(max_buffer=0),
+    ):
+        with pytest.raises(ValidationError) as info:
+            build()
+        fields.append(info.value.field)
+
+    assert fields == ["max_body_size", "dedupe_size", "max_buffer"]
 
 
 def test_receiver_repr_redacts_the_secret(verifier: WebhookVerifier) -> None:
