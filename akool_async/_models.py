@@ -147,6 +147,10 @@ def _optional_url(
         _check_url(value, attribute.name)
 
 
+def _empty_to_none(value: str | None) -> str | None:
+    return value or None
+
+
 def _is_bool(instance: object, attribute: attrs.Attribute[bool], value: object) -> None:
     if not isinstance(value, bool):
         raise ValidationError(f"must be a bool, got {value!r}", field=attribute.name)
@@ -220,6 +224,10 @@ def _bbox(value: Sequence[float] | None) -> tuple[float, float, float, float] | 
     return (x1, y1, x2, y2)
 
 
+def _bbox_json(bbox: tuple[float, float, float, float]) -> list[float | int]:
+    return [int(v) if v.is_integer() else v for v in bbox]
+
+
 @attrs.frozen(kw_only=True)
 class FaceInfo:
     """One face for Face Swap Plus ``face_mapping``: a cropped face URL, or an image URL + bbox.
@@ -233,9 +241,9 @@ class FaceInfo:
     face_url: Annotated[str | None, _wire("face_url", omit_none=True)] = attrs.field(
         default=None, validator=_optional_url
     )
-    bbox: Annotated[tuple[float, float, float, float] | None, _wire("bbox", omit_none=True)] = (
-        attrs.field(default=None, converter=_bbox)
-    )
+    bbox: Annotated[
+        tuple[float, float, float, float] | None, _wire("bbox", omit_none=True, hook=_bbox_json)
+    ] = attrs.field(default=None, converter=_bbox)
 
     @classmethod
     def from_region(cls, face_url: str, region: Sequence[float]) -> FaceInfo:
@@ -374,7 +382,7 @@ class PlusSwap:
         tuple[FaceMapping, ...] | None, _wire("face_mapping", omit_none=True)
     ] = attrs.field(default=None, converter=_mappings)
     webhook_url: Annotated[str | None, _wire("webhookUrl", omit_none=True)] = attrs.field(
-        default=None, validator=_optional_url
+        default=None, converter=_empty_to_none, validator=_optional_url
     )
 
     def __attrs_post_init__(self) -> None:
@@ -441,7 +449,7 @@ class ProSwap:
         default="akool_faceswap_image_hq", validator=_non_empty_str
     )
     webhook_url: Annotated[str | None, _wire("webhookUrl", omit_none=True)] = attrs.field(
-        default=None, validator=_optional_url
+        default=None, converter=_empty_to_none, validator=_optional_url
     )
 
     def __attrs_post_init__(self) -> None:
@@ -485,7 +493,7 @@ class ImageSwap:
         default=False, validator=_is_bool
     )
     webhook_url: Annotated[str | None, _wire("webhookUrl", omit_none=True)] = attrs.field(
-        default=None, validator=_optional_url
+        default=None, converter=_empty_to_none, validator=_optional_url
     )
 
     def __attrs_post_init__(self) -> None:
@@ -514,7 +522,7 @@ class VideoSwap:
         default=False, validator=_is_bool
     )
     webhook_url: Annotated[str | None, _wire("webhookUrl", omit_none=True)] = attrs.field(
-        default=None, validator=_optional_url
+        default=None, converter=_empty_to_none, validator=_optional_url
     )
 
     def __attrs_post_init__(self) -> None:
@@ -656,10 +664,6 @@ class CreditQuery:
 
 # --------------------------------------------------------------------------------------------
 # Responses
-
-
-def _empty_to_none(value: str | None) -> str | None:
-    return value or None
 
 
 @attrs.frozen(kw_only=True)
