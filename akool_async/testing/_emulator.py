@@ -235,6 +235,20 @@ class Emulator:
         """
         return await self.webhook_scheduler.wait_for(count, timeout)
 
+    async def send_webhook(
+        self,
+        url: str,
+        payload: Mapping[str, Any],
+        *,
+        timestamp: int | None = None,
+        nonce: int | str | None = None,
+    ) -> WebhookAttempt:
+        """POST one callback with an arbitrary decrypted ``payload``, signed and encrypted
+        with this emulator's credentials (contract section 5), e.g. to test a receiver
+        against the 5.6 vector. No retry; the attempt is recorded and returned.
+        """
+        return await self.webhook_scheduler.deliver(url, payload, timestamp=timestamp, nonce=nonce)
+
     async def drain_webhooks(self) -> None:
         """Wait until no background delivery is in flight."""
         await self.webhook_scheduler.drain()

@@ -192,9 +192,10 @@ class WebhookScheduler:
     async def fire(self, due: float, event: _Event) -> None:
         """Run one due callback: checks, faults, the POST(s) and any retry."""
         job = self._jobs(event.job_id)
-        if job is None:
+        if job is None or job.webhook_url is None:
             return
         config = self._config()
+        duplicate = False
         if event.attempt == 1 and not event.faults_applied:
             if job.status_at(due) != event.status or event.status in job.notified:
                 return  # superseded by force_status, or already sent
@@ -203,20 +204,28 @@ class WebhookScheduler:
             if fault is not None:
                 self._stats.faults[("webhook", fault.kind)] += 1
                 if fault.kind == "lost":
-                    await self._record(job, event, "lost", None, None, False, {}, {})
+                    await self._record(
+                        job.webhook_url,
+                        self._payload(job, event.status),
+                        {},
+                        attempt=1,
+                        outcome="lost",
+                        http_status=None,
+                        error=None,
+                        duplicate=False,
+                    )
                     return
                 if fault.kind == "late":
                     late = config.webhook_late_seconds if fault.delay is None else fault.delay
                     self._push(due + late, attrs.evolve(event, faults_applied=True))
                     return
-            duplicate = fault is not None and fault.kind == "duplicate"
-        else:
-            duplicate = False
-        ok = await self._send(job, event, duplicate=False)
+                duplicate = fault.kind == "duplicate"
+        payload = self._payload(job, event.status)
+        first = await self.deliver(job.webhook_url, payload, attempt=event.attempt)
         if duplicate:
-            await self._send(job, event, duplicate=True)
+            await self.deliver(job.webhook_url, payload, attempt=event.attempt, duplicate=True)
         delays = config.webhook_retry_delays
-        if not ok and event.attempt <= len(delays):
+        if first.outcome != "delivered" and event.attempt <= len(delays):
             retry = attrs.evolve(event, attempt=event.attempt + 1, faults_applied=True)
             self._push(self._clock.now() + delays[event.attempt - 1], retry)
 
@@ -232,15 +241,29 @@ class WebhookScheduler:
             payload["job_id"] = job.job_id
         return payload
 
-    async def _send(self, job: Job, event: _Event, *, duplicate: bool) -> bool:
-        assert job.webhook_url is not None
+    async def deliver(
+        self,
+        url: str,
+        payload: Mapping[str, Any],
+        *,
+        attempt: int = 1,
+        duplicate: bool = False,
+        timestamp: int | None = None,
+        nonce: int | str | None = None,
+    ) -> WebhookAttempt:
+        """Sign, encrypt and POST ``payload`` to ``url`` once; record and return the attempt.
+
+        ``timestamp`` (ms) and ``nonce`` default to the emulator clock and a seeded 4-digit
+        number (a string unless ``webhook_nonce_as_number``).
+        """
         config = self._config()
-        payload = self._payload(job, event.status)
         plaintext = json.dumps(payload, separators=(",", ":")).encode()
         data_encrypt = _crypto.encrypt(plaintext, self._client_id, self._client_secret)
-        timestamp = int(self._clock.now() * 1000)
-        nonce_value = self._rng.randrange(1000, 10_000)
-        nonce: int | str = nonce_value if config.webhook_nonce_as_number else str(nonce_value)
+        if timestamp is None:
+            timestamp = int(self._clock.now() * 1000)
+        if nonce is None:
+            value = self._rng.randrange(1000, 10_000)
+            nonce = value if config.webhook_nonce_as_number else str(value)
         body = {
             "signature": _crypto.sign(self._client_id, timestamp, nonce, data_encrypt),
             "dataEncrypt": data_encrypt,
@@ -253,7 +276,7 @@ class WebhookScheduler:
             if self._session is None:
                 raise RuntimeError("the emulator is not running")
             timeout = aiohttp.ClientTimeout(total=config.webhook_timeout)
-            async with self._session.post(job.webhook_url, json=body, timeout=timeout) as resp:
+            async with self._session.post(url, json=body, timeout=timeout) as resp:
                 http_status = resp.status
                 await resp.read()
         except (aiohttp.ClientError, TimeoutError, RuntimeError) as exc:
@@ -261,25 +284,34 @@ class WebhookScheduler:
         outcome: Literal["delivered", "rejected", "error"] = (
             "error" if http_status is None else "delivered" if http_status == 200 else "rejected"
         )
-        await self._record(job, event, outcome, http_status, error, duplicate, body, payload)
-        return outcome == "delivered"
+        return await self._record(
+            url,
+            payload,
+            body,
+            attempt=attempt,
+            outcome=outcome,
+            http_status=http_status,
+            error=error,
+            duplicate=duplicate,
+        )
 
     async def _record(
         self,
-        job: Job,
-        event: _Event,
+        url: str,
+        payload: Mapping[str, Any],
+        body: Mapping[str, Any],
+        *,
+        attempt: int,
         outcome: Literal["delivered", "rejected", "error", "lost"],
         http_status: int | None,
         error: str | None,
         duplicate: bool,
-        body: Mapping[str, Any],
-        payload: Mapping[str, Any],
-    ) -> None:
-        attempt = WebhookAttempt(
-            job_id=job.id,
-            url=job.webhook_url or "",
-            status=event.status,
-            attempt=event.attempt,
+    ) -> WebhookAttempt:
+        record = WebhookAttempt(
+            job_id=str(payload.get("_id", "")),
+            url=url,
+            status=int(payload.get("status", 0)),
+            attempt=attempt,
             at=self._clock.now(),
             outcome=outcome,
             http_status=http_status,
@@ -289,5 +321,6 @@ class WebhookScheduler:
             payload=payload,
         )
         async with self._changed:
-            self.attempts.append(attempt)
+            self.attempts.append(record)
             self._changed.notify_all()
+        return record
