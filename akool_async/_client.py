@@ -526,7 +526,7 @@ class AsyncClient(AsyncBinder):
             _warn(
                 f"unclosed {self!r}: use 'async with AsyncClient(...)' or 'await client.aclose()'",
                 ResourceWarning,
-                source=self,
+                stacklevel=1,
             )
 
     def _session(self) -> aiohttp.ClientSession:
