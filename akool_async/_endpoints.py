@@ -304,6 +304,10 @@ class Operation(Generic[P, ReqT, RespT]):
         request_type = self.endpoint.request_type
         if len(args) == 1 and not kwargs and isinstance(args[0], request_type):
             return args[0]
+        if args and kwargs:
+            raise TypeError(
+                f"{self.name}() takes a {request_type.__name__} or keyword arguments, not both"
+            )
         if args:
             raise TypeError(
                 f"{self.name}() takes a {request_type.__name__} or keyword arguments, "
