@@ -30,6 +30,7 @@ from ._faces import face_count
 from ._faults import FaultInjector
 from ._main import main
 from ._state import EmulatorStats, Job
+from ._validate import Rejected
 from ._webhooks import WebhookAttempt
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "Job",
     "ManualClock",
     "RealClock",
+    "Rejected",
     "WebhookAttempt",
     "face_count",
     "main",

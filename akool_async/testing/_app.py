@@ -18,7 +18,7 @@ from aiohttp import web
 
 from ._faces import detect_faces, detect_legacy
 from ._media import md5_of, mp4_chunks, mp4_size, png_bytes
-from ._validate import Reject, validate_submit
+from ._validate import Rejected
 
 if TYPE_CHECKING:
     from ._emulator import Emulator
@@ -59,7 +59,7 @@ class _Api:
 
     def __init__(self, emu: Emulator) -> None:
         self.emu = emu
-        self._md5 = emu.md5_cache
+        self._md5 = emu._md5_cache
 
     # --- envelopes ---------------------------------------------------------------------------
 
@@ -102,7 +102,7 @@ class _Api:
                 return 1101
             if not token:
                 return 1102
-            if emu.tokens.valid(token, emu.clock.now()):
+            if emu._tokens.valid(token, emu.clock.now()):
                 return None
             if config.accept_api_key_as_bearer and token == emu.api_key:
                 return None
@@ -125,7 +125,7 @@ class _Api:
                 return self.error(request, code, msg)
             if config.banned:
                 return self.error(request, 1200, "Account banned")
-        if endpoint != "result_file" and not emu.limiter.allow(endpoint, emu.clock.now(), config):
+        if endpoint != "result_file" and not emu._limiter.allow(endpoint, emu.clock.now(), config):
             return self.error(request, 1005, "Operation too frequent")
         return None
 
@@ -134,7 +134,13 @@ class _Api:
         endpoint = _endpoint(request)
         stats = self.emu.stats
         stats.requests[endpoint] += 1
-        fault = None if endpoint == "unknown" else self.emu.faults.pick(endpoint)
+        if endpoint == "unknown":
+            try:
+                return await handler(request)
+            except web.HTTPException as exc:
+                stats.responses[(endpoint, exc.status)] += 1
+                raise
+        fault = self.emu.faults.pick(endpoint)
         kind = None if fault is None else fault.kind
         if fault is not None:
             stats.faults[(endpoint, fault.kind)] += 1
@@ -189,22 +195,10 @@ class _Api:
 
     async def submit(self, request: web.Request) -> web.Response:
         emu, endpoint = self.emu, _endpoint(request)
-        body = await self.json_body(request)
         try:
-            sub = validate_submit(endpoint, body, emu.config)
-        except Reject as exc:
+            job = emu.submit(endpoint, await self.json_body(request))
+        except Rejected as exc:
             return self.error(request, exc.code, exc.msg)
-        if emu.store.credit < emu.store.cost_of(sub.kind):
-            return self.error(request, 1006, "Quota not enough")
-        job = emu.store.create(
-            endpoint=endpoint,
-            kind=sub.kind,
-            source_urls=sub.source_urls,
-            target_urls=sub.target_urls,
-            webhook_url=sub.webhook_url,
-            request=body,
-        )
-        emu.webhook_scheduler.schedule_job(job)
         data: dict[str, Any] = {"_id": job.id, "job_id": job.job_id}
         v3 = endpoint in ("faceswap_image", "faceswap_video")
         if v3 or emu.config.v4_returns_url:
@@ -229,14 +223,14 @@ class _Api:
         ids = self._ids(request, request.query.get("_ids"))
         if isinstance(ids, web.Response):
             return ids
-        jobs = [job for i in ids if (job := emu.store.live(i)) is not None]
+        jobs = [job for i in ids if (job := emu._store.live(i)) is not None]
         if len(jobs) < len(ids) and emu.config.unknown_ids == "error":
             return self.error(request, 1003, "unknown _id")
         if emu.config.result_order == "created":
             jobs.sort(key=lambda j: (j.created_at, j.id))
         elif emu.config.result_order == "shuffled":
-            emu.store.shuffle(jobs)
-        items = [emu.store.item(job, emu.base_url) for job in jobs]
+            emu._store.shuffle(jobs)
+        items = [emu._store.item(job, emu.base_url) for job in jobs]
         return self.ok(request, {"code": 1000, "msg": "OK", "data": {"result": items}})
 
     async def delete_results(self, request: web.Request) -> web.Response:
@@ -246,13 +240,13 @@ class _Api:
             return ids
         now = self.emu.clock.now()
         for i in ids:
-            job = self.emu.store.live(i)
+            job = self.emu._store.live(i)
             if job is not None:
                 job.deleted_at = now
         return self.ok(request, {"code": 1000, "msg": "OK"})
 
     async def quota(self, request: web.Request) -> web.Response:
-        credit = _number(self.emu.store.credit)
+        credit = _number(self.emu._store.credit)
         return self.ok(request, {"code": 1000, "msg": "OK", "data": {"credit": credit}})
 
     async def detect_faces(self, request: web.Request) -> web.Response:
@@ -262,7 +256,7 @@ class _Api:
 
     async def detect_legacy(self, request: web.Request) -> web.Response:
         body = await self.json_body(request)
-        status, out = detect_legacy(body, self.emu.config, self.emu.base_url, self.emu.detect_rng)
+        status, out = detect_legacy(body, self.emu.config, self.emu.base_url, self.emu._detect_rng)
         return self.detector(request, status, out)
 
     async def result_file(self, request: web.Request) -> web.StreamResponse:
@@ -272,7 +266,7 @@ class _Api:
             etag = f'"{md5_of(iter([data]))}"'
             return web.Response(body=data, content_type="image/png", headers={"ETag": etag})
         match = _RESULT.match(name)
-        job = emu.store.live(match.group(1)) if match else None
+        job = emu._store.live(match.group(1)) if match else None
         now = emu.clock.now()
         done = job.succeeded_at(now) if job is not None else None
         if (

@@ -17,11 +17,13 @@ from ._clock import Clock, ManualClock, RealClock
 from ._config import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, EmulatorConfig
 from ._faults import FaultInjector, RateLimiter
 from ._state import EmulatorStats, Job, JobStore, TokenStore
+from ._validate import Rejected, validate_submit
 from ._webhooks import WebhookAttempt, WebhookScheduler
 
 __all__ = ["Emulator", "EmulatorThread"]
 
 _T = TypeVar("_T")
+_SUBMIT_ENDPOINTS = frozenset({"faceswap_plus", "faceswap_pro", "faceswap_image", "faceswap_video"})
 
 
 class Emulator:
@@ -68,16 +70,16 @@ class Emulator:
             )
         self.clock: Clock = clock
         self.stats = EmulatorStats()
-        self.store = JobStore(self._config, clock, self.stats)
-        self.tokens = TokenStore()
+        self._store = JobStore(self._config, clock, self.stats)
+        self._tokens = TokenStore()
         self.faults = FaultInjector(self._config)
-        self.limiter = RateLimiter()
-        self.detect_rng = random.Random(f"detect-{self._config.seed}")
-        self.md5_cache: dict[tuple[str, int], str] = {}
-        self.webhook_scheduler = WebhookScheduler(
+        self._limiter = RateLimiter()
+        self._detect_rng = random.Random(f"detect-{self._config.seed}")
+        self._md5_cache: dict[tuple[str, int], str] = {}
+        self._webhooks = WebhookScheduler(
             clock=clock,
             config=lambda: self._config,
-            jobs=self.store.live,
+            jobs=self._store.live,
             result_url=self.result_url,
             faults=self.faults,
             stats=self.stats,
@@ -100,7 +102,7 @@ class Emulator:
         await runner.setup()
         try:
             await web.TCPSite(runner, "127.0.0.1", self._port).start()
-            await self.webhook_scheduler.start(background=not isinstance(self.clock, ManualClock))
+            await self._webhooks.start(background=not isinstance(self.clock, ManualClock))
         except BaseException:
             await runner.cleanup()
             raise
@@ -109,7 +111,7 @@ class Emulator:
 
     async def aclose(self) -> None:
         """Stop webhook deliveries and the server. Idempotent."""
-        await self.webhook_scheduler.aclose()
+        await self._webhooks.aclose()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
@@ -135,9 +137,9 @@ class Emulator:
         ``seed`` at ``reset()``. Rate-limit buckets refill on every call.
         """
         self._config = attrs.evolve(self._config, **changes)
-        self.store.config = self._config
+        self._store.config = self._config
         self.faults.config = self._config
-        self.limiter.reset()
+        self._limiter.reset()
         return self._config
 
     def ban(self, banned: bool = True) -> None:
@@ -146,35 +148,62 @@ class Emulator:
 
     def expire_tokens(self) -> None:
         """Invalidate every getToken token issued so far (they then get 1101)."""
-        self.tokens.expire_all()
+        self._tokens.expire_all()
 
     def issue_token(self) -> str:
         """Mint a valid bearer token without calling getToken."""
-        return self.tokens.issue(self.clock.now(), self._config.token_ttl)
+        return self._tokens.issue(self.clock.now(), self._config.token_ttl)
 
     @property
     def credit(self) -> float:
         """The credit balance."""
-        return self.store.credit
+        return self._store.credit
 
     def set_credit(self, credit: float) -> None:
         """Set the credit balance (submits cost credit; below the cost they get 1006)."""
-        self.store.credit = float(credit)
+        self._store.credit = float(credit)
 
     # --- jobs --------------------------------------------------------------------------------
 
     @property
     def jobs(self) -> Mapping[str, Job]:
         """Every job created (deleted ones too, with ``deleted_at`` set), by ``_id``. Read-only."""
-        return types.MappingProxyType(self.store.jobs)
+        return types.MappingProxyType(self._store.jobs)
 
     def status(self, job_id: str) -> int:
         """The current ``faceswap_status`` of the job with this ``_id`` (KeyError if unknown)."""
-        return self.store.jobs[job_id].status_at(self.clock.now())
+        return self._store.jobs[job_id].status_at(self.clock.now())
 
     def result_url(self, job: Job) -> str:
         """The job's result URL (the one V3 returns at submit and listbyids reports)."""
         return f"{self.base_url}/results/{job.file_name}"
+
+    def submit(self, endpoint: str, body: Any) -> Job:
+        """Create a job exactly as the HTTP submit would, without HTTP (e.g. to seed state).
+
+        Args:
+            endpoint: ``"faceswap_plus"``, ``"faceswap_pro"``, ``"faceswap_image"`` or
+                ``"faceswap_video"``.
+            body: The JSON body (validated like the server does).
+
+        Raises:
+            Rejected: 1003 (invalid), 1007 (more than 8 faces) or 1006 (credit too low).
+        """
+        if endpoint not in _SUBMIT_ENDPOINTS:
+            raise ValueError(f"not a submit endpoint: {endpoint!r}")
+        sub = validate_submit(endpoint, body, self._config)
+        if self._store.credit < self._store.cost_of(sub.kind):
+            raise Rejected(1006, "Quota not enough")
+        job = self._store.create(
+            endpoint=endpoint,
+            kind=sub.kind,
+            source_urls=sub.source_urls,
+            target_urls=sub.target_urls,
+            webhook_url=sub.webhook_url,
+            request=body,
+        )
+        self._webhooks.schedule_job(job)
+        return job
 
     def force_status(self, job_id: str, status: int) -> None:
         """Pin a job's status from now on (1-4), whatever its plan; fires its webhook if due.
@@ -184,13 +213,13 @@ class Emulator:
         """
         if status not in (1, 2, 3, 4):
             raise ValueError("status must be 1, 2, 3 or 4")
-        job = self.store.jobs[job_id]
+        job = self._store.jobs[job_id]
         job.forced_status, job.forced_at = status, self.clock.now()
-        self.webhook_scheduler.schedule_forced(job, status)
+        self._webhooks.schedule_forced(job, status)
 
     def fail_next_jobs(self, count: int = 1) -> None:
         """Make the next ``count`` jobs created end in status 4."""
-        self.store.fail_next += count
+        self._store.fail_next += count
 
     # --- time and webhooks -------------------------------------------------------------------
 
@@ -203,7 +232,7 @@ class Emulator:
         """
         if seconds < 0:
             raise ValueError("the clock cannot go backwards")
-        scheduler = self.webhook_scheduler
+        scheduler = self._webhooks
         if isinstance(self.clock, ManualClock):
             target = self.clock.now() + seconds
             while (due := scheduler.next_due()) is not None and due <= target:
@@ -220,7 +249,7 @@ class Emulator:
     @property
     def webhook_attempts(self) -> list[WebhookAttempt]:
         """Every webhook delivery attempt so far, in order (a live list)."""
-        return self.webhook_scheduler.attempts
+        return self._webhooks.attempts
 
     async def wait_for_webhooks(
         self,
@@ -233,7 +262,7 @@ class Emulator:
         Raises:
             TimeoutError: fewer than ``count`` after ``timeout`` real seconds.
         """
-        return await self.webhook_scheduler.wait_for(count, timeout)
+        return await self._webhooks.wait_for(count, timeout)
 
     async def send_webhook(
         self,
@@ -247,11 +276,11 @@ class Emulator:
         with this emulator's credentials (contract section 5), e.g. to test a receiver
         against the 5.6 vector. No retry; the attempt is recorded and returned.
         """
-        return await self.webhook_scheduler.deliver(url, payload, timestamp=timestamp, nonce=nonce)
+        return await self._webhooks.deliver(url, payload, timestamp=timestamp, nonce=nonce)
 
     async def drain_webhooks(self) -> None:
         """Wait until no background delivery is in flight."""
-        await self.webhook_scheduler.drain()
+        await self._webhooks.drain()
 
     # --- reset -------------------------------------------------------------------------------
 
@@ -261,12 +290,12 @@ class Emulator:
         and every random source reseeded. Tokens and the clock are kept.
         """
         self._config = self._initial
-        self.store.reset(self._config)
+        self._store.reset(self._config)
         self.faults.reset(self._config)
-        self.limiter.reset()
-        self.webhook_scheduler.reset()
-        self.detect_rng = random.Random(f"detect-{self._config.seed}")
-        self.md5_cache.clear()
+        self._limiter.reset()
+        self._webhooks.reset()
+        self._detect_rng = random.Random(f"detect-{self._config.seed}")
+        self._md5_cache.clear()
         for counter in attrs.astuple(self.stats, recurse=False):
             counter.clear()
 

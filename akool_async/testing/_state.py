@@ -226,8 +226,10 @@ class JobStore:
         )
         self.jobs[object_id] = job
         self._stats.jobs_by_endpoint[endpoint] += 1
-        self._stats.jobs_by_source.update(dict.fromkeys(source_urls, 1))
-        self._stats.jobs_by_target.update(dict.fromkeys(target_urls, 1))
+        for url in dict.fromkeys(source_urls):
+            self._stats.jobs_by_source[url] += 1
+        for url in dict.fromkeys(target_urls):
+            self._stats.jobs_by_target[url] += 1
         return job
 
     def live(self, object_id: str) -> Job | None:

@@ -1,7 +1,7 @@
 """Request validation of the four submit endpoints, like the real server.
 
 Field names and JSON types are the documented ones per endpoint; unknown extra fields are
-ignored. Problems raise ``Reject(code, msg)``: 1003 for a missing, empty or mistyped field,
+ignored. Problems raise ``Rejected(code, msg)``: 1003 for a missing, empty or mistyped field,
 1007 for more than 8 faces. The order is: every 1003 check first, then 1007.
 """
 
@@ -15,7 +15,7 @@ import attrs
 from ._config import EmulatorConfig
 from ._faces import face_count, is_video_url
 
-__all__ = ["MAX_FACES", "Reject", "Submission", "validate_submit"]
+__all__ = ["MAX_FACES", "Rejected", "Submission", "validate_submit"]
 
 MAX_FACES = 8
 _URL = re.compile(r"^https?://[^\s/?#]+\S*$", re.IGNORECASE)
@@ -25,8 +25,8 @@ _PLUS_STYLES = frozenset({"realistic", "beautify", "lossless"})
 _PRO_MODEL = "akool_faceswap_image_hq"
 
 
-class Reject(Exception):
-    """A business error: ``code`` and ``msg`` for the ``{code, msg}`` envelope."""
+class Rejected(Exception):
+    """A submit the server refuses: ``code`` (1003, 1006, 1007) and ``msg``."""
 
     def __init__(self, code: int, msg: str) -> None:
         super().__init__(f"{code}: {msg}")
@@ -44,8 +44,8 @@ class Submission:
     webhook_url: str | None
 
 
-def _bad(msg: str) -> Reject:
-    return Reject(1003, msg)
+def _bad(msg: str) -> Rejected:
+    return Rejected(1003, msg)
 
 
 def _url(body: dict[str, Any], key: str) -> str:
@@ -173,9 +173,9 @@ def _plus(body: dict[str, Any], config: EmulatorConfig) -> Submission:
     single = _bool(body, "single_face_mode", False)
     mapped = [] if single else _mapping(body, config)
     if len(mapped) > MAX_FACES:
-        raise Reject(1007, "More than 8 faces to swap")
+        raise Rejected(1007, "More than 8 faces to swap")
     if not single and face_count(target) > MAX_FACES:
-        raise Reject(1007, "More than 8 faces to swap")
+        raise Rejected(1007, "More than 8 faces to swap")
     kind: Literal["image", "video"] = "video" if is_video_url(target) else "image"
     sources = tuple(dict.fromkeys([source, *mapped]))
     return Submission(kind=kind, source_urls=sources, target_urls=(target,), webhook_url=webhook)
@@ -209,7 +209,7 @@ def _v3(body: dict[str, Any], config: EmulatorConfig, *, video: bool) -> Submiss
     webhook = _webhook(body)
     _face_enhance(body, want_int=True, config=config)
     if len(source) > MAX_FACES or face_count(media) > MAX_FACES:
-        raise Reject(1007, "More than 8 faces to swap")
+        raise Rejected(1007, "More than 8 faces to swap")
     return Submission(
         kind="video" if video else "image",
         source_urls=tuple(dict.fromkeys(p for p, _ in source)),
@@ -222,7 +222,7 @@ def validate_submit(endpoint: str, body: Any, config: EmulatorConfig) -> Submiss
     """Validate a submit body for ``endpoint``.
 
     Raises:
-        Reject: 1003 or 1007.
+        Rejected: 1003 or 1007.
     """
     if not isinstance(body, dict):
         raise _bad("the request body must be a JSON object")
