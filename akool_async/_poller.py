@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import math
 import random
 from collections import OrderedDict
@@ -61,6 +62,7 @@ FetchResults = Callable[[Sequence[str]], Awaitable[Sequence[SwapResult]]]
 StatusCallback = Callable[[SwapResult], None]
 
 _EARLY_NOTIFICATIONS: Final = 10_000
+_log = logging.getLogger("akool_async.poller")
 
 
 def _positive(instance: object, attribute: attrs.Attribute[float], value: object) -> None:
@@ -567,7 +569,10 @@ class Poller:
         elif previous is None or previous.status != result.status:
             for waiter in list(entry.waiters):
                 if waiter.on_status is not None:
-                    waiter.on_status(result)
+                    try:
+                        waiter.on_status(result)
+                    except Exception:  # a waiter's bug must not stop everybody's polling
+                        _log.exception("a status callback for job %s raised", entry.id)
 
     def _finish(
         self, entry: _Entry, *, result: SwapResult | None = None, error: AkoolError | None = None

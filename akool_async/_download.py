@@ -1,0 +1,165 @@
+"""Streaming, verified downloads of result files: temp file, checksums, atomic rename, retries.
+
+A result is streamed in chunks (never whole in memory: videos can be large) into a hidden
+temporary file next to its destination, hashed on the way (SHA-256 always; MD5 too when the
+server's ``ETag`` is a bare 32-hex MD5, as S3 and CloudFront send for simple uploads), checked
+against ``Content-Length`` and that ETag, flushed to disk, and only then renamed over the
+final name, so a file under the final name is always complete.
+
+Transport errors, HTTP 5xx / 408 / 429 and integrity failures are retried with backoff (a
+truncated or corrupted transfer is usually transient); other HTTP errors (403/404: the link
+expired after 7 days, or the file is gone) are not. Whatever is left is a ``DownloadError``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+from typing import Final
+from urllib.parse import urlsplit
+
+import aiohttp
+import anyio
+import attrs
+
+from ._events import DownloadError
+from ._retry import RetryPolicy
+
+__all__ = ["DOWNLOAD_RETRY", "Downloaded", "download", "file_name", "sha256_of_file"]
+
+#: Default retries of a download: 4 attempts, short backoff.
+DOWNLOAD_RETRY: Final = RetryPolicy(max_attempts=4, initial_delay=0.5, max_delay=8.0)
+
+_CHUNK: Final = 256 * 1024
+_MD5_ETAG = re.compile(r'(?:W/)?"?([0-9a-fA-F]{32})"?')
+_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}")
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+_RETRY_STATUS: Final = frozenset({408, 429})
+
+
+@attrs.frozen(kw_only=True)
+class Downloaded:
+    """A verified result file on disk."""
+
+    path: Path
+    sha256: str
+    size: int
+
+
+def file_name(job_id: str, url: str) -> str:
+    """``<job id><extension of the URL's path>``, e.g. ``6593c94c0ef703e8c055e3c8.mp4``."""
+    suffix = PurePosixPath(urlsplit(url).path).suffix
+    stem = _SAFE_NAME.sub("_", job_id) or "result"
+    return stem + (suffix.lower() if _SUFFIX.fullmatch(suffix) else "")
+
+
+def sha256_of_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in chunks (call it in a worker thread)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class _Retryable(Exception):
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+async def download(
+    session: aiohttp.ClientSession,
+    url: str,
+    destination: Path,
+    *,
+    retry: RetryPolicy = DOWNLOAD_RETRY,
+    read_timeout: float | None = 60.0,
+    on_retry: Callable[[int, float, DownloadError], None] | None = None,
+) -> Downloaded:
+    """Download ``url`` to ``destination`` (atomically), verifying what can be verified.
+
+    Args:
+        session: The aiohttp session to use (the client's).
+        url: The result URL.
+        destination: The final path; its directory must exist.
+        retry: Attempts and backoff.
+        read_timeout: Seconds without receiving a byte before an attempt fails.
+        on_retry: Called as ``on_retry(attempt, delay, error)`` before each retry.
+
+    Raises:
+        DownloadError: no intact copy after the allowed attempts, or a non-retryable answer.
+    """
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await _attempt(session, url, destination, read_timeout)
+        except _Retryable as exc:
+            error = DownloadError(
+                f"download of {url} failed: {exc.reason}",
+                url=url,
+                reason=exc.reason,
+                status=exc.status,
+                attempts=attempt,
+            )
+            if attempt >= retry.max_attempts:
+                raise error from None
+            delay = retry.delay(attempt - 1)
+            if on_retry is not None:
+                on_retry(attempt, delay, error)
+            await anyio.sleep(delay)
+
+
+async def _attempt(
+    session: aiohttp.ClientSession, url: str, destination: Path, read_timeout: float | None
+) -> Downloaded:
+    temp = destination.with_name(f".{destination.name}.{secrets.token_hex(4)}.part")
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=30.0, sock_read=read_timeout)
+    try:
+        async with session.get(url, timeout=timeout) as response:
+            status = response.status
+            if status >= 500 or status in _RETRY_STATUS:
+                raise _Retryable(f"HTTP {status}", status)
+            if status != 200:
+                raise DownloadError(
+                    f"download of {url} failed: HTTP {status}",
+                    url=url,
+                    reason=f"HTTP {status}",
+                    status=status,
+                )
+            encoding = response.headers.get("Content-Encoding", "identity").lower()
+            expected = response.content_length if encoding == "identity" else None
+            etag = _MD5_ETAG.fullmatch(response.headers.get("ETag", "").strip())
+            sha = hashlib.sha256()
+            md5 = hashlib.md5(usedforsecurity=False) if etag and encoding == "identity" else None
+            size = 0
+            async with await anyio.open_file(temp, "wb") as handle:
+                async for chunk in response.content.iter_chunked(_CHUNK):
+                    sha.update(chunk)
+                    if md5 is not None:
+                        md5.update(chunk)
+                    size += len(chunk)
+                    await handle.write(chunk)
+                await handle.flush()
+                await anyio.to_thread.run_sync(os.fsync, handle.wrapped.fileno())
+        if expected is not None and size != expected:
+            raise _Retryable(f"short body: {size} of {expected} bytes", status)
+        if md5 is not None and etag is not None and md5.hexdigest() != etag.group(1).lower():
+            raise _Retryable("MD5 mismatch with the ETag (corrupted transfer)", status)
+        await anyio.to_thread.run_sync(os.replace, temp, destination)
+        return Downloaded(path=destination, sha256=sha.hexdigest(), size=size)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise _Retryable(f"transport error: {exc!r}") from exc
+    except OSError as exc:  # after aiohttp's own OSError subclasses: this one is ours
+        raise DownloadError(
+            f"cannot write {str(destination)!r}: {exc}", url=url, reason=f"local I/O: {exc}"
+        ) from exc
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.Path(temp).unlink(missing_ok=True)

@@ -1,0 +1,206 @@
+"""The values a batch hands out: outcomes, progress events, statistics snapshots, and its errors.
+
+Everything here is a frozen attrs class (or an exception carrying data): a batch never shares
+mutable state with its caller, so an ``Outcome`` or a ``BatchStatistics`` can be kept, sent to
+another thread, or compared in a test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Generic, Literal, TypeVar
+
+import attrs
+
+from ._errors import AkoolError
+from ._models import ImageSwap, PlusSwap, ProSwap, SwapJob, SwapResult, SwapStatus, VideoSwap
+from ._poller import PollerStatistics
+
+__all__ = [
+    "BatchDeadlineError",
+    "BatchEvent",
+    "BatchStatistics",
+    "ClientStatistics",
+    "DownloadError",
+    "EventKind",
+    "Outcome",
+    "SwapRequest",
+]
+
+#: Any job-creating request a batch accepts.
+SwapRequest = PlusSwap | ProSwap | ImageSwap | VideoSwap
+R = TypeVar("R", bound=SwapRequest)
+
+EventKind = Literal["submitted", "status_changed", "retried", "throttled", "finished"]
+
+
+class DownloadError(AkoolError):
+    """A finished job's result file could not be downloaded intact.
+
+    Attributes:
+        url: The result URL.
+        status: The HTTP status of the last attempt, if one answered.
+        reason: What went wrong (``"HTTP 404"``, ``"short body"``, ``"MD5 mismatch"``...).
+        attempts: Download attempts made.
+    """
+
+    def __init__(
+        self, message: str, *, url: str, reason: str, status: int | None = None, attempts: int = 1
+    ) -> None:
+        super().__init__(message)
+        self.url = url
+        self.reason = reason
+        self.status = status
+        self.attempts = attempts
+
+
+class BatchDeadlineError(AkoolError, TimeoutError):
+    """The batch's ``deadline`` passed before this request was submitted; it never was.
+
+    Requests already submitted when the deadline passes end with ``JobTimeoutError`` instead
+    (their job id is kept, so you can look them up later or resume the batch).
+    """
+
+
+@attrs.frozen(kw_only=True)
+class Outcome(Generic[R]):
+    """What became of one input request of a batch: exactly one per request.
+
+    Attributes:
+        request: The request, as given.
+        index: Its position in the input (0-based).
+        job: The job it created, or None if it was never (provably) submitted.
+        result: The job's last known ``SwapResult`` (status SUCCESS when ``ok``).
+        error: Why it did not succeed (``JobFailedError``, ``JobTimeoutError``,
+            ``AmbiguousSubmitError``, ``InsufficientCreditError``, ``DownloadError``...),
+            or None.
+        path: The downloaded result file (with ``download_dir``), else None.
+        sha256: Hex SHA-256 of the downloaded file, else None.
+        resumed: True when no submit was made for it in this run: its job (or the whole
+            outcome) came from the batch journal of an earlier run.
+    """
+
+    request: R
+    index: int
+    job: SwapJob | None = None
+    result: SwapResult | None = None
+    error: AkoolError | None = None
+    path: Path | None = None
+    sha256: str | None = None
+    resumed: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when the job succeeded (and its file, if asked for, was downloaded)."""
+        return self.error is None
+
+
+@attrs.frozen(kw_only=True)
+class BatchEvent:
+    """One progress event of a batch, passed to its ``on_event`` hook.
+
+    Attributes:
+        kind: ``"submitted"`` (a job was created), ``"status_changed"`` (a job reported a
+            new non-terminal status), ``"retried"`` (a submit or download is tried again),
+            ``"throttled"`` (the API answered 1005 / 429), ``"finished"`` (the request's
+            outcome is ready; it is in ``outcome``).
+        index: Position of the request in the input.
+        elapsed: Seconds since the batch started.
+        job_id: The job's ``_id`` once known.
+        status: The job's status, when the event is about one.
+        error: The error that caused the event (``retried``, ``throttled``, failed
+            ``finished``), or None.
+        attempt: For ``retried`` / ``throttled``: which attempt failed (1-based).
+        delay: For ``retried`` / ``throttled``: seconds before the next attempt.
+        outcome: For ``finished``: the outcome.
+    """
+
+    kind: EventKind
+    index: int
+    elapsed: float
+    job_id: str | None = None
+    status: SwapStatus | None = None
+    error: AkoolError | None = None
+    attempt: int | None = None
+    delay: float | None = None
+    outcome: Outcome[SwapRequest] | None = None
+
+
+@attrs.frozen(kw_only=True)
+class BatchStatistics:
+    """A snapshot of one batch (``batch.statistics()``).
+
+    The state counts partition the requests read so far: ``read == waiting_input +
+    submitting + pending + downloading + succeeded + failed + errored + ambiguous``.
+
+    Attributes:
+        total: Number of input requests when the input has a length, else None.
+        read: Requests taken from the input so far.
+        waiting_input: Read, not yet submitting (waiting for a submit slot or the journal).
+        submitting: Submits in flight.
+        pending: Jobs submitted (or re-attached) and not finished.
+        downloading: Finished jobs whose file is being downloaded.
+        succeeded: Outcomes without error.
+        failed: Outcomes with ``JobFailedError`` (the job ended with status 4).
+        errored: Other error outcomes, ``ambiguous`` excepted.
+        ambiguous: Outcomes with ``AmbiguousSubmitError``.
+        timed_out: Of ``errored``, those with ``JobTimeoutError`` or ``BatchDeadlineError``.
+        resumed: Outcomes taken over from the journal (no submit in this run).
+        submits: Submit requests sent by this batch (retries included).
+        credits_before: Account balance when the batch started (``check_credit``), or None.
+        credits_now: Latest balance read (at the start, after a 1006, at the end), or None.
+        credits_used: ``credits_before - credits_now``: what the account was charged while
+            the batch ran (other users of the account included), or None when unknown.
+        requests: HTTP requests per endpoint name made for this batch; ``list_results`` is
+            the shared poller's count while the batch ran (other waiters included).
+        retries: Submits and downloads tried again.
+        throttles: 1005 / 429 answers to this batch's submits.
+        elapsed: Seconds since the batch started.
+        throughput: Outcomes per second since the batch started.
+        finished: Whether every outcome has been produced.
+    """
+
+    total: int | None
+    read: int
+    waiting_input: int
+    submitting: int
+    pending: int
+    downloading: int
+    succeeded: int
+    failed: int
+    errored: int
+    ambiguous: int
+    timed_out: int
+    resumed: int
+    submits: int
+    credits_before: float | None
+    credits_now: float | None
+    credits_used: float | None
+    requests: Mapping[str, int]
+    retries: int
+    throttles: int
+    elapsed: float
+    throughput: float
+    finished: bool
+
+    @property
+    def outcomes(self) -> int:
+        """Outcomes produced so far."""
+        return self.succeeded + self.failed + self.errored + self.ambiguous
+
+
+@attrs.frozen(kw_only=True)
+class ClientStatistics:
+    """A snapshot of a client (``client.statistics()``).
+
+    Attributes:
+        requests: HTTP requests per endpoint name since the client opened, as counted by
+            the client (or, if it counts none, by the orchestrator).
+        poller: The shared status poller.
+        batches_running: ``swap_many`` batches in progress.
+    """
+
+    requests: Mapping[str, int]
+    poller: PollerStatistics
+    batches_running: int
