@@ -87,6 +87,7 @@ from ._models import (
     VideoSwap,
     validate_ids,
 )
+from ._orchestrator import _OrchestratorMixin
 from ._retry import RetryPolicy
 from ._wire import BODY_LIMIT, WireRequest, build_request, decode
 
@@ -294,7 +295,7 @@ def _body_text(error: AkoolError) -> str | None:
 # The client
 
 
-class AsyncClient(AsyncBinder):
+class AsyncClient(_OrchestratorMixin, AsyncBinder):
     """Async client of the AKOOL Face Swap API; use it as ``async with AsyncClient() as c:``.
 
     Configuration comes from the arguments, else from the environment (``AKOOL_API_KEY``,
@@ -500,6 +501,7 @@ class AsyncClient(AsyncBinder):
         elif shared.session.closed:
             raise ClientStateError("the session passed as session= is already closed")
         shared.state = _State.OPEN
+        await self._start_orchestrator()  # the shared poller and swap_many's task group
         return self
 
     async def __aexit__(
@@ -516,6 +518,7 @@ class AsyncClient(AsyncBinder):
         if not self._owner or shared.state is _State.CLOSED:
             return
         shared.state = _State.CLOSED
+        await self._stop_orchestrator()  # cancels batches and the poller before the session
         session, shared.session = shared.session, None
         if session is not None and shared.owns_session:
             await session.close()
