@@ -31,7 +31,15 @@ import hashlib
 import json
 import math
 from collections import Counter
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sized
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sized,
+)
 from contextlib import AsyncExitStack
 from datetime import datetime
 from enum import Enum
@@ -328,18 +336,34 @@ class BatchRun(Generic[R]):
     # -- feeding ----------------------------------------------------------------------------
 
     async def _feed(self, tg: TaskGroup) -> None:
-        index = 0
-        if isinstance(self._requests, AsyncIterable):
-            async for request in self._requests:
-                await self._admit(tg, index, request)
-                index += 1
+        # A slot is taken *before* the next request is read, so at the cap the input is not
+        # read at all (back-pressure reaches a generator, a file, a database cursor...).
+        requests = self._requests
+        sync_iter: Iterator[R] | None = None
+        async_iter: AsyncIterator[R] | None = None
+        if isinstance(requests, Iterable):
+            sync_iter = iter(requests)
         else:
-            for request in self._requests:
-                await self._admit(tg, index, request)
-                index += 1
+            async_iter = aiter(requests)
+        index = 0
+        while True:
+            await self._admission.acquire()
+            try:
+                if sync_iter is not None:
+                    request = next(sync_iter)
+                else:
+                    assert async_iter is not None
+                    request = await anext(async_iter)
+            except (StopIteration, StopAsyncIteration):
+                self._admission.release()
+                return
+            except BaseException:
+                self._admission.release()
+                raise
+            self._start_job(tg, index, request)
+            index += 1
 
-    async def _admit(self, tg: TaskGroup, index: int, request: R) -> None:
-        await self._admission.acquire()  # back-pressure: at most max_pending unfinished
+    def _start_job(self, tg: TaskGroup, index: int, request: R) -> None:
         self._read += 1
         tg.start_soon(self._job, index, request, _Slot(self._counts))
 

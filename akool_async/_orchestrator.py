@@ -21,7 +21,6 @@ when nothing else refers to it), at the latest when the client closes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import os
 import weakref
@@ -41,6 +40,7 @@ from ._errors import ClientStateError, ValidationError
 from ._events import BatchEvent, BatchStatistics, Outcome, R
 from ._models import MediaType, ResultsQuery, SwapJob, SwapResult, SwapStatus
 from ._poller import PollConfig, Poller, PollerStatistics
+from ._retry import RetryPolicy
 
 if TYPE_CHECKING:
     from ._client import AsyncClient
@@ -143,12 +143,26 @@ class Batch(Generic[R]):
         return self._run.statistics()
 
     def __del__(self) -> None:
-        run = getattr(self, "_run", None)
-        loop = getattr(self, "_loop", None)
-        if run is None or loop is None or run.finished:
+        # Reached after a bare ``async for`` that broke out: stop the batch, on its loop (this
+        # may run in any thread), and close the stream nobody will read any more.
+        run: BatchRun[R] | None = getattr(self, "_run", None)
+        if run is None:
             return
-        with contextlib.suppress(RuntimeError):  # a closed loop: nothing runs on it any more
-            loop.call_soon_threadsafe(run.cancel)
+        loop = getattr(self, "_loop", None)
+        if loop is not None:
+            try:
+                loop.call_soon_threadsafe(_abandon, run)
+                return
+            except RuntimeError:
+                pass  # the loop is closed: nothing can be waiting on the streams any more
+        run.send.close()
+        run.receive.close()
+
+
+def _abandon(run: BatchRun[Any]) -> None:
+    if not run.finished:
+        run.cancel()
+    run.receive.close()
 
 
 def _positive_int(value: object, field: str) -> int:
@@ -215,8 +229,8 @@ class _OrchestratorMixin:
             return
         del _REGISTRY[id(shared)]
         orchestrator = entry[1]
-        for run in list(orchestrator.batches):
-            run.closing = True  # the client's own cancellation, reported to the batch
+        # Running batches see this cancellation as the client closing under them: their
+        # iterators raise ClientStateError once their outcomes are drained.
         orchestrator.task_group.cancel_scope.cancel()
         await orchestrator.task_group.__aexit__(None, None, None)
 
@@ -325,6 +339,7 @@ class _OrchestratorMixin:
         resubmit_ambiguous: bool = False,
         check_credit: bool = True,
         on_event: Callable[[BatchEvent], None] | None = None,
+        download_retry: RetryPolicy | None = None,
     ) -> Batch[R]:
         """Submit many swaps and wait for all of them: one ``Outcome`` per request.
 
@@ -357,6 +372,7 @@ class _OrchestratorMixin:
                 case a 1006 during the batch stops further submits (``InsufficientCreditError``
                 outcomes, journaled as never submitted).
             on_event: Called synchronously with each ``BatchEvent`` (progress bars, logs).
+            download_retry: Attempts and backoff of each download (default: 4 attempts).
 
         Returns:
             A ``Batch``: iterate it, ideally inside ``async with``.
@@ -375,7 +391,7 @@ class _OrchestratorMixin:
             resubmit_ambiguous=bool(resubmit_ambiguous),
             check_credit=bool(check_credit),
             on_event=on_event,
-            download_retry=DOWNLOAD_RETRY,
+            download_retry=download_retry if download_retry is not None else DOWNLOAD_RETRY,
         )
         if not isinstance(requests, Iterable | AsyncIterable):
             raise ValidationError("must be an iterable of swap requests", field="requests")

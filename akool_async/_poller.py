@@ -82,6 +82,11 @@ def _fraction(instance: object, attribute: attrs.Attribute[float], value: object
         raise ValidationError(f"must be in [0, 1), got {value!r}", field=attribute.name)
 
 
+def _non_negative(instance: object, attribute: attrs.Attribute[float], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+        raise ValidationError(f"must be a finite number >= 0, got {value!r}", field=attribute.name)
+
+
 def _at_least_one(instance: object, attribute: attrs.Attribute[float], value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 1:
         raise ValidationError(f"must be >= 1, got {value!r}", field=attribute.name)
@@ -105,6 +110,8 @@ class PollConfig:
         max_concurrent_requests: listbyids calls in flight at once.
         miss_limit: Consecutive responses without an id before it is reported missing...
         miss_grace: ...provided it has been missing for at least this many seconds.
+        coalesce: A due id may wait up to this fraction of its interval for other ids to
+            fall due, so that they share one request (0 sends as soon as anything is due).
         retry_delay: Seconds before the ids of a failed listbyids call are asked again
             (at least; a server's ``retry_after`` wins when longer).
         safety_net_interval: While webhooks are attached, the interval of every job's polls:
@@ -122,6 +129,7 @@ class PollConfig:
     max_concurrent_requests: int = attrs.field(default=2, validator=_count)
     miss_limit: int = attrs.field(default=5, validator=_count)
     miss_grace: float = attrs.field(default=30.0, validator=_positive)
+    coalesce: float = attrs.field(default=0.5, validator=_non_negative)
     retry_delay: float = attrs.field(default=2.0, validator=_positive)
     safety_net_interval: float = attrs.field(default=120.0, validator=_positive)
 
@@ -319,7 +327,7 @@ class Poller:
         if entry is None:
             now = anyio.current_time()
             entry = self._entries[job_id] = _Entry(job_id, media, now)
-            self._schedule(entry, now + self._jittered(self._interval(entry, now)))
+            self._schedule(entry, now, self._interval(entry, now))
         return entry
 
     def _leave(self, entry: _Entry, waiter: _Waiter) -> None:
@@ -399,13 +407,20 @@ class Poller:
         jitter = self.config.jitter
         return interval * self._random.uniform(1 - jitter, 1 + jitter) if jitter else interval
 
-    def _schedule(self, entry: _Entry, due: float) -> None:
-        entry.due = due
+    def _schedule(self, entry: _Entry, now: float, delay: float) -> None:
+        """Make ``entry`` due after ``delay`` (jittered); it may wait a little longer for company.
+
+        The heap is ordered by the *latest* time a request must go out for the entry (its due
+        time plus ``coalesce`` times its interval), so one request carries every id that fell
+        due within that window instead of each id getting a request of its own.
+        """
+        entry.due = now + self._jittered(delay)
         entry.seq = next(self._seq)
-        heapq.heappush(self._heap, (due, entry.seq, entry.id))
+        latest = entry.due + self.config.coalesce * delay
+        heapq.heappush(self._heap, (latest, entry.seq, entry.id))
         if len(self._heap) > 4 * len(self._entries) + 64:
             self._compact()
-        if due < self._sleep_until:
+        if latest < self._sleep_until:
             self._wake.set()
 
     def _compact(self) -> None:
@@ -422,7 +437,7 @@ class Poller:
             return None
         return entry
 
-    def _next_due(self) -> float | None:
+    def _next_trigger(self) -> float | None:
         while self._heap:
             if self._live(self._heap[0]) is not None:
                 return self._heap[0][0]
@@ -434,7 +449,7 @@ class Poller:
         try:
             while True:
                 now = anyio.current_time()
-                due = self._next_due()
+                due = self._next_trigger()
                 if due is not None and due <= now:
                     break
                 self._wake = anyio.Event()
@@ -460,12 +475,10 @@ class Poller:
             if entry is None:
                 heapq.heappop(self._heap)
                 continue
-            if item[0] > now:
-                if not self.config.fill:
-                    break
+            if entry.due > now:
                 first, _ = self.config.bounds(entry.media)
-                if now - entry.last_polled < first:
-                    # Asked too recently to be worth a slot; look further, but not forever.
+                if not self.config.fill or now - max(entry.last_polled, entry.since) < first:
+                    # Not due, and asked (or created) too recently to be worth a slot.
                     skipped.append(heapq.heappop(self._heap))
                     if len(skipped) >= size:
                         break
@@ -507,7 +520,7 @@ class Poller:
                 for entry in chunk:
                     entry.in_flight = False
                     if self._entries.get(entry.id) is entry:
-                        self._schedule(entry, now)
+                        self._schedule(entry, now, 0.0)
                 raise
             self._absorb(chunk, results)
         finally:
@@ -519,7 +532,7 @@ class Poller:
             entry.in_flight = False
             if self._entries.get(entry.id) is entry:
                 delay = max(self.config.retry_delay, retry_after or 0.0, self._interval(entry, now))
-                self._schedule(entry, now + self._jittered(delay))
+                self._schedule(entry, now, delay)
 
     def _absorb(self, chunk: list[_Entry], results: Sequence[SwapResult]) -> None:
         now = anyio.current_time()
@@ -553,7 +566,7 @@ class Poller:
                 self._deliver(entry, result)
                 if self._entries.get(entry.id) is not entry:
                     continue  # finished
-            self._schedule(entry, now + self._jittered(self._interval(entry, now)))
+            self._schedule(entry, now, self._interval(entry, now))
 
     def _deliver(self, entry: _Entry, result: SwapResult) -> None:
         """Hand a status to an entry's waiters: finish them, or report progress."""
