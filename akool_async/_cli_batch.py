@@ -1,0 +1,291 @@
+"""``akool-async batch``: a manifest of swaps through ``swap_many``, resumable, with a report.
+
+The whole manifest is validated before anything is sent (exit 2 and one ``error:`` line per
+problem, ``FILE:LINE: FIELD: reason``). Then every swap goes through ``client.swap_many`` with
+a journal (default ``DIR/.akool-journal.sqlite``), downloads into ``DIR`` and a live progress
+bar on stderr. At the end the JSON Lines report (default ``DIR/report.jsonl``, one record per
+manifest line, in line order) is written atomically and a summary is printed.
+
+Stopping: Ctrl-C (or SIGTERM) cancels the batch cleanly; jobs already submitted keep running
+on AKOOL and the journal remembers them. Running the same command again resumes: finished
+swaps are reported from the journal, submitted ones are re-attached (never paid twice), and
+only swaps that provably were never submitted are submitted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any, Final
+
+import anyio
+import attrs
+
+from ._cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PROG, CliError, Context
+from ._client import AsyncClient
+from ._errors import JobFailedError
+from ._events import BatchEvent, BatchStatistics, Outcome, SwapRequest
+from ._manifest import ManifestEntry, read_manifest
+from ._models import SwapStatus
+
+__all__ = [
+    "BATCH_EPILOG",
+    "BatchRunResult",
+    "cmd_batch",
+    "outcome_record",
+    "run_batch",
+    "write_report",
+]
+
+BATCH_EPILOG: Final = """\
+manifest format (full description: docs/manifest.md):
+  one swap per line; 'kind' is plus | pro | image | video, the other fields are that
+  request's fields with the SDK's snake_case names, plus an optional free-text 'ref'.
+  JSONL: {"kind": "plus", "source_url": "https://...", "target_url": "https://.../a.mp4"}
+         {"kind": "pro", "source": ["https://..."], "target": ["https://...|x,y:x,y:x,y:x,y"]}
+         {"kind": "image", "source": [...], "target": [...], "modify_image": "https://..."}
+  CSV:   a header of field names, one row per swap, empty cell = not given, lists as JSON
+         or ';'-separated (faces: URL or URL|opts; face_mapping: SRC>TGT with each side
+         URL or URL|x1,y1,x2,y2).
+
+report (DIR/report.jsonl, one JSON object per manifest line, in line order):
+  line, ref, kind, status (ok | failed | error), job_id, result_url, file, sha256,
+  error_type, error_message, resumed
+
+exit codes:
+  0 every swap succeeded; 1 at least one failed or errored (see the report);
+  2 bad manifest or usage (nothing submitted); 130 interrupted: run the same command
+  again to resume from the journal."""
+
+_TICK: Final = 0.25
+_FAILURES_SHOWN: Final = 10
+
+
+def outcome_record(
+    outcome: Outcome[Any], *, line: int | None, kind: str, ref: str | None = None
+) -> dict[str, Any]:
+    """One report record: what became of one swap, as a JSON-ready dict.
+
+    ``status`` is ``"ok"``, ``"failed"`` (the job ended with status 4) or ``"error"``
+    (anything else: rejected submit, timeout, download failure, ambiguous submit...).
+    """
+    error = outcome.error
+    if error is None:
+        status = "ok"
+    elif isinstance(error, JobFailedError):
+        status = "failed"
+    else:
+        status = "error"
+    result = outcome.result
+    job_id = outcome.job.id if outcome.job is not None else None
+    if job_id is None and result is not None:
+        job_id = result.id
+    record: dict[str, Any] = {}
+    if line is not None:
+        record |= {"line": line, "ref": ref}
+    record |= {
+        "kind": kind,
+        "status": status,
+        "job_id": job_id,
+        "result_url": result.url
+        if result is not None and result.status is SwapStatus.SUCCESS
+        else None,
+        "file": None if outcome.path is None else str(outcome.path),
+        "sha256": outcome.sha256,
+        "error_type": None if error is None else type(error).__name__,
+        "error_message": None if error is None else str(error),
+        "resumed": outcome.resumed,
+    }
+    return record
+
+
+@attrs.frozen(kw_only=True)
+class BatchRunResult:
+    """What ``run_batch`` produced: every record (in line order) and the batch's counters."""
+
+    records: list[dict[str, Any]]
+    statistics: BatchStatistics
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        """True when every swap succeeded."""
+        return all(record["status"] == "ok" for record in self.records)
+
+    def count(self, status: str) -> int:
+        """Records with this ``status``."""
+        return sum(1 for record in self.records if record["status"] == status)
+
+
+async def run_batch(
+    ctx: Context,
+    client: AsyncClient,
+    entries: Sequence[ManifestEntry],
+    *,
+    out_dir: Path | None,
+    journal: Path | None = None,
+    concurrency: int = 64,
+    job_timeout: float | None = 3 * 3600.0,
+    resubmit_ambiguous: bool = False,
+    progress: bool = True,
+    label: str = "swaps",
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+) -> BatchRunResult:
+    """Run ``entries`` through ``client.swap_many``, with a live progress bar if asked.
+
+    Returns once every swap has an outcome; cancellation (Ctrl-C) propagates after the batch
+    stopped cleanly.
+    """
+    requests: list[SwapRequest] = [entry.request for entry in entries]
+    bar: Any = None
+    if progress:
+        from ._progress import BatchProgress
+
+        bar = BatchProgress(ctx.stderr, len(entries), label=label)
+
+    def on_event(event: BatchEvent) -> None:
+        if bar is not None:
+            bar.event(event)
+
+    started = time.monotonic()
+    records: list[dict[str, Any]] = []
+    batch = client.swap_many(
+        requests,
+        concurrency=concurrency,
+        journal=journal,
+        download_dir=out_dir,
+        job_timeout=job_timeout,
+        resubmit_ambiguous=resubmit_ambiguous,
+        on_event=on_event,
+    )
+
+    async def tick() -> None:
+        while True:
+            bar.update(batch.statistics())
+            await anyio.sleep(_TICK)
+
+    display: AbstractContextManager[Any] = bar if bar is not None else nullcontext()
+    with display:
+        async with batch, anyio.create_task_group() as tg:
+            if bar is not None:
+                tg.start_soon(tick)
+            async for outcome in batch:
+                entry = entries[outcome.index]
+                record = outcome_record(outcome, line=entry.line, kind=entry.kind, ref=entry.ref)
+                records.append(record)
+                if on_record is not None:
+                    on_record(record)
+            tg.cancel_scope.cancel()
+        if bar is not None:
+            bar.update(batch.statistics())
+    records.sort(key=lambda record: record["line"])
+    return BatchRunResult(
+        records=records, statistics=batch.statistics(), seconds=time.monotonic() - started
+    )
+
+
+def write_report(path: Path, records: Sequence[dict[str, Any]]) -> None:
+    """Write the JSON Lines report atomically (a temporary file renamed over ``path``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.tmp")
+    with temp.open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+
+
+def _resume_command(ctx: Context) -> str:
+    args = ctx.args
+    words = [PROG, "batch", str(args.manifest), "--out", str(args.out)]
+    for option in ("journal", "report", "format"):
+        value = getattr(args, option)
+        if value is not None:
+            words += [f"--{option}", str(value)]
+    return shlex.join(words)
+
+
+def _summary(ctx: Context, result: BatchRunResult, report: Path, out_dir: Path) -> None:
+    from ._progress import key_value_table, print_table, requests_rows
+
+    stats = result.statistics
+    swaps = [
+        ("swaps", f"{len(result.records):,}"),
+        ("succeeded", f"{result.count('ok'):,}"),
+        ("failed (status 4)", f"{result.count('failed'):,}"),
+        ("errors", f"{result.count('error'):,}"),
+        ("resumed from the journal", f"{stats.resumed:,}"),
+        ("credits used", "unknown" if stats.credits_used is None else f"{stats.credits_used:,g}"),
+        ("wall time", f"{result.seconds:.1f} s"),
+        ("results", str(out_dir)),
+        ("report", str(report)),
+    ]
+    print_table(
+        ctx.stdout,
+        key_value_table("Batch", swaps),
+        key_value_table("Requests by endpoint", requests_rows(stats.requests)),
+    )
+    failures = [record for record in result.records if record["status"] != "ok"]
+    for record in failures[:_FAILURES_SHOWN]:
+        ctx.say(
+            f"line {record['line']} ({record['kind']}): {record['status']}: "
+            f"{record['error_type']}: {record['error_message']}"
+        )
+    if len(failures) > _FAILURES_SHOWN:
+        ctx.say(f"... and {len(failures) - _FAILURES_SHOWN} more in {report}")
+
+
+async def cmd_batch(ctx: Context) -> int:
+    """``akool-async batch MANIFEST --out DIR ...``."""
+    args = ctx.args
+    if not ctx.json:
+        ctx.require_rich("akool-async batch")
+    try:
+        entries = await anyio.to_thread.run_sync(
+            lambda: read_manifest(args.manifest, format=args.format)
+        )
+    except OSError as exc:
+        raise CliError(
+            f"cannot read the manifest {str(args.manifest)!r}: {exc.strerror}", EXIT_USAGE
+        ) from None
+    out_dir: Path = args.out
+    journal: Path = args.journal or out_dir / ".akool-journal.sqlite"
+    report: Path = args.report or out_dir / "report.jsonl"
+    client = ctx.client()  # no credentials: ValidationError (exit 2) before anything is sent
+    await anyio.Path(out_dir).mkdir(parents=True, exist_ok=True)
+    finished = 0
+
+    def on_record(record: dict[str, Any]) -> None:
+        nonlocal finished
+        finished += 1
+        if ctx.json:
+            ctx.emit(record)
+
+    ctx.interrupt_hint = lambda: (
+        f"{finished} of {len(entries)} swaps finished; jobs already submitted keep running on "
+        f"AKOOL and are in the journal {str(journal)!r}.\n"
+        f"to resume, run the same command again: {_resume_command(ctx)}"
+    )
+    async with client:
+        result = await run_batch(
+            ctx,
+            client,
+            entries,
+            out_dir=out_dir,
+            journal=journal,
+            concurrency=args.concurrency,
+            job_timeout=args.job_timeout,
+            resubmit_ambiguous=args.resubmit_ambiguous,
+            progress=not ctx.json,
+            on_record=on_record,
+        )
+    await anyio.to_thread.run_sync(write_report, report, result.records)
+    if not ctx.json:
+        _summary(ctx, result, report, out_dir)
+    return EXIT_OK if result.ok else EXIT_FAILED
