@@ -414,6 +414,8 @@ class BlockingMirror(Generic[P, R]):
         self._method = method
         self.name = method.__name__
         self.__doc__ = method.__doc__
+        signature = inspect.signature(method)  # a bound method's: without ``self``
+        self.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])
 
     def __set_name__(self, owner: type[Any], name: str) -> None:
         if name != self.name:
@@ -428,4 +430,5 @@ class BlockingMirror(Generic[P, R]):
             return self
         bound = functools.partial(obj._run_blocking, self.name)
         functools.update_wrapper(bound, self._method)
+        bound.__signature__ = self.__signature__  # type: ignore[attr-defined]
         return bound
