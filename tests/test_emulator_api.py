@@ -611,6 +611,19 @@ async def test_video_result_file_is_streamed_mp4(
     )
 
 
+async def test_head_on_result_files(akool_emulator: Emulator, http: aiohttp.ClientSession) -> None:
+    """HEAD gives the status, Content-Length and ETag of a result without its body."""
+    data = (await submit(http, akool_emulator, V3_VIDEO, v3(video=True)))["data"]
+    await akool_emulator.advance(11)
+    async with http.head(data["url"]) as head:
+        got = (head.status, head.headers["Content-Length"], await head.read())
+        etag = head.headers["ETag"]
+    async with http.get(data["url"]) as resp:
+        full = await resp.read()
+    expected = (200, "300000", b"", f'"{hashlib.md5(full).hexdigest()}"')
+    assert expected == (*got, etag)
+
+
 async def test_result_files_expire_after_ttl(
     akool_emulator: Emulator, http: aiohttp.ClientSession
 ) -> None:
@@ -726,7 +739,7 @@ async def test_detect_faces_video_frames_and_single_face(
         ({}, 400, "Either 'url' or 'img' parameter must be provided"),
         ({"url": "notaurl"}, 400, "Invalid URL format"),
         ({"img": "!!!not base64!!!"}, 400, "Failed to process media"),
-        ({"url": "https://e.com/a.jpg", "num_frames": 101}, 400, None),
+        ({"url": "https://e.com/a.mp4", "num_frames": 101}, 400, None),
         ({"url": "https://e.com/a.jpg?faces=0"}, 400, "No faces detected"),
         ({"url": "https://e.com/fail.jpg"}, 500, "Failed to process media"),
     ],

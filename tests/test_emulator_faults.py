@@ -257,6 +257,25 @@ async def test_result_file_faults(akool_emulator: Emulator, http: aiohttp.Client
     assert expected == (status, akool_emulator.stats.faults)
 
 
+async def test_drop_after_cuts_a_video_download_in_half(
+    akool_emulator: Emulator, http: aiohttp.ClientSession
+) -> None:
+    """drop_after on a video result sends half of the announced body, then cuts the connection."""
+    _id = await submit(http, akool_emulator, target_url="https://example.com/clip.mp4")
+    await akool_emulator.advance(100)
+    akool_emulator.faults.inject("result_file", "drop_after")
+    received, length, cut = 0, None, False
+    try:
+        async with http.get(akool_emulator.result_url(akool_emulator.jobs[_id])) as resp:
+            length = resp.content_length
+            async for chunk in resp.content.iter_chunked(65_536):
+                received += len(chunk)
+    except aiohttp.ClientPayloadError:
+        cut = True
+    expected = (2 * 1024 * 1024, 1024 * 1024, True)
+    assert expected == (length, received, cut)
+
+
 async def test_random_fault_rates_are_seeded(http: aiohttp.ClientSession) -> None:
     """Random faults follow the seed: two emulators with one seed fault the same requests."""
     config = EmulatorConfig(clock="manual", fault_rates={"quota": {"http_503": 0.5}}, seed=7)

@@ -135,6 +135,14 @@ def test_emulator_thread_advances_jobs() -> None:
     assert expected == (status, runner._emulator is not None)
 
 
+def test_public_names_are_sorted_and_importable() -> None:
+    """akool_async.testing exports a sorted __all__ of names that exist."""
+    import akool_async.testing as testing
+
+    expected = sorted(testing.__all__)
+    assert expected == [name for name in testing.__all__ if hasattr(testing, name)]
+
+
 def test_plugin_is_registered(pytestconfig: pytest.Config) -> None:
     """The pytest11 entry point registers the fixtures plugin as "akool_async"."""
     expected = True

@@ -60,6 +60,7 @@ class _Api:
     def __init__(self, emu: Emulator) -> None:
         self.emu = emu
         self._md5 = emu._md5_cache
+        self._cut: set[int] = set()  # ids of requests under a drop_after fault
 
     # --- envelopes ---------------------------------------------------------------------------
 
@@ -161,9 +162,14 @@ class _Api:
         elif kind == "rate_limited":
             response = self.error(request, 1005, "Operation too frequent")
         else:
-            response = self.gate(request, endpoint) or await handler(request)
             if kind == "drop_after":
-                return _drop(request)
+                self._cut.add(id(request))
+            try:
+                response = self.gate(request, endpoint) or await handler(request)
+            finally:
+                self._cut.discard(id(request))
+            if kind == "drop_after":
+                return response if response.prepared else _drop(request)
             if kind == "malformed_json" and isinstance(response, web.Response):
                 raw = response.body if isinstance(response.body, bytes) else b"{}"
                 response = web.Response(
@@ -296,11 +302,22 @@ class _Api:
         response = web.StreamResponse(
             headers={"Content-Type": "video/mp4", "ETag": f'"{self._md5[cache_key]}"'}
         )
-        response.content_length = mp4_size(label, size)
+        total = mp4_size(label, size)
+        response.content_length = total
         await response.prepare(request)
-        if request.method != "HEAD":
-            for chunk in chunks():
-                await response.write(chunk)
+        if request.method == "HEAD":
+            await response.write_eof()
+            return response
+        # drop_after on a video download: half the body, then the connection is cut.
+        cut = total // 2 if id(request) in self._cut else None
+        sent = 0
+        for chunk in chunks():
+            if cut is not None and sent + len(chunk) > cut:
+                await response.write(chunk[: cut - sent])
+                _drop(request)
+                return response
+            await response.write(chunk)
+            sent += len(chunk)
         await response.write_eof()
         return response
 

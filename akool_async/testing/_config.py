@@ -18,9 +18,9 @@ __all__ = [
     "DEFAULT_CLIENT_ID",
     "DEFAULT_CLIENT_SECRET",
     "ENDPOINTS",
+    "EmulatorConfig",
     "FAULT_KINDS",
     "WEBHOOK_FAULT_KINDS",
-    "EmulatorConfig",
 ]
 
 #: The emulator's default ``clientId`` (24 characters, like real ones).

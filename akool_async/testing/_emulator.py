@@ -133,8 +133,9 @@ class Emulator:
     def configure(self, **changes: Any) -> EmulatorConfig:
         """Change options at runtime (``attrs.evolve``); returns the new configuration.
 
-        ``clock``, ``clock_speed`` and ``start_time`` only take effect at construction and
-        ``seed`` at ``reset()``. Rate-limit buckets refill on every call.
+        ``clock``, ``clock_speed``, ``start_time`` and ``seed`` are read at construction
+        only. Rate-limit buckets refill on every call. ``reset()`` restores the configuration
+        the emulator was built with.
         """
         self._config = attrs.evolve(self._config, **changes)
         self._store.config = self._config

@@ -141,13 +141,6 @@ def detect_faces(body: Any, config: EmulatorConfig, base_url: str) -> tuple[int,
     url, img = body.get("url"), body.get("img")
     if not url and not img:
         return _error(400, "Either 'url' or 'img' parameter must be provided")
-    num_frames = body.get("num_frames", 5)
-    if (
-        isinstance(num_frames, bool)
-        or not isinstance(num_frames, int)
-        or not 1 <= num_frames <= 100
-    ):
-        return _error(400, "num_frames must be an integer between 1 and 100")
     if url:  # url wins over img
         if not _is_http(url):
             return _error(400, "Invalid URL format")
@@ -158,6 +151,10 @@ def detect_faces(body: Any, config: EmulatorConfig, base_url: str) -> tuple[int,
         if not isinstance(img, str) or decode_img(img) is None:
             return _error(400, "Failed to process media")
         key, count, video = img, 1, False
+    num_frames = body.get("num_frames", 5)
+    bad = isinstance(num_frames, bool) or not isinstance(num_frames, int)
+    if video and (bad or not 1 <= num_frames <= 100):  # ignored for images (docs)
+        return _error(400, "num_frames must be an integer between 1 and 100")
     if count == 0 and config.detector_no_face == "error":
         return _error(400, "No faces detected")
     total = max(1, int(config.video_duration * _FPS))

@@ -7,7 +7,8 @@ HTTP fault kinds, per endpoint name or ``"*"``:
 - ``rate_limited``: the business error 1005 (HTTP per ``error_status``); not processed.
 - ``drop_before``: the TCP connection is closed before the request is processed.
 - ``drop_after``: the request is processed (a submit creates and charges its job), then the
-  connection is closed without a response: the ambiguous submit.
+  connection is closed without a response: the ambiguous submit. On a video result file,
+  the connection is cut after half of the body was sent.
 - ``slow``: the response is delayed by ``delay`` (default ``slow_seconds``) real seconds.
 - ``malformed_json``: processed, then answered HTTP 200 with a truncated JSON body.
 

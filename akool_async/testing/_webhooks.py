@@ -14,6 +14,7 @@ import contextlib
 import heapq
 import itertools
 import json
+import logging
 import random
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
@@ -29,6 +30,8 @@ from ._faults import FaultInjector
 from ._state import EmulatorStats, Job
 
 __all__ = ["WebhookAttempt", "WebhookScheduler"]
+
+_log = logging.getLogger("akool_async.testing")
 
 
 @attrs.frozen(kw_only=True)
@@ -172,9 +175,15 @@ class WebhookScheduler:
                 continue
             popped = self.pop_due(self._clock.now())
             if popped is not None:
-                task = asyncio.create_task(self.fire(*popped))
+                task = asyncio.create_task(self._fire_logged(*popped))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+
+    async def _fire_logged(self, due: float, event: _Event) -> None:
+        try:
+            await self.fire(due, event)
+        except Exception:  # a bug must not kill the scheduler silently
+            _log.exception("webhook delivery for %s failed", event.job_id)
 
     async def drain(self) -> None:
         """Wait until no delivery task is running."""
@@ -258,7 +267,19 @@ class WebhookScheduler:
         """
         config = self._config()
         plaintext = json.dumps(payload, separators=(",", ":")).encode()
-        data_encrypt = _crypto.encrypt(plaintext, self._client_id, self._client_secret)
+        try:
+            data_encrypt = _crypto.encrypt(plaintext, self._client_id, self._client_secret)
+        except ImportError as exc:  # the optional 'cryptography' package is missing
+            return await self._record(
+                url,
+                payload,
+                {},
+                attempt=attempt,
+                outcome="error",
+                http_status=None,
+                error=str(exc),
+                duplicate=duplicate,
+            )
         if timestamp is None:
             timestamp = int(self._clock.now() * 1000)
         if nonce is None:
