@@ -61,6 +61,7 @@ from ._models import (
     SwapResult,
     validate_ids,
 )
+from ._poller import PollConfig
 
 __all__ = [
     "EXIT_FAILED",
@@ -110,6 +111,8 @@ class Context:
     stdout: IO[str]
     stderr: IO[str]
     secrets: tuple[str, ...] = ()
+    #: The command line as given (without the program name), to show how to run it again.
+    argv: tuple[str, ...] = ()
     #: Printed on stderr if the command is interrupted (how to resume, ...).
     interrupt_hint: Callable[[], str] | None = None
 
@@ -141,7 +144,18 @@ class Context:
 
     def client(self) -> AsyncClient:
         """An ``AsyncClient`` from ``--api-key`` / ``--base-url`` and the AKOOL_* environment."""
-        return AsyncClient(api_key=self.args.api_key, base_url=self.args.base_url)
+        client = AsyncClient(api_key=self.args.api_key, base_url=self.args.base_url)
+        interval = getattr(self.args, "poll_interval", None)
+        if interval is not None:
+            defaults = PollConfig()
+            client.poll_config = attrs.evolve(
+                defaults,
+                image_first=interval,
+                video_first=interval,
+                image_max=max(interval, defaults.image_max),
+                video_max=max(interval, defaults.video_max),
+            )
+        return client
 
     def require_rich(self, what: str) -> None:
         """Fail with the install hint (exit 2) when rich is missing."""
@@ -236,6 +250,16 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     )
 
 
+def _poll_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--poll-interval",
+        type=_seconds,
+        metavar="S",
+        help="first (and shortest) wait between status checks of a job; later checks back "
+        "off from it (default: 2 for images, 10 for videos)",
+    )
+
+
 def _face_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--source",
@@ -270,6 +294,7 @@ def _swap_parsers(swap: argparse._SubParsersAction[Any], common: argparse.Argume
         metavar="S",
         help="seconds to wait for the job (default: 1800)",
     )
+    _poll_option(after)
     webhook = _Parser(add_help=False)
     webhook.add_argument("--webhook-url", metavar="URL", help="where AKOOL posts status callbacks")
     parents = [common, webhook, after]
@@ -415,6 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds a job may take (default: 10800)",
     )
+    _poll_option(batch)
     batch.add_argument(
         "--format", choices=("jsonl", "csv"), help="manifest format (default: from the name)"
     )
@@ -444,6 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="image",
         help="polling pace: videos are polled less often (default: image)",
     )
+    _poll_option(wait)
     wait.set_defaults(handler="wait")
 
     delete = add("delete", "delete job records (permanent)")
@@ -832,6 +859,28 @@ def _report(ctx: Context, message: str, code: int) -> int:
     return code
 
 
+def _first_leaf(error: BaseException) -> BaseException:
+    """The first exception inside (nested) exception groups: the one worth reporting."""
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error
+
+
+def _failure(ctx: Context, exc: Exception) -> int:
+    """Report a command's exception as ``error:`` lines; return the exit code."""
+    error = _first_leaf(exc)
+    if isinstance(error, CliError):
+        return _report(ctx, str(error), error.code)
+    if isinstance(error, ValidationError):
+        return _report(ctx, str(error), EXIT_USAGE)
+    if isinstance(error, AkoolError):
+        return _report(ctx, _error_text(error), EXIT_FAILED)
+    if isinstance(error, OSError):
+        return _report(ctx, str(error), EXIT_FAILED)
+    _logger.debug("unexpected error", exc_info=exc)
+    return _report(ctx, f"unexpected {_error_text(error)} (run with -vv for details)", EXIT_FAILED)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (the console script exits with it)."""
     stdout, stderr = sys.stdout, sys.stderr
@@ -848,7 +897,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code
     except SystemExit as exc:  # --help, --version
         return exc.code if isinstance(exc.code, int) else EXIT_OK
-    ctx = Context(args=args, stdout=stdout, stderr=stderr, secrets=_secrets(args))
+    ctx = Context(
+        args=args, stdout=stdout, stderr=stderr, secrets=_secrets(args), argv=tuple(arguments)
+    )
     handler = _HANDLERS[args.handler]
     with _logging(ctx):
         try:
@@ -858,14 +909,5 @@ def main(argv: Sequence[str] | None = None) -> int:
             if ctx.interrupt_hint is not None:
                 ctx.note(ctx.interrupt_hint())
             return EXIT_INTERRUPTED if isinstance(exc, KeyboardInterrupt) else EXIT_TERMINATED
-        except CliError as exc:
-            return _report(ctx, str(exc), exc.code)
-        except ValidationError as exc:
-            return _report(ctx, str(exc), EXIT_USAGE)
-        except AkoolError as exc:
-            return _report(ctx, _error_text(exc), EXIT_FAILED)
-        except OSError as exc:
-            return _report(ctx, str(exc), EXIT_FAILED)
         except Exception as exc:
-            _logger.debug("unexpected error", exc_info=True)
-            return _report(ctx, f"unexpected {_error_text(exc)} (run with -vv for details)", 1)
+            return _failure(ctx, exc)

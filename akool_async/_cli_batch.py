@@ -202,13 +202,8 @@ def write_report(path: Path, records: Sequence[dict[str, Any]]) -> None:
 
 
 def _resume_command(ctx: Context) -> str:
-    args = ctx.args
-    words = [PROG, "batch", str(args.manifest), "--out", str(args.out)]
-    for option in ("journal", "report", "format"):
-        value = getattr(args, option)
-        if value is not None:
-            words += [f"--{option}", str(value)]
-    return shlex.join(words)
+    """The command line that was run (the way to resume), with any API key masked."""
+    return ctx.redact(shlex.join([PROG, *ctx.argv]))
 
 
 def _summary(ctx: Context, result: BatchRunResult, report: Path, out_dir: Path) -> None:
@@ -239,6 +234,13 @@ def _summary(ctx: Context, result: BatchRunResult, report: Path, out_dir: Path) 
         )
     if len(failures) > _FAILURES_SHOWN:
         ctx.say(f"... and {len(failures) - _FAILURES_SHOWN} more in {report}")
+    ambiguous = sum(1 for record in failures if record["error_type"] == "AmbiguousSubmitError")
+    if ambiguous:
+        ctx.say(
+            f"{ambiguous} swap{'s' if ambiguous > 1 else ''} may or may not have been submitted "
+            "(the process stopped mid-submit): check your AKOOL dashboard, or re-run with "
+            "--resubmit-ambiguous to submit them again (they may be paid twice)"
+        )
 
 
 async def cmd_batch(ctx: Context) -> int:

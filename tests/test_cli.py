@@ -122,6 +122,8 @@ def test_swap_download_verifies_the_file(
         "https://x/them.png",
         "--download",
         str(tmp_path / "out"),
+        "--poll-interval",
+        "0.2",
     )
     record = json.loads(run.out)
     data = Path(record["file"]).read_bytes()
@@ -142,6 +144,8 @@ def test_swap_failed_job_exits_1(emulator: EmulatorThread, cli: Cli) -> None:
         "--modify-image",
         "https://x/fail-me.png",
         "--wait",
+        "--poll-interval",
+        "0.2",
     )
     assert run.code == 1
     assert run.err.splitlines()[-1].startswith("error: job ")
@@ -164,7 +168,7 @@ def test_status_wait_delete(emulator: EmulatorThread, cli: Cli) -> None:
             "--json", "swap", "plus", "--source-url", "https://x/s.png", "--target-url", target
         )
         ids.append(json.loads(run.out)["id"])
-    waited = cli("--json", "wait", *ids, "--timeout", "30")
+    waited = cli("--json", "wait", *ids, "--timeout", "30", "--poll-interval", "0.2")
     assert waited.code == 1
     assert [r["status"] for r in json.loads(waited.out)] == ["success", "failed"]
     assert json.loads(waited.out)[1]["error_type"] == "JobFailedError"
@@ -254,6 +258,13 @@ def test_wrong_key_is_never_echoed(emulator: EmulatorThread, cli: Cli) -> None:
         "error: AuthenticationError: [1101] Authorization invalid (HTTP 200)"
     )
     assert SECRET not in run.out + run.err
+
+
+def test_wait_with_a_refused_key_is_one_line(emulator: EmulatorThread, cli: Cli) -> None:
+    """An API error in concurrent waits is one error line (exit 1), not an exception group."""
+    run = cli("--api-key", SECRET, "wait", "a" * 24, "b" * 24, "--poll-interval", "0.1")
+    assert (run.code, run.out) == (1, "")
+    assert run.err == "error: AuthenticationError: [1101] Authorization invalid (HTTP 200)\n"
 
 
 def test_help_never_shows_the_key(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
