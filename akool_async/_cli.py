@@ -40,7 +40,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, Final, NoReturn
 
@@ -115,6 +115,9 @@ class Context:
     argv: tuple[str, ...] = ()
     #: Printed on stderr if the command is interrupted (how to resume, ...).
     interrupt_hint: Callable[[], str] | None = None
+    #: The first SIGINT/SIGTERM received, if any.
+    interrupted: int | None = None
+    _scope: anyio.CancelScope | None = None
 
     @property
     def json(self) -> bool:
@@ -141,6 +144,23 @@ class Context:
         for secret in self.secrets:
             text = text.replace(secret, "***")
         return text
+
+    @contextlib.asynccontextmanager
+    async def connect(self, client: AsyncClient | None = None) -> AsyncIterator[AsyncClient]:
+        """Open ``client`` (default: ``self.client()``) for the command's work.
+
+        A Ctrl-C or SIGTERM during the work cancels the work only; the client (its batches,
+        poller and session) then closes normally, and ``_Interrupted`` is raised after.
+        """
+        async with client if client is not None else self.client() as opened:
+            with anyio.CancelScope() as scope:
+                self._scope = scope
+                try:
+                    yield opened
+                finally:
+                    self._scope = None
+        if self.interrupted is not None:
+            raise _Interrupted(self.interrupted)
 
     def client(self) -> AsyncClient:
         """An ``AsyncClient`` from ``--api-key`` / ``--base-url`` and the AKOOL_* environment."""
@@ -565,7 +585,7 @@ async def _cmd_swap(ctx: Context) -> int:
     args = ctx.args
     request = _swap_request(args)
     wait = args.wait or args.download is not None
-    async with ctx.client() as client:
+    async with ctx.connect() as client:
         if not wait:
             job = await _submit(client, request)
             if ctx.json:
@@ -606,7 +626,7 @@ async def _cmd_swap(ctx: Context) -> int:
 
 async def _cmd_status(ctx: Context) -> int:
     ids = validate_ids(ctx.args.ids)
-    async with ctx.client() as client:
+    async with ctx.connect() as client:
         results = {result.id: result for result in await client.get_results(ids)}
     records = [
         result_record(results[i]) if i in results else {"id": i, "status": "not_found"} for i in ids
@@ -650,7 +670,7 @@ async def _cmd_wait(ctx: Context) -> int:
             detail = done.get("url") if ok else done.get("error_message")
             ctx.say(f"{job_id}  {done['status']}  {detail or ''}".rstrip())
 
-    async with ctx.client() as client, anyio.create_task_group() as tg:
+    async with ctx.connect() as client, anyio.create_task_group() as tg:
         for job_id in ids:
             tg.start_soon(one, client, job_id)
     ordered = [records[i] for i in ids]
@@ -661,7 +681,7 @@ async def _cmd_wait(ctx: Context) -> int:
 
 async def _cmd_delete(ctx: Context) -> int:
     ids = validate_ids(ctx.args.ids)
-    async with ctx.client() as client:
+    async with ctx.connect() as client:
         await client.delete_results(ids)
     if ctx.json:
         ctx.emit({"deleted": list(ids)})
@@ -671,7 +691,7 @@ async def _cmd_delete(ctx: Context) -> int:
 
 
 async def _cmd_credit(ctx: Context) -> int:
-    async with ctx.client() as client:
+    async with ctx.connect() as client:
         credit = await client.get_credit()
     if ctx.json:
         ctx.emit({"credit": credit})
@@ -724,7 +744,7 @@ async def _cmd_detect(ctx: Context) -> int:
             if is_url
             else LegacyDetect(img=Path(media), single_face=args.single_face)
         )
-        async with ctx.client() as client:
+        async with ctx.connect() as client:
             found_legacy = await client.detect_faces_legacy(legacy)
         faces = _legacy_records(found_legacy)
         document = {"media": media, "faces": faces, "origin_url": found_legacy.origin_url}
@@ -738,7 +758,7 @@ async def _cmd_detect(ctx: Context) -> int:
         request = (
             DetectFaces(url=media, **options) if is_url else DetectFaces(img=Path(media), **options)
         )
-        async with ctx.client() as client:
+        async with ctx.connect() as client:
             found = await client.detect_faces(request)
         faces = _detect_faces_records(found)
         document = {"media": media, "frames": len(found.frames), "faces": faces}
@@ -818,34 +838,46 @@ def _logging(ctx: Context) -> Iterator[None]:
 
 
 async def _run(ctx: Context, handler: Callable[[Context], Awaitable[int]]) -> int:
-    """Run a command; SIGTERM cancels it like Ctrl-C does (clean stop, journal kept)."""
+    """Run a command with Ctrl-C and SIGTERM turned into a clean stop.
+
+    Inside ``ctx.connect()`` a signal cancels only the command's work (an anyio cancel scope),
+    so the client and its batches close normally before ``_Interrupted`` is raised; elsewhere,
+    or on a second signal, it cancels the whole command.
+    """
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
-    terminated = False
 
-    def terminate() -> None:
-        nonlocal terminated
-        terminated = True
-        if task is not None:
+    def on_signal(signum: int) -> None:
+        first = ctx.interrupted is None
+        if first:
+            ctx.interrupted = signum
+        if first and ctx._scope is not None:
+            ctx._scope.cancel()
+        elif task is not None:
             task.cancel()
 
-    installed = False
-    with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
-        loop.add_signal_handler(signal.SIGTERM, terminate)
-        installed = True
+    installed = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+            loop.add_signal_handler(signum, on_signal, signum)
+            installed.append(signum)
     try:
         return await handler(ctx)
     except asyncio.CancelledError:
-        if terminated:
-            raise _Terminated from None
+        if ctx.interrupted is not None:
+            raise _Interrupted(ctx.interrupted) from None
         raise
     finally:
-        if installed:
-            loop.remove_signal_handler(signal.SIGTERM)
+        for signum in installed:
+            loop.remove_signal_handler(signum)
 
 
-class _Terminated(Exception):
-    """SIGTERM arrived."""
+class _Interrupted(Exception):
+    """SIGINT or SIGTERM stopped the command."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 def _secrets(args: argparse.Namespace) -> tuple[str, ...]:
@@ -904,10 +936,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     with _logging(ctx):
         try:
             return asyncio.run(_run(ctx, handler))
-        except (KeyboardInterrupt, _Terminated) as exc:
+        except (KeyboardInterrupt, _Interrupted) as exc:
             ctx.note("interrupted")
             if ctx.interrupt_hint is not None:
                 ctx.note(ctx.interrupt_hint())
-            return EXIT_INTERRUPTED if isinstance(exc, KeyboardInterrupt) else EXIT_TERMINATED
+            terminated = isinstance(exc, _Interrupted) and exc.signum == signal.SIGTERM
+            return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
         except Exception as exc:
             return _failure(ctx, exc)

@@ -274,7 +274,7 @@ async def cmd_batch(ctx: Context) -> int:
         f"AKOOL and are in the journal {str(journal)!r}.\n"
         f"to resume, run the same command again: {_resume_command(ctx)}"
     )
-    async with client:
+    async with ctx.connect(client):
         result = await run_batch(
             ctx,
             client,

@@ -221,7 +221,7 @@ async def cmd_demo(ctx: Context) -> int:
             ctx.note(f"local AKOOL emulator at {emu.base_url}; detecting faces in the samples...")
         client = AsyncClient(api_key=emu.api_key, base_url=emu.base_url)
         client.poll_config = DEMO_POLL
-        async with client:
+        async with ctx.connect(client):
             entries = await build_demo_requests(client, emu.base_url, args.jobs)
             result = await run_batch(
                 ctx,

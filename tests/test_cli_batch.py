@@ -261,6 +261,7 @@ def test_resume_after_sigint(emulator: EmulatorThread, tmp_path: Path) -> None:
         f"to resume, run the same command again: akool-async --json batch {manifest} --out"
         in stderr
     )
+    assert ("Traceback" not in stderr, "Unclosed" not in stderr) == (True, True)
 
     code, stdout, stderr = finish(start_batch(emulator, manifest, out))
     records = read_report(out / "report.jsonl")
@@ -353,3 +354,17 @@ def test_journal_in_use_is_one_error_line(
         f"error: JournalError: journal {str(journal)!r} is in use by another batch or process"
     )
     assert submits(emulator) == 0
+
+
+def test_sigterm_stops_cleanly(emulator: EmulatorThread, tmp_path: Path) -> None:
+    """SIGTERM stops a waiting batch cleanly: exit 143, a note, no leaked session."""
+    manifest = plus_manifest(tmp_path / "m.jsonl", 1)
+    child = start_batch(emulator, manifest, tmp_path / "out")
+    wait_for(lambda: len(emulator.emulator.jobs) == 1)
+    [job_id] = emulator.emulator.jobs
+    emulator.call(emulator.emulator.force_status, job_id, 2)  # never finishes
+    time.sleep(0.3)
+    child.send_signal(signal.SIGTERM)
+    code, stdout, stderr = finish(child)
+    assert (code, stdout, stderr.splitlines()[0]) == (143, "", "interrupted")
+    assert ("Traceback" not in stderr, "Unclosed" not in stderr) == (True, True)
