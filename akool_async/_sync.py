@@ -64,6 +64,7 @@ from concurrent.futures import Future
 from types import TracebackType
 from typing import (
     Any,
+    ClassVar,
     Concatenate,
     Final,
     Generic,
@@ -302,13 +303,15 @@ class _Runtime:
     When the host ends it stops the portal, so the loop lives exactly as long as the client.
     """
 
-    def __init__(self, kwargs: dict[str, Any], settings: dict[str, Any]) -> None:
+    def __init__(
+        self, factory: type[AsyncClient], kwargs: dict[str, Any], settings: dict[str, Any]
+    ) -> None:
         self.portal = portal = _Portal()
         self.pid = portal.pid
         self._closers: list[_Flight] = []
         self._close_requested: asyncio.Event | None = None
         try:
-            self.client: AsyncClient = portal.call(functools.partial(AsyncClient, **kwargs))
+            self.client: AsyncClient = portal.call(functools.partial(factory, **kwargs))
             for name, value in settings.items():
                 portal.call(setattr, self.client, name, value)
             opened = _Flight()
@@ -396,13 +399,14 @@ def _abandon(runtime: _Runtime) -> None:
 class _Core:
     """What a client and its ``with_options`` views share: arguments, lock and runtime."""
 
-    def __init__(self, kwargs: dict[str, Any]) -> None:
+    def __init__(self, factory: type[AsyncClient], kwargs: dict[str, Any]) -> None:
+        self.factory = factory
         self.kwargs = kwargs
         #: Attributes set through the client (``poll_config``): replayed on a re-created client.
         self.settings: dict[str, Any] = {}
         self.lock = threading.Lock()
         self.closed = False
-        self.runtime: _Runtime | None = _Runtime(kwargs, self.settings)
+        self.runtime: _Runtime | None = _Runtime(factory, kwargs, self.settings)
         #: The newest ``AsyncClient``, read for configuration without the portal.
         self.template: AsyncClient = self.runtime.client
         _LIVE.add(self)
@@ -420,7 +424,7 @@ class _Core:
                 if runtime is not None:  # forked without the at-fork hook
                     self.runtime = None
                     _abandon(runtime)
-                runtime = _Runtime(self.kwargs, self.settings)
+                runtime = _Runtime(self.factory, self.kwargs, self.settings)
                 self.runtime, self.template = runtime, runtime.client
             return runtime
 
@@ -649,144 +653,42 @@ def _takes_arguments_of(
 # Blocking iteration over an async iterator that lives on the portal
 
 
-class BlockingIterator(BlockingBinder, Generic[T]):
-    """A blocking iterator (and context manager) over an async iterator on a client's portal.
-
-    The async object (a ``Batch``, an async generator...) is entered (``__aenter__``, if it has
-    one), iterated and exited by *one* task on the portal, as ``async with x: async for ...``
-    would be; each ``next()`` is one step of that task, and items are handed over as they come.
-
-    Leaving early (``break``, an exception, ``close()``, or the iterator being garbage
-    collected) cancels that task, so the async object stops its work; ``close()`` and ``with``
-    return once it has. A ``KeyboardInterrupt`` while waiting for an item cancels it the same
-    way. Running to the end exits the async object normally.
+class _Host:
+    """The loop side of a ``BlockingIterator``: one task that runs ``async with target: async
+    for item in target`` one item per request. It holds no reference to the blocking iterator,
+    so that dropping the iterator (a ``break`` out of a bare ``for``) finalizes it at once.
     """
 
-    def __init__(self, portal: _Portal, target: Any) -> None:
-        self._portal = portal
-        self._target = target
-        self._task: asyncio.Task[None] | None = None
+    def __init__(self, target: Any) -> None:
+        self.target = target
+        self.task: asyncio.Task[None] | None = None
+        self.ended = False
         self._inbox: collections.deque[_Flight] = collections.deque()
         self._wakeup: asyncio.Event | None = None
-        self._closers: list[_Flight] = []
-        self._ended = False  # (loop) the host task is over
-        self._closed = False  # (caller) no more items will be asked for
+        self._stoppers: list[_Flight] = []
 
-    # ---- members mirrored from the async object --------------------------------------------
-
-    def _call_blocking(self, endpoint: Endpoint[Any, R], request: Any) -> R:
-        raise TypeError(f"a {type(self).__name__} has no endpoints")
-
-    def _run_blocking(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
-        self._check_process()
-        return self._portal.call(getattr(self._target, name), *args, **kwargs)
-
-    def _on_portal(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        return functools.partial(self._portal.call, func)
-
-    # ---- the blocking protocols ------------------------------------------------------------
-
-    def __iter__(self) -> Self:
-        return self
-
-    def __next__(self) -> T:
-        self._check_process()
-        if self._closed:
-            raise StopIteration
-        self._open()
-        flight = _Flight()
-        self._portal.post(flight, self._deliver, flight)
-        try:
-            return cast("T", self._portal.wait(flight))
-        except StopAsyncIteration:
-            self._closed = True
-            raise StopIteration from None
-        except BaseException:
-            # The async iteration raised (and exited the async object with the exception), or
-            # the caller was interrupted (the host was cancelled): either way it is over.
-            self._closed = True
-            raise
-
-    def __enter__(self) -> Self:
-        self._check_process()
-        self._open()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Stop early: cancel the async iteration and wait until it has unwound. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._task is None:
-            return  # never started: nothing runs
-        self._check_process()
-        flight = _Flight()
-        try:
-            self._portal.post(flight, self._stop, flight)
-        except ClientStateError:
-            return  # the client closed: its loop cancelled everything
-        self._portal.wait(flight)
-
-    def __del__(self) -> None:
-        # Reached after a bare ``for`` loop that broke out: stop the work now, like close().
-        if getattr(self, "_closed", True) or self._task is None:
-            return
-        self._closed = True
-        if self._portal.pid != os.getpid():
-            return
-        flight = _Flight()
-        try:
-            self._portal.post(flight, self._stop, flight)
-        except ClientStateError:  # a closed client, or collected on the portal thread itself
-            with contextlib.suppress(RuntimeError):
-                self._portal.loop.call_soon_threadsafe(self._stop, flight)
-            return
-        with contextlib.suppress(BaseException):  # never raise out of a finalizer
-            flight.lock.acquire(timeout=CANCEL_WAIT)
-
-    def _check_process(self) -> None:
-        if self._portal.pid != os.getpid():
-            raise ClientStateError("this iterator belongs to the parent process")
-
-    def _open(self) -> None:
-        if self._task is None:
-            flight = _Flight()
-            self._portal.post(flight, self._start, flight)
-            self._portal.wait(flight)
-
-    # ---- on the loop ------------------------------------------------------------------------
-
-    def _start(self, opened: _Flight) -> None:
-        if self._task is not None:
+    def start(self, opened: _Flight) -> None:
+        if self.task is not None:
             opened.finish()  # another thread opened it first
             return
         self._wakeup = asyncio.Event()
-        self._task = opened.task = asyncio.get_running_loop().create_task(self._host(opened))
+        self.task = opened.task = asyncio.get_running_loop().create_task(self._run(opened))
 
-    def _deliver(self, flight: _Flight) -> None:
-        if self._ended or self._task is None:
+    def request(self, flight: _Flight) -> None:
+        if self.ended or self.task is None or self._wakeup is None:
             flight.finish(error=StopAsyncIteration())
             return
-        flight.task = self._task
+        flight.task = self.task
         self._inbox.append(flight)
-        assert self._wakeup is not None
         self._wakeup.set()
 
-    def _stop(self, flight: _Flight) -> None:
-        if self._ended or self._task is None:
+    def stop(self, flight: _Flight) -> None:
+        if self.ended or self.task is None:
             flight.finish()
             return
-        flight.task = self._task
-        self._closers.append(flight)
-        self._task.cancel()
+        flight.task = self.task
+        self._stoppers.append(flight)
+        self.task.cancel()
 
     async def _next_request(self) -> _Flight:
         assert self._wakeup is not None
@@ -795,9 +697,8 @@ class BlockingIterator(BlockingBinder, Generic[T]):
             await self._wakeup.wait()
         return self._inbox.popleft()
 
-    async def _host(self, opened: _Flight) -> None:
-        """``async with target: async for item in target``, one item per request."""
-        target = self._target
+    async def _run(self, opened: _Flight) -> None:
+        target = self.target
         managed = hasattr(type(target), "__aenter__")
         waiting: _Flight | None = opened
         outcome: BaseException = StopAsyncIteration()
@@ -829,16 +730,133 @@ class BlockingIterator(BlockingBinder, Generic[T]):
         except BaseException as exc:  # handed to the caller; the task itself ends quietly
             outcome = exc
         finally:
-            self._ended = True
+            self.ended = True
             if waiting is not None:
                 waiting.finish(error=outcome)
             for flight in self._inbox:
                 flight.finish(error=StopAsyncIteration())
             stopped = isinstance(outcome, asyncio.CancelledError | StopAsyncIteration)
-            for flight in self._closers:
+            for flight in self._stoppers:
                 flight.finish(error=None if stopped else outcome)
             self._inbox.clear()
-            self._closers.clear()
+            self._stoppers.clear()
+
+
+class BlockingIterator(BlockingBinder, Generic[T]):
+    """A blocking iterator (and context manager) over an async iterator on a client's portal.
+
+    The async object (a ``Batch``, an async generator...) is entered (``__aenter__``, if it has
+    one), iterated and exited by *one* task on the portal, as ``async with x: async for ...``
+    would be; each ``next()`` is one step of that task, and items are handed over as they come.
+
+    Leaving early (``break``, an exception, ``close()``, or the iterator being garbage
+    collected) cancels that task, so the async object stops its work; ``close()``, ``with`` and
+    the finalizer of a bare ``for`` loop's iterator return once it has. A ``KeyboardInterrupt``
+    while waiting for an item cancels it the same way. Running to the end exits the async
+    object normally.
+    """
+
+    def __init__(self, portal: _Portal, target: Any) -> None:
+        self._portal = portal
+        self._target = target
+        self._host = _Host(target)
+        self._opened = False
+        self._closed = False  # no more items will be asked for
+
+    # ---- members mirrored from the async object --------------------------------------------
+
+    def _call_blocking(self, endpoint: Endpoint[Any, R], request: Any) -> R:
+        raise TypeError(f"a {type(self).__name__} has no endpoints")
+
+    def _run_blocking(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
+        self._check_process()
+        return self._portal.call(getattr(self._target, name), *args, **kwargs)
+
+    def _on_portal(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        return functools.partial(self._portal.call, func)
+
+    # ---- the blocking protocols ------------------------------------------------------------
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> T:
+        self._check_process()
+        if self._closed:
+            raise StopIteration
+        self._open()
+        flight = _Flight()
+        self._portal.post(flight, self._host.request, flight)
+        try:
+            return cast("T", self._portal.wait(flight))
+        except StopAsyncIteration:
+            self._closed = True
+            raise StopIteration from None
+        except BaseException:
+            # The async iteration raised (and exited the async object with the exception), or
+            # the caller was interrupted (the host was cancelled): either way it is over.
+            self._closed = True
+            raise
+
+    def __enter__(self) -> Self:
+        self._check_process()
+        self._open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop early: cancel the async iteration and wait until it has unwound. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if not self._opened:
+            return  # never started: nothing runs
+        self._check_process()
+        flight = _Flight()
+        try:
+            self._portal.post(flight, self._host.stop, flight)
+        except ClientStateError:
+            return  # the client closed: its loop cancelled everything
+        self._portal.wait(flight)
+
+    def __del__(self) -> None:
+        # Reached after a bare ``for`` loop that broke out: stop the work now, like close().
+        if getattr(self, "_closed", True) or not self._opened:
+            return
+        self._closed = True
+        if self._portal.pid != os.getpid():
+            return
+        flight = _Flight()
+        try:
+            self._portal.post(flight, self._host.stop, flight)
+        except ClientStateError:  # a closed client, or collected on the portal thread itself
+            with contextlib.suppress(RuntimeError):
+                self._portal.loop.call_soon_threadsafe(self._host.stop, flight)
+            return
+        with contextlib.suppress(BaseException):  # never raise out of a finalizer
+            flight.lock.acquire(timeout=CANCEL_WAIT)
+
+    def _check_process(self) -> None:
+        if self._portal.pid != os.getpid():
+            raise ClientStateError("this iterator belongs to the parent process")
+
+    def _open(self) -> None:
+        if not self._opened:
+            flight = _Flight()
+            self._portal.post(flight, self._host.start, flight)
+            self._opened = True
+            try:
+                self._portal.wait(flight)
+            except BaseException:
+                self._closed = True  # entering failed (or was interrupted): nothing to iterate
+                raise
 
 
 class BlockingBatch(BlockingIterator[Outcome[Req]]):
@@ -901,6 +919,9 @@ class Client(BlockingBinder):
     client_secret = AttributeMirror(AsyncClient.client_secret)
     poll_config = SettableMirror(AsyncClient.poll_config)
 
+    #: The async client a subclass wraps (one that adds members to ``AsyncClient``).
+    _async_client_type: ClassVar[type[AsyncClient]] = AsyncClient
+
     _core: _Core
     _owner: bool
     _root: Client | None
@@ -916,7 +937,7 @@ class Client(BlockingBinder):
                 "aiohttp session (use AsyncClient for that)",
                 field="session",
             )
-        self._core = _Core(kwargs)
+        self._core = _Core(self._async_client_type, kwargs)
         self._root = None
         self._steps = ()
         self._cache = None
