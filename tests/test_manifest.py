@@ -317,3 +317,16 @@ def test_build_request_text_mode() -> None:
             text=True,
         )
     assert caught.value.field == "face_mapping[0]"
+
+
+def test_documented_examples_are_valid(tmp_path: Path) -> None:
+    """The JSONL and CSV examples in docs/manifest.md parse without a problem."""
+    text = (Path(__file__).parent.parent / "docs" / "manifest.md").read_text()
+    blocks = {}
+    for fence in ("json", "csv"):
+        start = text.index(f"```{fence}\n") + len(fence) + 4
+        blocks[fence] = text[start : text.index("```", start)]
+    jsonl = read_manifest(write(tmp_path, "a.jsonl", blocks["json"]))
+    csv_entries = read_manifest(write(tmp_path, "a.csv", blocks["csv"]))
+    assert [e.kind for e in jsonl] == ["plus", "plus", "pro", "image", "video"]
+    assert [e.kind for e in csv_entries] == ["plus", "plus", "pro", "image"]
