@@ -74,6 +74,15 @@ _MIX: Final = (
     "plus_video",
 )
 _DETECT_LIMIT: Final = 16
+_LABELS: Final = {
+    "plus": "Plus, single face, image",
+    "plus_video": "Plus, single face, video",
+    "plus_multi_crops": "Plus, multi-face, detector crops",
+    "plus_multi_bbox": "Plus, multi-face, bboxes",
+    "pro": "Pro",
+    "image": "V3 image",
+    "video": "V3 video",
+}
 
 
 def demo_emulator_config(seed: int = 7) -> Any:
@@ -263,9 +272,9 @@ async def cmd_demo(ctx: Context) -> int:
         return EXIT_OK
     from ._progress import key_value_table, print_table, requests_rows
 
-    mix = ", ".join(f"{count} {kind}" for kind, count in kinds.most_common())
+    mix = Counter(record["ref"] for record in result.records)
     rows = [
-        ("swaps", f"{len(result.records):,} ({mix})"),
+        ("swaps", f"{len(result.records):,}"),
         ("done", f"{summary['succeeded']:,}"),
         ("failed (status 4)", f"{summary['failed']:,}"),
         ("errors", f"{summary['errors']:,}"),
@@ -279,6 +288,7 @@ async def cmd_demo(ctx: Context) -> int:
     ]
     print_table(
         ctx.stdout,
+        key_value_table("Swaps by kind", [(_LABELS[ref], f"{mix[ref]:,}") for ref in _LABELS]),
         key_value_table("akool-async demo", rows),
         key_value_table("Requests by endpoint", requests_rows(requests)),
     )
