@@ -456,16 +456,18 @@ def _after_fork_in_child() -> None:
 
 def _close_at_exit() -> None:
     """Close the clients still open (their threads are daemons: exit never waits for them)."""
-    for core in list(_LIVE):
-        if core.closed or core.live_runtime() is None:
-            continue
-        warnings.warn(
-            "an akool_async Client was never closed; closing it at exit", ResourceWarning, 1
-        )
+    forgotten = [core for core in list(_LIVE) if not core.closed and core.live_runtime()]
+    for core in forgotten:
         try:
             core.close()
         except Exception:
             _logger.debug("closing a forgotten Client at exit failed", exc_info=True)
+    if forgotten:  # warned after closing: an error filter must not leave a client open
+        warnings.warn(
+            f"{len(forgotten)} akool_async Client(s) never closed; closed at exit",
+            ResourceWarning,
+            stacklevel=1,
+        )
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -380,14 +380,15 @@ def test_break_out_of_a_bare_loop_stops_the_batch(client: Client, runner: Emulat
     for outcome in client.swap_many((swap(i) for i in range(1000)), concurrency=8):
         assert outcome.ok
         break
-    submits = runner.emulator.stats.requests["faceswap_plus"]
-    polls = client.poller_statistics().requests
-    assert (client.poller_statistics().tracked, submits < 1000) == (0, True)
-    anyio.run(anyio.sleep, 0.3)  # several poll intervals: nothing may be asked any more
-    assert (client.poller_statistics().requests, submits) == (
-        polls,
-        runner.emulator.stats.requests["faceswap_plus"],
+    submits = client.statistics().requests["faceswap_plus"]
+    poller = client.poller_statistics()
+    assert (poller.tracked, poller.waiters, submits < 1000) == (0, 0, True)
+    anyio.run(anyio.sleep, 0.3)  # several poll intervals: nothing may be sent any more
+    assert (client.statistics().requests["faceswap_plus"], client.poller_statistics().requests) == (
+        submits,
+        poller.requests,
     )
+    assert runner.emulator.stats.requests["faceswap_plus"] == submits
 
 
 def test_break_inside_with_stops_the_batch(client: Client, runner: EmulatorThread) -> None:
