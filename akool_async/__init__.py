@@ -60,6 +60,7 @@ from ._models import (
     bbox_from_region,
 )
 from ._retry import RetryPolicy
+from ._sync import Client
 
 __all__ = [
     "APIError",
@@ -68,6 +69,7 @@ __all__ = [
     "AmbiguousSubmitError",
     "AsyncClient",
     "AuthenticationError",
+    "Client",
     "ClientStateError",
     "ClientStatistics",
     "DetectFaces",
