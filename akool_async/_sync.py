@@ -620,6 +620,12 @@ class IteratorMirror(_Mirror, Generic[P, BI]):
     ) -> None: ...
     @overload
     def __init__(
+        self: IteratorMirror[P, BlockingBatch[Req]],
+        method: Callable[Concatenate[Any, P], Batch[Req]],
+        blocking: type[BlockingBatch[Any]],
+    ) -> None: ...
+    @overload
+    def __init__(
         self: IteratorMirror[P, BI],
         method: Callable[Concatenate[Any, P], Any],
         blocking: type[BI],

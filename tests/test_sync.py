@@ -17,6 +17,7 @@ import pytest
 
 from akool_async import (
     AsyncClient,
+    Client,
     ClientStateError,
     DetectionError,
     FaceDetection,
@@ -37,7 +38,7 @@ from akool_async import (
 from akool_async._events import BatchEvent
 from akool_async._orchestrator import Batch
 from akool_async._poller import PollConfig
-from akool_async._sync import BlockingBatch, BlockingIterator, Client, IteratorMirror
+from akool_async._sync import BlockingBatch, BlockingIterator, IteratorMirror
 from akool_async.testing import DEFAULT_API_KEY, EmulatorConfig, EmulatorThread
 
 T = TypeVar("T")

@@ -18,10 +18,16 @@ from typing import Any, TypeVar
 import anyio
 import pytest
 
-from akool_async import ClientStateError, PlusSwap, RetryPolicy, SwapStatus, ValidationError
+from akool_async import (
+    Client,
+    ClientStateError,
+    PlusSwap,
+    RetryPolicy,
+    SwapStatus,
+    ValidationError,
+)
 from akool_async._events import BatchEvent
 from akool_async._poller import PollConfig
-from akool_async._sync import Client
 from akool_async.testing import DEFAULT_API_KEY, EmulatorConfig, EmulatorThread
 
 T = TypeVar("T")
@@ -336,7 +342,7 @@ def report():
         released.wait(10)
         print(*errors, flush=True)
 
-from akool_async._sync import Client
+from akool_async import Client
 
 key, url, how = sys.argv[1:]
 client = Client(api_key=key, base_url=url)
