@@ -5,13 +5,15 @@ One ``Poller`` runs per client, as a background task in the client's task group.
 they wait for; the poller keeps one entry per id however many waiters share it, and a heap
 ordered by when each entry is next due.
 
-Scheduling. A job's next poll is due at ``age * backoff`` after it started being tracked,
-clamped between the first and maximum interval of its media (videos are slower than images)
-and jittered, so polls thin out geometrically as a job ages instead of hammering the API.
-When something is due, one request goes out with the due ids (up to ``batch_size``); if it has
-spare room it is filled with the next-most-due ids that were not polled within their first
-interval (free freshness: no extra request). Up to ``max_concurrent_requests`` listbyids calls
-run at once; the client's shared 1005 throttle applies to them like to every other call.
+Scheduling. A job tracked for ``age`` seconds is next due at ``age * backoff`` (clamped
+between the first and maximum interval of its media: videos are polled less often than
+images), jittered, so polls thin out geometrically as a job ages instead of hammering the API.
+A due id may wait a little (``coalesce`` times its interval) for others to fall due, so that
+they share one request: the poller sleeps until the earliest such deadline, then sends the due
+ids (up to ``batch_size``, most urgent first). A request with spare room is filled with the
+next-most-due ids that were not polled (or created) within their first interval: free
+freshness, no extra request. Up to ``max_concurrent_requests`` listbyids calls run at once;
+the client's shared 1005 throttle gate applies to them like to every other call.
 
 An id left out of a response is retried at the normal pace and reported as
 ``JobNotFoundError`` once it was missing ``miss_limit`` times in a row *and* for at least
@@ -54,7 +56,14 @@ from ._errors import (
 )
 from ._models import MediaType, SwapResult, SwapStatus
 
-__all__ = ["FetchResults", "PollConfig", "Poller", "PollerStatistics", "StatusCallback"]
+__all__ = [
+    "FetchResults",
+    "PollConfig",
+    "Poller",
+    "PollerStatistics",
+    "StatusCallback",
+    "poll_interval",
+]
 
 #: The poller's only I/O: one listbyids call for up to ``batch_size`` ids.
 FetchResults = Callable[[Sequence[str]], Awaitable[Sequence[SwapResult]]]
@@ -144,6 +153,21 @@ class PollConfig:
         if media == MediaType.VIDEO:
             return self.video_first, self.video_max
         return self.image_first, self.image_max
+
+
+def poll_interval(
+    config: PollConfig, media: MediaType | str, age: float, *, webhooks: bool = False
+) -> float:
+    """Seconds until the next poll of a job tracked for ``age`` seconds (before jitter).
+
+    ``age * (backoff - 1)``, so that the next poll falls at ``age * backoff``, clamped to the
+    media's ``[first, max]``; with webhooks attached, never below ``safety_net_interval``.
+    """
+    first, longest = config.bounds(media)
+    interval = min(longest, max(first, age * (config.backoff - 1)))
+    if webhooks:
+        interval = max(interval, config.safety_net_interval)
+    return interval
 
 
 @attrs.frozen(kw_only=True)
@@ -397,11 +421,9 @@ class Poller:
     # -- scheduling -------------------------------------------------------------------------
 
     def _interval(self, entry: _Entry, now: float) -> float:
-        first, longest = self.config.bounds(entry.media)
-        interval = min(longest, max(first, (now - entry.since) * (self.config.backoff - 1)))
-        if self._webhooks:
-            interval = max(interval, self.config.safety_net_interval)
-        return interval
+        return poll_interval(
+            self.config, entry.media, now - entry.since, webhooks=self._webhooks > 0
+        )
 
     def _jittered(self, interval: float) -> float:
         jitter = self.config.jitter
