@@ -56,6 +56,7 @@ import inspect
 import itertools
 import logging
 import os
+import sys
 import threading
 import warnings
 import weakref
@@ -267,10 +268,15 @@ class _Portal:
         except BaseException as exc:
             flight.finish(error=exc)
             return
-        if inspect.isawaitable(result):
-            flight.task = self.loop.create_task(self._drive(flight, result))
-        else:
+        if not inspect.isawaitable(result):
             flight.finish(result)
+        elif sys.version_info >= (3, 12):
+            # Run the first step now instead of one loop iteration later (~20 us per call).
+            flight.task = asyncio.Task(
+                self._drive(flight, result), loop=self.loop, eager_start=True
+            )
+        else:
+            flight.task = self.loop.create_task(self._drive(flight, result))
 
     @staticmethod
     async def _drive(flight: _Flight, awaitable: Awaitable[Any]) -> None:
