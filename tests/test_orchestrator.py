@@ -92,6 +92,9 @@ async def test_two_thousand_jobs_one_outcome_each_with_few_polls(
 ) -> None:
     """2,000 jobs give exactly one outcome per request and listbyids calls < 1/10 of jobs."""
     emu.configure(credit=5000)
+    # First poll after 100 ms: most jobs are done by then, and the 50 ms coalescing window
+    # bounds the request rate however slow the machine is.
+    client.poll_config = attrs.evolve(FAST_POLL, image_first=0.1, image_max=0.3)
     n = 2000
     requests = (swap(i) for i in range(n))
     outcomes = await collect(client.swap_many(requests, concurrency=64))

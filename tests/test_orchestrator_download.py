@@ -173,8 +173,8 @@ async def test_resume_downloads_only_missing_files(
     fetched = emu.stats.requests["result_file"]
     again = await run(client, [swap(0), swap(1)], journal=journal, download_dir=tmp_path)
     assert emu.stats.requests["result_file"] == fetched + 1
-    assert [(o.path, o.sha256) for o in again.values()] == [
-        (o.path, o.sha256) for o in first.values()
+    assert [(again[i].path, again[i].sha256) for i in (0, 1)] == [
+        (first[i].path, first[i].sha256) for i in (0, 1)
     ]
     assert gone.is_file()
 
