@@ -21,9 +21,10 @@ client:`` closes on exit. ``close()`` is idempotent; a call after it raises ``Cl
 The portal is what anyio's ``start_blocking_portal`` does (``anyio.run`` on asyncio in a daemon
 thread), with two differences that matter here:
 
-* one thread hop per call. anyio's ``portal.call`` waits for its task to be spawned, then for
-  its result (~165 us per call on a 2-vCPU VM); here the caller posts the call with
-  ``loop.call_soon_threadsafe`` and sleeps on a lock that the task releases (~60 us);
+* one thread hop each way per call. anyio's ``portal.call`` waits for its task to be spawned,
+  then for its result: ~70-110 us for a call doing nothing, on a 2-vCPU VM. Here the caller
+  posts the call with ``loop.call_soon_threadsafe`` and sleeps on a lock that the call's task
+  releases: ~20-25 us (``benchmarks/bench_sync.py``). On 3.12+ that task starts eagerly;
 * no shutdown step ever blocks from a finalizer: a forgotten client's ``__del__`` only posts
   its close to the loop, and the daemon thread never holds up interpreter exit. An ``atexit``
   hook closes the clients still open at exit properly (with a ``ResourceWarning``).
