@@ -27,8 +27,6 @@ instead: submits in flight finish, submitted jobs go on being awaited (credit ca
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import math
 from collections import Counter
 from collections.abc import (
@@ -37,12 +35,9 @@ from collections.abc import (
     Callable,
     Iterable,
     Iterator,
-    Mapping,
     Sized,
 )
 from contextlib import AsyncExitStack
-from datetime import datetime
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Generic
 
@@ -50,34 +45,22 @@ import anyio
 import attrs
 from anyio.abc import TaskGroup
 
-from . import _errors
-from ._download import DOWNLOAD_RETRY, download, file_name
-from ._endpoints import (
-    FACESWAP_IMAGE,
-    FACESWAP_PLUS,
-    FACESWAP_PRO,
-    FACESWAP_VIDEO,
-    GET_CREDIT,
-    Endpoint,
-)
+from ._download import DOWNLOAD_RETRY, save_result
+from ._endpoints import GET_CREDIT, Endpoint
 from ._errors import (
     AkoolError,
     AmbiguousSubmitError,
-    APIError,
-    AuthenticationError,
     ClientStateError,
     InsufficientCreditError,
-    JobError,
     JobFailedError,
     JobNotFoundError,
     JobTimeoutError,
     JournalError,
     RateLimitError,
-    ServerError,
-    TransportError,
     ValidationError,
 )
 from ._events import (
+    BatchCounters,
     BatchDeadlineError,
     BatchEvent,
     BatchStatistics,
@@ -87,126 +70,28 @@ from ._events import (
     R,
 )
 from ._journal import Journal, JournalRecord, JournalState
-from ._models import CreditQuery, MediaType, SwapJob, SwapResult
+from ._models import CreditQuery, SwapJob, SwapResult
+from ._records import (
+    SUBMIT_ENDPOINTS,
+    error_columns,
+    job_from_record,
+    never_acted,
+    rebuild_error,
+    request_key,
+    result_from_json,
+    result_json,
+)
 from ._retry import RetryPolicy
-from ._wire import build_request, converter
 
 if TYPE_CHECKING:
     from ._client import AsyncClient
     from ._poller import Poller
 
-__all__ = ["BatchOptions", "BatchRun", "request_key"]
+__all__ = ["BatchOptions", "BatchRun"]
 
-_SUBMIT_ENDPOINTS: Final[Mapping[type[Any], Endpoint[Any, SwapJob]]] = {
-    endpoint.request_type: endpoint
-    for endpoint in (FACESWAP_PLUS, FACESWAP_PRO, FACESWAP_IMAGE, FACESWAP_VIDEO)
-}
 #: Resubmits of one request after the client gave up on 1005 (each waits at least a backoff).
 _THROTTLE_RESUBMITS: Final = 8
 _RESUBMIT_BACKOFF: Final = RetryPolicy(initial_delay=1.0, max_delay=30.0)
-_ERROR_TYPES: Final[Mapping[str, type[AkoolError]]] = {
-    **{
-        name: obj
-        for name in _errors.__all__
-        if isinstance(obj := getattr(_errors, name), type) and issubclass(obj, AkoolError)
-    },
-    "DownloadError": DownloadError,
-    "BatchDeadlineError": BatchDeadlineError,
-}
-
-
-def request_key(request: object) -> tuple[str, str]:
-    """``(key, canonical JSON)`` of a swap request: what identifies it in a journal.
-
-    The canonical JSON is the endpoint name plus the request's wire body with sorted keys;
-    ``webhookUrl`` is left out (where callbacks go is delivery, not the job itself).
-
-    Raises:
-        ValidationError: ``request`` is not a PlusSwap, ProSwap, ImageSwap or VideoSwap.
-    """
-    endpoint = _SUBMIT_ENDPOINTS.get(type(request))
-    if endpoint is None:
-        raise ValidationError(
-            f"swap_many takes PlusSwap, ProSwap, ImageSwap or VideoSwap requests, "
-            f"not {type(request).__name__}",
-            field="requests",
-        )
-    body = dict(build_request(endpoint, request).json or {})
-    body.pop("webhookUrl", None)
-    text = json.dumps(
-        {"endpoint": endpoint.name, "body": body},
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-        default=_json_default,
-    )
-    return hashlib.sha256(text.encode("utf-8")).hexdigest(), text
-
-
-def _json_default(value: object) -> object:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Enum):
-        return value.value
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def _result_json(result: SwapResult | None) -> str | None:
-    if result is None:
-        return None
-    return json.dumps(converter.unstructure(result), default=_json_default, sort_keys=True)
-
-
-def _error_columns(error: AkoolError | None) -> dict[str, object]:
-    if error is None:
-        return {"error_type": None, "error_message": None, "error_code": None}
-    if isinstance(error, APIError):
-        return {
-            "error_type": type(error).__name__,
-            "error_message": error.message,
-            "error_code": error.code,
-        }
-    return {"error_type": type(error).__name__, "error_message": str(error), "error_code": None}
-
-
-def _rebuild_error(
-    record: JournalRecord, request: object, result: SwapResult | None
-) -> AkoolError | None:
-    """The exception a journal row recorded, rebuilt (same class, message and code)."""
-    if record.error_type is None:
-        return None
-    cls = _ERROR_TYPES.get(record.error_type, AkoolError)
-    message = record.error_message or ""
-    if issubclass(cls, JobError):
-        return cls(message, job_id=record.job_id or "", result=result)
-    if issubclass(cls, APIError):
-        return cls(message, code=record.error_code)
-    if issubclass(cls, AmbiguousSubmitError):
-        return cls(message, request=request)
-    if issubclass(cls, DownloadError):
-        return cls(message, url=result.url if result and result.url else "", reason=message)
-    if issubclass(cls, ValidationError | TransportError | BatchDeadlineError | JournalError):
-        return cls(message)
-    return AkoolError(message)
-
-
-def _unsent(error: AkoolError) -> bool:
-    """Whether a failed submit provably left the server untouched (safe to resubmit later)."""
-    if isinstance(error, AmbiguousSubmitError):
-        return False
-    if isinstance(error, ServerError):
-        return error.status == 503  # the client treats 503 as a refusal without action
-    return isinstance(
-        error,
-        ValidationError
-        | TransportError
-        | RateLimitError
-        | InsufficientCreditError
-        | AuthenticationError
-        | ClientStateError
-        | JournalError
-        | BatchDeadlineError,
-    )
 
 
 @attrs.frozen(kw_only=True)
@@ -245,6 +130,24 @@ class _Slot:
             self.counts[state] += 1
 
 
+class _Item(Generic[R]):
+    """One input request on its way through the batch."""
+
+    __slots__ = ("index", "key", "occurrence", "request", "resumed", "slot", "text")
+
+    def __init__(self, index: int, request: R, slot: _Slot) -> None:
+        self.index = index
+        self.request = request
+        self.slot = slot
+        self.key = ""
+        self.text = ""
+        self.occurrence = 0
+        self.resumed = False
+
+    def outcome(self, **fields: Any) -> Outcome[R]:
+        return Outcome(request=self.request, index=self.index, resumed=self.resumed, **fields)
+
+
 class BatchRun(Generic[R]):
     """One running ``swap_many`` batch (see the module docstring)."""
 
@@ -270,30 +173,20 @@ class BatchRun(Generic[R]):
         self._journal: Journal | None = None
         self._submit_limiter = anyio.CapacityLimiter(options.concurrency)
         self._admission = anyio.Semaphore(options.max_pending)
-        self._started_at = 0.0
-        self._finished_at: float | None = None
         self._deadline_at = math.inf
         self._credit_error: InsufficientCreditError | None = None
-        self._counts: Counter[str] = Counter()
-        self._requests_made: Counter[str] = Counter()
-        self._read = 0
-        self._submits = 0
-        self._retries = 0
-        self._credits_before: float | None = None
-        self._credits_now: float | None = None
-        self._poller_requests_at_start = 0
-        self._client_stats_at_start: tuple[int, int] = (0, 0)
-        self._client_stats_at_end: tuple[int, int] | None = None
+        self._counters = BatchCounters()
 
     # -- lifetime ---------------------------------------------------------------------------
 
     async def main(self) -> None:
         """The batch's one task in the client's task group; never raises into it."""
-        self._started_at = anyio.current_time()
+        counters = self._counters
+        counters.started_at = anyio.current_time()
         if self._options.deadline is not None:
-            self._deadline_at = self._started_at + self._options.deadline
-        self._poller_requests_at_start = self._poller.requests
-        self._client_stats_at_start = self._client_counters()
+            self._deadline_at = counters.started_at + self._options.deadline
+        counters.polls_at_start = self._poller.requests
+        counters.client_at_start = self._client_counters()
         try:
             async with AsyncExitStack() as stack:
                 if self._options.journal is not None:
@@ -316,8 +209,8 @@ class BatchRun(Generic[R]):
             if self.failure is None:
                 self.failure = _unwrap(exc)
         finally:
-            self._finished_at = anyio.current_time()
-            self._client_stats_at_end = self._client_counters()
+            self._counters.finished_at = anyio.current_time()
+            self._counters.client_at_end = self._client_counters()
             self.finished = True
             self.send.close()
             self.done.set()
@@ -364,89 +257,62 @@ class BatchRun(Generic[R]):
             index += 1
 
     def _start_job(self, tg: TaskGroup, index: int, request: R) -> None:
-        self._read += 1
-        tg.start_soon(self._job, index, request, _Slot(self._counts))
+        self._counters.read += 1
+        tg.start_soon(self._job, index, request)
 
-    async def _job(self, index: int, request: R, slot: _Slot) -> None:
+    async def _job(self, index: int, request: R) -> None:
+        item = _Item(index, request, _Slot(self._counters.states))
         try:
-            outcome = await self._resolve(index, request, slot)
-            slot.move(None)
+            outcome = await self._resolve(item)
+            item.slot.move(None)
             await self._emit(outcome)
         finally:
-            slot.move(None)
+            item.slot.move(None)
             self._admission.release()
 
     # -- one request ------------------------------------------------------------------------
 
-    async def _resolve(self, index: int, request: R, slot: _Slot) -> Outcome[R]:
+    async def _resolve(self, item: _Item[R]) -> Outcome[R]:
         try:
-            key, text = request_key(request)
+            item.key, item.text = request_key(item.request)
         except ValidationError as exc:
-            return Outcome(request=request, index=index, error=exc)
-        occurrence = 0
-        journal = self._journal
-        if journal is not None:
+            return item.outcome(error=exc)
+        if self._journal is not None:
             try:
-                occurrence, record = await journal.admit(key)
+                item.occurrence, record = await self._journal.admit(item.key)
             except JournalError as exc:
-                return Outcome(request=request, index=index, error=exc)
+                return item.outcome(error=exc)
             if record is not None:
-                resumed = await self._from_record(index, request, record, slot)
+                resumed = await self._from_record(item, record)
                 if resumed is not None:
                     return resumed
-        submitted = await self._submit(index, request, key, occurrence, text, slot)
-        if isinstance(submitted, Outcome):
-            return submitted
-        return await self._await_job(index, request, submitted, key, occurrence, slot)
+        job = await self._submit(item)
+        if isinstance(job, Outcome):
+            return job
+        return await self._await_job(item, job)
 
-    async def _from_record(
-        self, index: int, request: R, record: JournalRecord, slot: _Slot
-    ) -> Outcome[R] | None:
+    async def _from_record(self, item: _Item[R], record: JournalRecord) -> Outcome[R] | None:
         """The outcome a journal row already decides, or None to submit the request."""
         state = record.state
         if state == "unsent" or (state == "ambiguous" and self._options.resubmit_ambiguous):
             return None
-        job = None
-        if record.job_id is not None:
-            job = SwapJob(
-                id=record.job_id,
-                job_id=record.job_ref,
-                url=record.job_url,
-                kind=request.kind,
-                media=MediaType(record.media or request.media),
-            )
+        item.resumed = True  # whatever happens next, no submit is made for it in this run
+        job = job_from_record(record, item.request)
         if state in ("submitted", "timed_out") and job is not None:
-            return await self._await_job(
-                index, request, job, record.key, record.occurrence, slot, resumed=True
-            )
-        result = None
-        if record.result is not None:
-            result = converter.structure(json.loads(record.result), SwapResult)
-        if state == "ambiguous" or state == "submitting":
-            error = _rebuild_error(record, request, result) or AmbiguousSubmitError(
-                "the submit was interrupted while it may have reached AKOOL", request=request
-            )
+            return await self._await_job(item, job)
+        result = result_from_json(record.result)
+        error = rebuild_error(record, item.request, result)
+        if state in ("ambiguous", "submitting"):
             if not isinstance(error, AmbiguousSubmitError):
-                error = AmbiguousSubmitError(str(error), request=request)
-            return Outcome(request=request, index=index, job=job, error=error, resumed=True)
-        wants_file = self._options.download_dir is not None and result is not None
-        if state in ("succeeded", "download_failed") and wants_file and job is not None:
+                why = str(error) if error else "interrupted while it may have reached AKOOL"
+                error = AmbiguousSubmitError(f"the submit was {why}", request=item.request)
+            return item.outcome(job=job, error=error)
+        if self._options.download_dir is not None and result is not None and job is not None:
             have = record.path is not None and await anyio.Path(record.path).is_file()
-            if state == "download_failed" or not have:
-                assert result is not None
-                return await self._fetch(
-                    index, request, job, result, record.key, record.occurrence, slot, True
-                )
-        return Outcome(
-            request=request,
-            index=index,
-            job=job,
-            result=result,
-            error=_rebuild_error(record, request, result),
-            path=Path(record.path) if record.path else None,
-            sha256=record.sha256,
-            resumed=True,
-        )
+            if state == "download_failed" or (state == "succeeded" and not have):
+                return await self._fetch(item, job, result)
+        path = Path(record.path) if record.path else None
+        return item.outcome(job=job, result=result, error=error, path=path, sha256=record.sha256)
 
     def _stop_error(self) -> AkoolError | None:
         if self._credit_error is not None:
@@ -460,114 +326,94 @@ class BatchRun(Generic[R]):
             )
         return None
 
-    async def _submit(
-        self, index: int, request: R, key: str, occurrence: int, text: str, slot: _Slot
-    ) -> SwapJob | Outcome[R]:
-        endpoint = _SUBMIT_ENDPOINTS[type(request)]
-        journal = self._journal
+    async def _submit(self, item: _Item[R]) -> SwapJob | Outcome[R]:
+        endpoint = SUBMIT_ENDPOINTS[type(item.request)]
         throttles = 0
         while True:
-            error: AkoolError | None = None
             async with self._submit_limiter:
                 error = self._stop_error()
                 if error is None:
-                    slot.move("submitting")
-                    sending = False
+                    item.slot.move("submitting")
                     try:
-                        if journal is not None:
-                            await journal.begin_submit(
-                                key, occurrence, index=index, kind=type(request).__name__,
-                                request=text,
-                            )  # fmt: skip
-                        sending = True  # from here on the request may reach AKOOL
-                        self._submits += 1
-                        self._requests_made[endpoint.name] += 1
-                        job = await self._client._call(endpoint, request)
+                        job = await self._send_once(item, endpoint)
                     except AkoolError as exc:
-                        slot.move("waiting_input")
+                        item.slot.move("waiting_input")
                         error = exc
-                    except BaseException:
-                        if journal is not None and not sending:
-                            await self._shielded_unsent(key, occurrence, index, request, text)
-                        raise
                     else:
-                        slot.move("pending")
+                        item.slot.move("pending")
                         break
             if isinstance(error, RateLimitError) and throttles < _THROTTLE_RESUBMITS:
                 # The client already waited at the shared gate and gave up; 1005 is a
                 # refusal without action, so trying again later cannot create a second job.
                 throttles += 1
                 delay = _RESUBMIT_BACKOFF.delay(throttles - 1, retry_after=error.retry_after)
-                self._event("throttled", index, error=error, attempt=throttles, delay=delay)
+                self._event("throttled", item.index, error=error, attempt=throttles, delay=delay)
                 await anyio.sleep(delay)
-                self._retries += 1
-                self._event("retried", index, error=error, attempt=throttles + 1)
+                self._counters.retries += 1
+                self._event("retried", item.index, error=error, attempt=throttles + 1)
                 continue
             if isinstance(error, InsufficientCreditError) and self._credit_error is None:
                 self._credit_error = error  # stop admitting; jobs already paid for go on
                 await self._refresh_credit()
-            return await self._submit_failed(index, request, key, occurrence, text, error)
-        await self._journal_write(
-            key,
-            occurrence,
-            "submitted",
-            job_id=job.id,
-            job_ref=job.job_id,
-            media=str(job.media),
+            return await self._submit_failed(item, error)
+        await self._record(
+            item, "submitted", job_id=job.id, job_ref=job.job_id, media=str(job.media),
             job_url=job.url,
-        )
-        self._event("submitted", index, job_id=job.id)
+        )  # fmt: skip
+        self._event("submitted", item.index, job_id=job.id)
         return job
 
-    async def _shielded_unsent(
-        self, key: str, occurrence: int, index: int, request: R, text: str
-    ) -> None:
-        """Cancelled before sending: record that nothing went out (best effort)."""
-        assert self._journal is not None
-        with anyio.CancelScope(shield=True):
-            # If even this fails, the row stays 'submitting' and a resume reports it as
-            # ambiguous: safe, merely pessimistic.
-            with contextlib.suppress(JournalError):
-                await self._journal.record_unsubmitted(
-                    key, occurrence, index=index, kind=type(request).__name__, request=text,
-                    state="unsent", error_type=None, error_message="cancelled before sending",
+    async def _send_once(self, item: _Item[R], endpoint: Endpoint[Any, SwapJob]) -> SwapJob:
+        """Journal the intent (durably), then send the submit once (with the client's retries)."""
+        journal = self._journal
+        sending = False
+        try:
+            if journal is not None:
+                await journal.begin_submit(
+                    item.key, item.occurrence, index=item.index,
+                    kind=type(item.request).__name__, request=item.text,
                 )  # fmt: skip
+            sending = True  # from here on the request may reach AKOOL
+            self._counters.submits += 1
+            self._counters.requests[endpoint.name] += 1
+            return await self._client._call(endpoint, item.request)
+        except BaseException as exc:
+            if journal is not None and not sending and not isinstance(exc, JournalError):
+                # Cancelled before anything went out: say so, so that a resume resubmits it.
+                # If even this fails the row stays 'submitting' and a resume reports it as
+                # ambiguous: safe, merely pessimistic.
+                with anyio.CancelScope(shield=True), contextlib.suppress(JournalError):
+                    await self._record_unsubmitted(item, "unsent", None)
+            raise
 
-    async def _submit_failed(
-        self, index: int, request: R, key: str, occurrence: int, text: str, error: AkoolError
-    ) -> Outcome[R]:
+    async def _record_unsubmitted(
+        self, item: _Item[R], state: JournalState, error: AkoolError | None
+    ) -> None:
+        assert self._journal is not None
+        columns = error_columns(error)
+        await self._journal.record_unsubmitted(
+            item.key, item.occurrence, index=item.index, kind=type(item.request).__name__,
+            request=item.text, state=state, error_type=columns.error_type,
+            error_message=columns.error_message, error_code=columns.error_code,
+        )  # fmt: skip
+
+    async def _submit_failed(self, item: _Item[R], error: AkoolError) -> Outcome[R]:
         state: JournalState
         if isinstance(error, AmbiguousSubmitError):
             state = "ambiguous"
-        elif _unsent(error):
+        elif never_acted(error):
             state = "unsent"
         else:
             state = "rejected"
         if self._journal is not None and not isinstance(error, JournalError):
-            code = error.code if isinstance(error, APIError) else None
-            message = error.message if isinstance(error, APIError) else str(error)
             try:
-                await self._journal.record_unsubmitted(
-                    key, occurrence, index=index, kind=type(request).__name__, request=text,
-                    state=state, error_type=type(error).__name__, error_message=message,
-                    error_code=code,
-                )  # fmt: skip
+                await self._record_unsubmitted(item, state, error)
             except JournalError as exc:
                 error = exc
-        return Outcome(request=request, index=index, error=error)
+        return item.outcome(error=error)
 
-    async def _await_job(
-        self,
-        index: int,
-        request: R,
-        job: SwapJob,
-        key: str,
-        occurrence: int,
-        slot: _Slot,
-        *,
-        resumed: bool = False,
-    ) -> Outcome[R]:
-        slot.move("pending")
+    async def _await_job(self, item: _Item[R], job: SwapJob) -> Outcome[R]:
+        item.slot.move("pending")
         timeout = self._options.job_timeout
         if self._deadline_at < math.inf:
             left = max(0.0, self._deadline_at - anyio.current_time())
@@ -575,18 +421,16 @@ class BatchRun(Generic[R]):
 
         def on_status(result: SwapResult) -> None:
             try:
-                self._event("status_changed", index, job_id=job.id, status=result.status)
+                self._event("status_changed", item.index, job_id=job.id, status=result.status)
             except Exception as exc:  # the user's hook, called from the shared poller
                 self.fail(exc)
 
-        state: JournalState
-        result: SwapResult | None = None
         try:
             result = await self._poller.wait(
                 job.id, media=job.media, timeout=timeout, on_status=on_status
             )
         except (JobFailedError, JobTimeoutError, JobNotFoundError) as exc:
-            state = (
+            state: JournalState = (
                 "failed"
                 if isinstance(exc, JobFailedError)
                 else "timed_out"
@@ -594,112 +438,64 @@ class BatchRun(Generic[R]):
                 else "not_found"
             )
             last = exc.result if isinstance(exc.result, SwapResult) else None
-            await self._journal_write(
-                key, occurrence, state, status=last.status if last else None,
-                result=_result_json(last), **_error_columns(exc),
-            )  # fmt: skip
-            return Outcome(
-                request=request, index=index, job=job, result=last, error=exc, resumed=resumed
-            )
+            await self._record(item, state, last, exc)
+            return item.outcome(job=job, result=last, error=exc)
         except AkoolError as exc:
             # Polling itself failed (credentials, client closed): the job may still finish,
             # so its row stays 'submitted' and a resume re-attaches to it.
-            return Outcome(request=request, index=index, job=job, error=exc, resumed=resumed)
+            return item.outcome(job=job, error=exc)
         if self._options.download_dir is not None:
-            return await self._fetch(index, request, job, result, key, occurrence, slot, resumed)
-        await self._journal_write(
-            key, occurrence, "succeeded", status=result.status, result=_result_json(result),
-            **_error_columns(None),
-        )  # fmt: skip
-        return Outcome(request=request, index=index, job=job, result=result, resumed=resumed)
+            return await self._fetch(item, job, result)
+        await self._record(item, "succeeded", result, None)
+        return item.outcome(job=job, result=result)
 
-    async def _fetch(
-        self,
-        index: int,
-        request: R,
-        job: SwapJob,
-        result: SwapResult,
-        key: str,
-        occurrence: int,
-        slot: _Slot,
-        resumed: bool,
-    ) -> Outcome[R]:
+    async def _fetch(self, item: _Item[R], job: SwapJob, result: SwapResult) -> Outcome[R]:
         assert self._options.download_dir is not None
-        slot.move("downloading")
-        error: AkoolError | None = None
-        path: Path | None = None
-        sha256: str | None = None
-        if not result.url:
-            error = DownloadError(
-                f"job {job.id} succeeded without a result URL", url="", reason="no URL"
+        item.slot.move("downloading")
+
+        def on_retry(attempt: int, delay: float, exc: DownloadError) -> None:
+            self._counters.retries += 1
+            self._event(
+                "retried", item.index, job_id=job.id, error=exc, attempt=attempt, delay=delay
             )
-        else:
-            url = result.url
 
-            def on_retry(attempt: int, delay: float, exc: DownloadError) -> None:
-                self._retries += 1
-                self._event(
-                    "retried", index, job_id=job.id, error=exc, attempt=attempt, delay=delay
-                )
+        self._counters.requests["download"] += 1
+        try:
+            done = await save_result(
+                self._client._session(),
+                result,
+                self._options.download_dir,
+                deadline=self._deadline_at,
+                retry=self._options.download_retry,
+                on_retry=on_retry,
+            )
+        except (DownloadError, ClientStateError) as exc:
+            await self._record(item, "download_failed", result, exc)
+            return item.outcome(job=job, result=result, error=exc)
+        await self._record(item, "succeeded", result, None, path=str(done.path), sha256=done.sha256)
+        return item.outcome(job=job, result=result, path=done.path, sha256=done.sha256)
 
-            destination = self._options.download_dir / file_name(job.id, url)
-            with anyio.move_on_after(self._deadline_at - anyio.current_time()) as scope:
-                try:
-                    self._requests_made["download"] += 1
-                    done = await download(
-                        self._client._session(),
-                        url,
-                        destination,
-                        retry=self._options.download_retry,
-                        on_retry=on_retry,
-                    )
-                    path, sha256 = done.path, done.sha256
-                except (DownloadError, ClientStateError) as exc:
-                    error = exc
-            if scope.cancelled_caught:
-                error = DownloadError(
-                    f"the batch deadline passed while downloading {url}",
-                    url=url,
-                    reason="deadline",
-                )
-        await self._journal_write(
-            key, occurrence, "succeeded" if error is None else "download_failed",
-            status=result.status, result=_result_json(result), path=str(path) if path else None,
-            sha256=sha256, **_error_columns(error),
-        )  # fmt: skip
-        return Outcome(
-            request=request,
-            index=index,
-            job=job,
-            result=result,
-            error=error,
-            path=path,
-            sha256=sha256,
-            resumed=resumed,
-        )
-
-    async def _journal_write(
-        self, key: str, occurrence: int, state: JournalState, **fields: object
-    ) -> None:
-        if self._journal is not None:
-            await self._journal.update(key, occurrence, state, **fields)
+    async def _record(self, item: _Item[R], state: JournalState, *args: Any, **fields: Any) -> None:
+        """Move the item's journal row to ``state``: ``(result, error)`` or explicit columns."""
+        if self._journal is None:
+            return
+        if args:
+            result, error = args
+            columns = error_columns(error)
+            fields.update(
+                status=result.status if result is not None else None,
+                result=result_json(result),
+                error_type=columns.error_type,
+                error_message=columns.error_message,
+                error_code=columns.error_code,
+            )
+        await self._journal.update(item.key, item.occurrence, state, **fields)
 
     # -- outcomes, events, credit -----------------------------------------------------------
 
     async def _emit(self, outcome: Outcome[R]) -> None:
         error = outcome.error
-        if error is None:
-            self._counts["succeeded"] += 1
-        elif isinstance(error, JobFailedError):
-            self._counts["failed"] += 1
-        elif isinstance(error, AmbiguousSubmitError):
-            self._counts["ambiguous"] += 1
-        else:
-            self._counts["errored"] += 1
-            if isinstance(error, TimeoutError):
-                self._counts["timed_out"] += 1
-        if outcome.resumed:
-            self._counts["resumed"] += 1
+        self._counters.count(outcome)
         job_id = outcome.job.id if outcome.job else None
         status = outcome.result.status if outcome.result else None
         self._event(
@@ -716,25 +512,22 @@ class BatchRun(Generic[R]):
     def _event(self, kind: EventKind, index: int, **data: Any) -> None:
         hook = self._options.on_event
         if hook is not None:
-            elapsed = anyio.current_time() - self._started_at
+            elapsed = anyio.current_time() - self._counters.started_at
             hook(BatchEvent(kind=kind, index=index, elapsed=elapsed, **data))
 
     async def _check_credit(self) -> None:
         await self._refresh_credit()
-        if self._credits_before is None:
-            self._credits_before = self._credits_now
-        if self._credits_now is not None and self._credits_now <= 0:
-            self._credit_error = InsufficientCreditError(
-                f"the credit balance is {self._credits_now:g}"
-            )
+        balance = self._counters.credits_before = self._counters.credits_now
+        if balance is not None and balance <= 0:
+            self._credit_error = InsufficientCreditError(f"the credit balance is {balance:g}")
 
     async def _refresh_credit(self) -> None:
-        self._requests_made["quota"] += 1
+        self._counters.requests["quota"] += 1
         try:
             credit = await self._client._call(GET_CREDIT, CreditQuery())
         except AkoolError:
             return  # a balance is information, not a precondition: submits report real errors
-        self._credits_now = credit.credit
+        self._counters.credits_now = credit.credit
 
     def _client_counters(self) -> tuple[int, int]:
         stats = self._client.statistics()
@@ -744,38 +537,11 @@ class BatchRun(Generic[R]):
 
     def statistics(self) -> BatchStatistics:
         """A snapshot of the batch (see ``BatchStatistics``)."""
-        now = self._finished_at if self._finished_at is not None else anyio.current_time()
-        elapsed = max(0.0, now - self._started_at) if self.started else 0.0
-        counts = self._counts
-        client_now = self._client_stats_at_end or self._client_counters()
-        requests = dict(self._requests_made)
-        requests["list_results"] = self._poller.requests - self._poller_requests_at_start
-        used = None
-        if self._credits_before is not None and self._credits_now is not None:
-            used = self._credits_before - self._credits_now
-        done = counts["succeeded"] + counts["failed"] + counts["errored"] + counts["ambiguous"]
-        return BatchStatistics(
+        return self._counters.snapshot(
             total=self.total,
-            read=self._read,
-            waiting_input=counts["waiting_input"],
-            submitting=counts["submitting"],
-            pending=counts["pending"],
-            downloading=counts["downloading"],
-            succeeded=counts["succeeded"],
-            failed=counts["failed"],
-            errored=counts["errored"],
-            ambiguous=counts["ambiguous"],
-            timed_out=counts["timed_out"],
-            resumed=counts["resumed"],
-            submits=self._submits,
-            credits_before=self._credits_before,
-            credits_now=self._credits_now,
-            credits_used=used,
-            requests=requests,
-            retries=self._retries + client_now[0] - self._client_stats_at_start[0],
-            throttles=client_now[1] - self._client_stats_at_start[1],
-            elapsed=elapsed,
-            throughput=done / elapsed if elapsed > 0 else 0.0,
+            polls=self._poller.requests,
+            client=self._counters.client_at_end or self._client_counters(),
+            started=self.started,
             finished=self.finished,
         )
 

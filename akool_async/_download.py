@@ -14,6 +14,7 @@ expired after 7 days, or the file is gone) are not. Whatever is left is a ``Down
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import secrets
@@ -27,9 +28,17 @@ import anyio
 import attrs
 
 from ._events import DownloadError
+from ._models import SwapResult
 from ._retry import RetryPolicy
 
-__all__ = ["DOWNLOAD_RETRY", "Downloaded", "download", "file_name", "sha256_of_file"]
+__all__ = [
+    "DOWNLOAD_RETRY",
+    "Downloaded",
+    "download",
+    "file_name",
+    "save_result",
+    "sha256_of_file",
+]
 
 #: Default retries of a download: 4 attempts, short backoff.
 DOWNLOAD_RETRY: Final = RetryPolicy(max_attempts=4, initial_delay=0.5, max_delay=8.0)
@@ -163,3 +172,35 @@ async def _attempt(
     finally:
         with anyio.CancelScope(shield=True):
             await anyio.Path(temp).unlink(missing_ok=True)
+
+
+async def save_result(
+    session: aiohttp.ClientSession,
+    result: SwapResult,
+    directory: Path,
+    *,
+    deadline: float = math.inf,
+    retry: RetryPolicy = DOWNLOAD_RETRY,
+    on_retry: Callable[[int, float, DownloadError], None] | None = None,
+) -> Downloaded:
+    """Download a finished job's file into ``directory`` as ``<job _id><extension>``.
+
+    Args:
+        deadline: ``anyio.current_time()`` by which the download must be done.
+
+    Raises:
+        DownloadError: no URL, the deadline passed, or ``download`` gave up.
+    """
+    url = result.url
+    if not url:
+        raise DownloadError(
+            f"job {result.id} succeeded without a result URL", url="", reason="no URL"
+        )
+    with anyio.move_on_after(deadline - anyio.current_time()) as scope:
+        return await download(
+            session, url, directory / file_name(result.id, url), retry=retry, on_retry=on_retry
+        )
+    assert scope.cancelled_caught
+    raise DownloadError(
+        f"the batch deadline passed while downloading {url}", url=url, reason="deadline"
+    )

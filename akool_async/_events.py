@@ -7,21 +7,22 @@ another thread, or compared in a test.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
+import anyio
 import attrs
 
-from ._errors import AkoolError
+from ._errors import AkoolError, AmbiguousSubmitError, JobFailedError
 from ._models import ImageSwap, PlusSwap, ProSwap, SwapJob, SwapResult, SwapStatus, VideoSwap
-from ._poller import PollerStatistics
 
 __all__ = [
+    "BatchCounters",
     "BatchDeadlineError",
     "BatchEvent",
     "BatchStatistics",
-    "ClientStatistics",
     "DownloadError",
     "EventKind",
     "Outcome",
@@ -190,17 +191,81 @@ class BatchStatistics:
         return self.succeeded + self.failed + self.errored + self.ambiguous
 
 
-@attrs.frozen(kw_only=True)
-class ClientStatistics:
-    """A snapshot of a client (``client.statistics()``).
+@attrs.define
+class BatchCounters:
+    """The running counts of a batch (mutable, private); ``snapshot`` freezes them."""
 
-    Attributes:
-        requests: HTTP requests per endpoint name since the client opened, as counted by
-            the client (or, if it counts none, by the orchestrator).
-        poller: The shared status poller.
-        batches_running: ``swap_many`` batches in progress.
-    """
+    states: Counter[str] = attrs.field(factory=Counter)
+    requests: Counter[str] = attrs.field(factory=Counter)
+    read: int = 0
+    submits: int = 0
+    retries: int = 0
+    credits_before: float | None = None
+    credits_now: float | None = None
+    started_at: float = 0.0
+    finished_at: float | None = None
+    polls_at_start: int = 0
+    client_at_start: tuple[int, int] = (0, 0)
+    client_at_end: tuple[int, int] | None = None
 
-    requests: Mapping[str, int]
-    poller: PollerStatistics
-    batches_running: int
+    def count(self, outcome: Outcome[Any]) -> None:
+        """Count a finished request under its outcome's category."""
+        error = outcome.error
+        states = self.states
+        if error is None:
+            states["succeeded"] += 1
+        elif isinstance(error, JobFailedError):
+            states["failed"] += 1
+        elif isinstance(error, AmbiguousSubmitError):
+            states["ambiguous"] += 1
+        else:
+            states["errored"] += 1
+            if isinstance(error, TimeoutError):
+                states["timed_out"] += 1
+        if outcome.resumed:
+            states["resumed"] += 1
+
+    def snapshot(
+        self,
+        *,
+        total: int | None,
+        polls: int,
+        client: tuple[int, int],
+        started: bool,
+        finished: bool,
+    ) -> BatchStatistics:
+        """Freeze the counts; ``polls`` and ``client`` (retries, throttles) are the totals now."""
+
+        now = self.finished_at if self.finished_at is not None else anyio.current_time()
+        elapsed = max(0.0, now - self.started_at) if started else 0.0
+        states = self.states
+        requests = dict(self.requests)
+        requests["list_results"] = polls - self.polls_at_start
+        used = None
+        if self.credits_before is not None and self.credits_now is not None:
+            used = self.credits_before - self.credits_now
+        done = states["succeeded"] + states["failed"] + states["errored"] + states["ambiguous"]
+        return BatchStatistics(
+            total=total,
+            read=self.read,
+            waiting_input=states["waiting_input"],
+            submitting=states["submitting"],
+            pending=states["pending"],
+            downloading=states["downloading"],
+            succeeded=states["succeeded"],
+            failed=states["failed"],
+            errored=states["errored"],
+            ambiguous=states["ambiguous"],
+            timed_out=states["timed_out"],
+            resumed=states["resumed"],
+            submits=self.submits,
+            credits_before=self.credits_before,
+            credits_now=self.credits_now,
+            credits_used=used,
+            requests=requests,
+            retries=self.retries + client[0] - self.client_at_start[0],
+            throttles=client[1] - self.client_at_start[1],
+            elapsed=elapsed,
+            throughput=done / elapsed if elapsed > 0 else 0.0,
+            finished=finished,
+        )

@@ -39,7 +39,8 @@ from ._endpoints import LIST_RESULTS
 from ._errors import ClientStateError, ValidationError
 from ._events import BatchEvent, BatchStatistics, Outcome, R
 from ._models import MediaType, ResultsQuery, SwapJob, SwapResult, SwapStatus
-from ._poller import PollConfig, Poller, PollerStatistics
+from ._poll_config import PollConfig
+from ._poller import Poller, PollerStatistics
 from ._retry import RetryPolicy
 
 if TYPE_CHECKING:

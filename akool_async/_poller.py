@@ -52,9 +52,9 @@ from ._errors import (
     RateLimitError,
     ServerError,
     TransportError,
-    ValidationError,
 )
 from ._models import MediaType, SwapResult, SwapStatus
+from ._poll_config import PollConfig, poll_interval
 
 __all__ = [
     "FetchResults",
@@ -72,102 +72,6 @@ StatusCallback = Callable[[SwapResult], None]
 
 _EARLY_NOTIFICATIONS: Final = 10_000
 _log = logging.getLogger("akool_async.poller")
-
-
-def _positive(instance: object, attribute: attrs.Attribute[float], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValidationError(f"must be a positive number, got {value!r}", field=attribute.name)
-    if not math.isfinite(value):
-        raise ValidationError(f"must be finite, got {value!r}", field=attribute.name)
-
-
-def _count(instance: object, attribute: attrs.Attribute[int], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValidationError(f"must be an integer >= 1, got {value!r}", field=attribute.name)
-
-
-def _fraction(instance: object, attribute: attrs.Attribute[float], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
-        raise ValidationError(f"must be in [0, 1), got {value!r}", field=attribute.name)
-
-
-def _non_negative(instance: object, attribute: attrs.Attribute[float], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
-        raise ValidationError(f"must be a finite number >= 0, got {value!r}", field=attribute.name)
-
-
-def _at_least_one(instance: object, attribute: attrs.Attribute[float], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 1:
-        raise ValidationError(f"must be >= 1, got {value!r}", field=attribute.name)
-
-
-@attrs.frozen(kw_only=True)
-class PollConfig:
-    """How the shared poller schedules listbyids calls; build variants with ``attrs.evolve``.
-
-    Args:
-        batch_size: Most ids per listbyids call (50 keeps the URL short).
-        image_first: Seconds before an image job's first poll; also its shortest interval.
-        image_max: Longest interval between polls of an image job.
-        video_first: Seconds before a video job's first poll; also its shortest interval.
-        video_max: Longest interval between polls of a video job.
-        backoff: A job of age ``a`` is polled next at age ``a * backoff`` (within the
-            first/max bounds): 1.5 means polls at ages t, 1.5t, 2.25t, ...
-        jitter: Each interval is scaled by a random factor in ``[1 - jitter, 1 + jitter]``,
-            so jobs submitted together spread out.
-        fill: Fill a request's spare room with the next-most-due ids.
-        max_concurrent_requests: listbyids calls in flight at once.
-        miss_limit: Consecutive responses without an id before it is reported missing...
-        miss_grace: ...provided it has been missing for at least this many seconds.
-        coalesce: A due id may wait up to this fraction of its interval for other ids to
-            fall due, so that they share one request (0 sends as soon as anything is due).
-        retry_delay: Seconds before the ids of a failed listbyids call are asked again
-            (at least; a server's ``retry_after`` wins when longer).
-        safety_net_interval: While webhooks are attached, the interval of every job's polls:
-            the safety net for callbacks that never arrive.
-    """
-
-    batch_size: int = attrs.field(default=50, validator=_count)
-    image_first: float = attrs.field(default=2.0, validator=_positive)
-    image_max: float = attrs.field(default=15.0, validator=_positive)
-    video_first: float = attrs.field(default=10.0, validator=_positive)
-    video_max: float = attrs.field(default=60.0, validator=_positive)
-    backoff: float = attrs.field(default=1.5, validator=_at_least_one)
-    jitter: float = attrs.field(default=0.1, validator=_fraction)
-    fill: bool = True
-    max_concurrent_requests: int = attrs.field(default=2, validator=_count)
-    miss_limit: int = attrs.field(default=5, validator=_count)
-    miss_grace: float = attrs.field(default=30.0, validator=_positive)
-    coalesce: float = attrs.field(default=0.5, validator=_non_negative)
-    retry_delay: float = attrs.field(default=2.0, validator=_positive)
-    safety_net_interval: float = attrs.field(default=120.0, validator=_positive)
-
-    def __attrs_post_init__(self) -> None:
-        if self.image_max < self.image_first:
-            raise ValidationError("must be >= image_first", field="image_max")
-        if self.video_max < self.video_first:
-            raise ValidationError("must be >= video_first", field="video_max")
-
-    def bounds(self, media: MediaType | str) -> tuple[float, float]:
-        """``(first, max)`` interval of a media kind (anything but video counts as image)."""
-        if media == MediaType.VIDEO:
-            return self.video_first, self.video_max
-        return self.image_first, self.image_max
-
-
-def poll_interval(
-    config: PollConfig, media: MediaType | str, age: float, *, webhooks: bool = False
-) -> float:
-    """Seconds until the next poll of a job tracked for ``age`` seconds (before jitter).
-
-    ``age * (backoff - 1)``, so that the next poll falls at ``age * backoff``, clamped to the
-    media's ``[first, max]``; with webhooks attached, never below ``safety_net_interval``.
-    """
-    first, longest = config.bounds(media)
-    interval = min(longest, max(first, age * (config.backoff - 1)))
-    if webhooks:
-        interval = max(interval, config.safety_net_interval)
-    return interval
 
 
 @attrs.frozen(kw_only=True)

@@ -13,8 +13,8 @@ import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from akool_async import JournalError, PlusSwap, ValidationError
-from akool_async._batch import request_key
 from akool_async._journal import APPLICATION_ID, Journal, read_journal
+from akool_async._records import request_key
 
 pytestmark = pytest.mark.anyio
 

@@ -15,18 +15,20 @@ import pytest
 from akool_async import (
     AmbiguousSubmitError,
     AsyncClient,
+    BatchDeadlineError,
+    BatchEvent,
     ClientStateError,
     InsufficientCreditError,
     JobFailedError,
     JobNotFoundError,
     JobTimeoutError,
+    Outcome,
     PlusSwap,
+    PollConfig,
     RetryPolicy,
     SwapStatus,
     ValidationError,
 )
-from akool_async._events import BatchDeadlineError, BatchEvent, Outcome
-from akool_async._poller import PollConfig
 from akool_async.testing import Emulator, EmulatorConfig
 
 pytestmark = pytest.mark.anyio

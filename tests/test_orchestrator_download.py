@@ -11,11 +11,17 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from akool_async import AsyncClient, PlusSwap, RetryPolicy
+from akool_async import (
+    AsyncClient,
+    BatchEvent,
+    DownloadError,
+    Outcome,
+    PlusSwap,
+    PollConfig,
+    RetryPolicy,
+)
 from akool_async._download import download, file_name
-from akool_async._events import BatchEvent, DownloadError, Outcome
 from akool_async._journal import read_journal
-from akool_async._poller import PollConfig
 from akool_async.testing import Emulator, EmulatorConfig
 
 pytestmark = pytest.mark.anyio

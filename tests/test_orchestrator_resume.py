@@ -16,17 +16,18 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from akool_async import (
     AmbiguousSubmitError,
     AsyncClient,
+    BatchEvent,
     InsufficientCreditError,
     JobFailedError,
     JobTimeoutError,
     JournalError,
+    Outcome,
     ParameterError,
     PlusSwap,
+    PollConfig,
     RetryPolicy,
 )
-from akool_async._events import BatchEvent, Outcome
 from akool_async._journal import read_journal
-from akool_async._poller import PollConfig
 from akool_async.testing import Emulator, EmulatorConfig
 
 pytestmark = pytest.mark.anyio
@@ -39,8 +40,7 @@ FAST_POLL = PollConfig(image_first=0.02, image_max=0.1, jitter=0.1, retry_delay=
 #: job created, so the test knows how far it got.
 CHILD = r"""
 import sys, anyio
-from akool_async import AsyncClient, PlusSwap
-from akool_async._poller import PollConfig
+from akool_async import AsyncClient, PlusSwap, PollConfig
 
 base_url, api_key, journal, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 
@@ -208,7 +208,11 @@ async def test_sigkill_mid_batch_then_resume_pays_once(
         created = 0
         with anyio.fail_after(30):
             while created < kill_after:
-                line = await lines.receive_until(b"\n", 1024)
+                try:
+                    line = await lines.receive_until(b"\n", 1024)
+                except anyio.IncompleteRead:
+                    assert child.stderr is not None
+                    pytest.fail((await child.stderr.receive()).decode(errors="replace"))
                 created += line.startswith(b"submitted")
         child.kill()  # SIGKILL: no cleanup of any kind
         assert await child.wait() == -9

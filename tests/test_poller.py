@@ -16,13 +16,15 @@ from akool_async import (
     JobNotFoundError,
     JobTimeoutError,
     MediaType,
+    PollConfig,
     RateLimitError,
     SwapResult,
     SwapStatus,
     TransportError,
     ValidationError,
 )
-from akool_async._poller import PollConfig, Poller, poll_interval
+from akool_async._poll_config import poll_interval
+from akool_async._poller import Poller
 
 pytestmark = pytest.mark.anyio
 
