@@ -37,6 +37,13 @@ from ._errors import (
     WebhookVerificationError,
     error_for_code,
 )
+from ._events import (
+    BatchDeadlineError,
+    BatchEvent,
+    BatchStatistics,
+    DownloadError,
+    Outcome,
+)
 from ._models import (
     DetectedFace,
     DetectedFrame,
@@ -59,6 +66,9 @@ from ._models import (
     VideoSwap,
     bbox_from_region,
 )
+from ._orchestrator import Batch
+from ._poll_config import PollConfig
+from ._poller import PollerStatistics
 from ._retry import RetryPolicy
 from ._sync import Client
 
@@ -69,6 +79,10 @@ __all__ = [
     "AmbiguousSubmitError",
     "AsyncClient",
     "AuthenticationError",
+    "Batch",
+    "BatchDeadlineError",
+    "BatchEvent",
+    "BatchStatistics",
     "Client",
     "ClientStateError",
     "ClientStatistics",
@@ -76,6 +90,7 @@ __all__ = [
     "DetectedFace",
     "DetectedFrame",
     "DetectionError",
+    "DownloadError",
     "FaceDetection",
     "FaceImage",
     "FaceInfo",
@@ -94,9 +109,12 @@ __all__ = [
     "MediaType",
     "ModelStyle",
     "NotFoundError",
+    "Outcome",
     "ParameterError",
     "PermissionDeniedError",
     "PlusSwap",
+    "PollConfig",
+    "PollerStatistics",
     "ProSwap",
     "RateLimitError",
     "RetryPolicy",
