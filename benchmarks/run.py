@@ -1,0 +1,504 @@
+"""akool-async against what people write today, and against the limit: ``python benchmarks/run.py``.
+
+One run measures, on the same workload and the same emulator configuration:
+
+1. **akool-async**: ``swap_many`` on N image swaps (``concurrency=C``, other options default);
+2. **naive**: C plain-aiohttp workers, each submitting a job and polling it alone with listbyids
+   every 4.5 s until it finishes (contract section 7), then taking the next input;
+3. **the limit**: raw aiohttp submits of pre-built bodies (same C), and the server-side ideal
+   makespan: the jobs' own processing times list-scheduled, in submit order, onto the
+   emulator's slots from time 0 (what an infinitely fast client would get);
+
+plus the blocking shim's per-call overhead and the memory per tracked job at 100,000 jobs.
+
+The emulator runs in its own process (``_server.py``), started fresh for every workload, with
+an introspection port for request counts and per-job server times. Every client workload runs
+in its own process (``_sdk.py``, ``_naive.py``, ``_raw.py``, ``_memory.py``) so that its CPU time
+and peak RSS are its own. Detection delay = the wall-clock time at which the client knew a job
+had finished minus the job's server-side finish time, both on ``time.time()``, which all
+processes on the host share.
+
+Prints a table, whether each target is met, and, as the last line of stdout, one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import heapq
+import json
+import math
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+PYTHON = sys.executable
+
+#: Workload sizes. C is the same for swap_many and the naive client (see README.md).
+PROFILES: dict[str, dict[str, Any]] = {
+    "full": {"jobs": 10_000, "slots": 500, "concurrency": 256, "submit_jobs": 10_000},
+    "quick": {"jobs": 1_000, "slots": 100, "concurrency": 64, "submit_jobs": 5_000},
+}
+IMAGE_SECONDS = (2.0, 4.0)
+NAIVE_INTERVAL = 4.5
+MEMORY_JOBS = 100_000
+
+
+# --------------------------------------------------------------------------------------------
+# Processes
+
+
+class Server:
+    """One ``_server.py`` process: the emulator plus its admin port."""
+
+    def __init__(self, slots: int, seed: int = 0) -> None:
+        self.process = subprocess.Popen(
+            [
+                PYTHON,
+                str(HERE / "_server.py"),
+                "--slots",
+                str(slots),
+                "--seed",
+                str(seed),
+                "--image-seconds",
+                *map(str, IMAGE_SECONDS),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError("the emulator process did not start")
+        urls = json.loads(line)
+        self.base_url: str = urls["base_url"]
+        self.admin_url: str = urls["admin_url"]
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(self.admin_url + path, timeout=60) as response:
+            return json.load(response)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@contextlib.contextmanager
+def server(slots: int) -> Iterator[Server]:
+    srv = Server(slots)
+    try:
+        yield srv
+    finally:
+        srv.close()
+
+
+def worker(script: str, *args: object, timeout: float = 900) -> dict[str, Any]:
+    """Run ``benchmarks/<script>`` in a fresh process; return the JSON of its last line."""
+    done = subprocess.run(
+        [PYTHON, str(HERE / script), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        sys.stderr.write(done.stderr)
+        raise RuntimeError(f"{script} failed with status {done.returncode}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Analysis
+
+
+def ideal_makespan(durations: Sequence[float], slots: int) -> float:
+    """List scheduling of ``durations`` (in submit order) onto ``slots`` slots from time 0."""
+    free = [0.0] * min(slots, max(1, len(durations)))
+    end = 0.0
+    for duration in durations:
+        start = heapq.heappop(free)
+        heapq.heappush(free, start + duration)
+        end = max(end, start + duration)
+    return end
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-quantile (0..1) by the nearest-rank method."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def makespan_workload(name: str, slots: int, script: str, *args: object) -> dict[str, Any]:
+    """Run one makespan workload against a fresh emulator and measure it."""
+    with server(slots) as srv:
+        cpu_before = srv.get("/stats")["cpu_s"]
+        result = worker(script, "--base-url", srv.base_url, *args)
+        stats = srv.get("/stats")
+        jobs = srv.get("/jobs")["jobs"]
+    n = result["jobs"]
+    finish = {row[0]: row[3] for row in jobs}
+    durations = [row[3] - row[2] for row in jobs]
+    delays = [t - finish[job_id] for job_id, t in result["detected"].items() if job_id in finish]
+    requests: dict[str, int] = stats["requests"]
+    return {
+        "name": name,
+        "jobs": n,
+        "jobs_created": len(jobs),
+        "errors": result.get("errors", 0),
+        "wall_s": result["wall_s"],
+        "ideal_s": ideal_makespan(durations, slots),
+        "requests": requests,
+        "requests_per_job": sum(requests.values()) / n,
+        "status_requests_per_job": requests.get("list_results", 0) / n,
+        "detect_delay_mean_s": statistics.fmean(delays) if delays else math.nan,
+        "detect_delay_p50_s": percentile(delays, 0.50),
+        "detect_delay_p99_s": percentile(delays, 0.99),
+        "detect_delay_max_s": max(delays) if delays else math.nan,
+        "detected": len(delays),
+        "client_cpu_us_per_job": result["cpu_s"] / n * 1e6,
+        "peak_rss": result["peak_rss"],
+        "server_cpu_s": stats["cpu_s"] - cpu_before,
+        "ids_polled_per_job": result.get("ids_polled", math.nan) / n,
+    }
+
+
+def submit_workload(script: str, slots: int, jobs: int, concurrency: int) -> dict[str, Any]:
+    with server(slots) as srv:
+        result = worker(
+            script,
+            "--base-url",
+            srv.base_url,
+            "--jobs",
+            jobs,
+            "--concurrency",
+            concurrency,
+            *(("--mode", "submit") if script == "_sdk.py" else ()),
+        )
+        created = srv.get("/jobs")["jobs"]
+    return {
+        "jobs": jobs,
+        "created": len(created),
+        "submit_s": result["submit_s"],
+        "throughput": jobs / result["submit_s"],
+        "cpu_us_per_job": result.get("submit_cpu_s", result["cpu_s"]) / jobs * 1e6,
+    }
+
+
+def sync_overhead(slots: int) -> dict[str, Any]:
+    """The sync shim's overhead per call (``bench_sync.measure_sync_overhead`` if present)."""
+    with server(slots) as srv:
+        return worker("_sync_overhead.py", "--base-url", srv.base_url)
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+
+
+def _fmt(value: float, digits: int = 2) -> str:
+    return (
+        "-"
+        if value is None or (isinstance(value, float) and math.isnan(value))
+        else (f"{value:,.{digits}f}")
+    )
+
+
+def report(
+    profile: str,
+    config: dict[str, Any],
+    sdk: dict[str, Any],
+    naive: dict[str, Any],
+    raw: dict[str, Any],
+    sdk_submit: dict[str, Any],
+    sync: dict[str, Any],
+    memory: dict[str, Any],
+    elapsed: float,
+) -> dict[str, Any]:
+    ideal = sdk["ideal_s"]
+    throughput_ratio = sdk_submit["throughput"] / raw["throughput"]
+    summary: dict[str, Any] = {
+        "jobs": sdk["jobs"],
+        "wall_s": round(sdk["wall_s"], 3),
+        "ideal_s": round(ideal, 3),
+        "naive_wall_s": round(naive["wall_s"], 3),
+        "requests_per_job": round(sdk["requests_per_job"], 4),
+        "naive_requests_per_job": round(naive["requests_per_job"], 4),
+        "status_requests_per_job": round(sdk["status_requests_per_job"], 4),
+        "naive_status_requests_per_job": round(naive["status_requests_per_job"], 4),
+        "detect_delay_mean_s": round(sdk["detect_delay_mean_s"], 3),
+        "detect_delay_p99_s": round(sdk["detect_delay_p99_s"], 3),
+        "naive_detect_delay_mean_s": round(naive["detect_delay_mean_s"], 3),
+        "naive_detect_delay_p99_s": round(naive["detect_delay_p99_s"], 3),
+        "client_cpu_us_per_job": round(sdk["client_cpu_us_per_job"], 1),
+        "naive_client_cpu_us_per_job": round(naive["client_cpu_us_per_job"], 1),
+        "peak_rss_bytes": sdk["peak_rss"],
+        "naive_peak_rss_bytes": naive["peak_rss"],
+        "sdk_submit_per_s": round(sdk_submit["throughput"], 1),
+        "raw_submit_per_s": round(raw["throughput"], 1),
+        "sdk_vs_raw_submit_throughput": round(throughput_ratio, 3),
+        "sync_overhead_us": round(sync["overhead_us"], 1),
+        "rss_bytes_per_job": round(memory["bytes_per_job"], 1),
+        "profile": profile,
+        "slots": config["slots"],
+        "concurrency": config["concurrency"],
+        "naive_interval_s": NAIVE_INTERVAL,
+        "server_cpu_s": round(sdk["server_cpu_s"], 2),
+        "naive_server_cpu_s": round(naive["server_cpu_s"], 2),
+        "errors": sdk["errors"] + naive["errors"],
+        "run_s": round(elapsed, 1),
+    }
+    naive_status = naive["status_requests_per_job"]
+    targets = [
+        ("makespan <= 1.15 x ideal", sdk["wall_s"] / ideal, 1.15, sdk["wall_s"] <= 1.15 * ideal),
+        (
+            "naive makespan >= 2 x ours",
+            naive["wall_s"] / sdk["wall_s"],
+            2.0,
+            naive["wall_s"] >= 2 * sdk["wall_s"],
+        ),
+        (
+            "status requests/job <= naive / 20",
+            sdk["status_requests_per_job"] / naive_status if naive_status else math.inf,
+            0.05,
+            sdk["status_requests_per_job"] * 20 <= naive_status,
+        ),
+        (
+            "p99 detection delay <= naive's (s)",
+            sdk["detect_delay_p99_s"],
+            naive["detect_delay_p99_s"],
+            sdk["detect_delay_p99_s"] <= naive["detect_delay_p99_s"],
+        ),
+        ("submit throughput >= 0.8 x raw", throughput_ratio, 0.8, throughput_ratio >= 0.8),
+        (
+            "client CPU <= 150 us/job",
+            sdk["client_cpu_us_per_job"],
+            150.0,
+            sdk["client_cpu_us_per_job"] <= 150,
+        ),
+        (
+            "memory <= 2 KB/tracked job",
+            memory["bytes_per_job"],
+            2048.0,
+            memory["bytes_per_job"] <= 2048,
+        ),
+        ("sync overhead <= 100 us/call", sync["overhead_us"], 100.0, sync["overhead_us"] <= 100),
+    ]
+    summary["targets_met"] = sum(1 for t in targets if t[3])
+    summary["targets"] = len(targets)
+    _print_tables(config, sdk, naive, raw, sdk_submit, sync, memory, targets)
+    return summary
+
+
+def _print_tables(
+    config: dict[str, Any],
+    sdk: dict[str, Any],
+    naive: dict[str, Any],
+    raw: dict[str, Any],
+    sdk_submit: dict[str, Any],
+    sync: dict[str, Any],
+    memory: dict[str, Any],
+    targets: list[tuple[str, float, float, bool]],
+) -> None:
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:  # plain text without rich
+        Console = None  # type: ignore[assignment,misc]
+    n, c, slots = sdk["jobs"], config["concurrency"], config["slots"]
+    title = (
+        f"{n:,} image swaps (server: {slots} slots, {IMAGE_SECONDS[0]:g}-"
+        f"{IMAGE_SECONDS[1]:g} s per job), concurrency {c}"
+    )
+    rows = [
+        ("wall time (s)", _fmt(sdk["wall_s"]), _fmt(naive["wall_s"]), _fmt(sdk["ideal_s"])),
+        (
+            "requests / job",
+            _fmt(sdk["requests_per_job"], 3),
+            _fmt(naive["requests_per_job"], 3),
+            "1.000",
+        ),
+        (
+            "status requests / job",
+            _fmt(sdk["status_requests_per_job"], 4),
+            _fmt(naive["status_requests_per_job"], 4),
+            "-",
+        ),
+        (
+            "requests by endpoint",
+            _endpoints(sdk["requests"]),
+            _endpoints(naive["requests"]),
+            f"faceswap_plus {n}",
+        ),
+        (
+            "detection delay mean (s)",
+            _fmt(sdk["detect_delay_mean_s"]),
+            _fmt(naive["detect_delay_mean_s"]),
+            "0.00",
+        ),
+        (
+            "detection delay p99 (s)",
+            _fmt(sdk["detect_delay_p99_s"]),
+            _fmt(naive["detect_delay_p99_s"]),
+            "0.00",
+        ),
+        (
+            "client CPU / job (us)",
+            _fmt(sdk["client_cpu_us_per_job"], 0),
+            _fmt(naive["client_cpu_us_per_job"], 0),
+            _fmt(raw["cpu_us_per_job"], 0) + " (submit)",
+        ),
+        (
+            "client peak RSS (MiB)",
+            _fmt(sdk["peak_rss"] / 2**20, 1),
+            _fmt(naive["peak_rss"] / 2**20, 1),
+            "-",
+        ),
+        (
+            "submits / s (alone)",
+            _fmt(sdk_submit["throughput"], 0),
+            "-",
+            _fmt(raw["throughput"], 0) + " (raw aiohttp)",
+        ),
+        ("emulator CPU (s)", _fmt(sdk["server_cpu_s"]), _fmt(naive["server_cpu_s"]), "-"),
+    ]
+    extra = [
+        f"sync shim overhead: {sync['overhead_us']:.0f} us/call (from {sync.get('source', '?')})",
+        f"memory per tracked job at {memory['jobs']:,} jobs: {memory['bytes_per_job']:,.0f} B "
+        f"({memory.get('how', 'rss')})",
+    ]
+    if Console is None:
+        print(title)
+        for row in rows:
+            print(" | ".join(row))
+        for line in extra:
+            print(line)
+        for name, value, limit, ok in targets:
+            print(f"{'MET ' if ok else 'MISS'} {name}: {value:.3f} (target {limit:g})")
+        return
+    console = Console(width=120)
+    table = Table(title=title)
+    for header in ("", "akool-async swap_many", f"naive ({NAIVE_INTERVAL:g} s polls)", "limit"):
+        table.add_column(header)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    for line in extra:
+        console.print(line)
+    goals = Table(title="targets")
+    for header in ("target", "measured", "limit", ""):
+        goals.add_column(header)
+    for name, value, limit, ok in targets:
+        goals.add_row(
+            name, f"{value:.3f}", f"{limit:g}", "[green]met[/green]" if ok else "[red]NOT met[/red]"
+        )
+    console.print(goals)
+
+
+def _endpoints(requests: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(requests.items()))
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description="akool-async benchmarks (see benchmarks/README.md)")
+    p.add_argument("--quick", action="store_true", help="1,000 jobs instead of 10,000")
+    p.add_argument(
+        "--only",
+        choices=("sdk", "naive", "submit", "memory", "sync"),
+        action="append",
+        help="run only these parts (for development)",
+    )
+    args = p.parse_args()
+    profile = "quick" if args.quick else "full"
+    config = PROFILES[profile]
+    parts = set(args.only or ("sdk", "naive", "submit", "memory", "sync"))
+    n, c, slots = config["jobs"], config["concurrency"], config["slots"]
+    started = time.monotonic()
+
+    def step(name: str) -> None:
+        print(f"[{time.monotonic() - started:6.1f} s] {name}", file=sys.stderr, flush=True)
+
+    empty: dict[str, Any] = {}
+    step(f"akool-async swap_many: {n} jobs, concurrency {c}, {slots} slots")
+    sdk = (
+        makespan_workload("akool-async", slots, "_sdk.py", "--jobs", n, "--concurrency", c)
+        if "sdk" in parts
+        else empty
+    )
+    step(f"naive: {c} workers polling every {NAIVE_INTERVAL} s")
+    naive = (
+        makespan_workload(
+            "naive",
+            slots,
+            "_naive.py",
+            "--jobs",
+            n,
+            "--concurrency",
+            c,
+            "--interval",
+            NAIVE_INTERVAL,
+        )
+        if "naive" in parts
+        else empty
+    )
+    raw = sdk_submit = empty
+    if "submit" in parts:
+        # Alternate the two (twice) and keep each one's best: the machine is noisy.
+        raws, sdks = [], []
+        for _ in range(2):
+            step(f"raw aiohttp submits: {config['submit_jobs']} jobs")
+            raws.append(submit_workload("_raw.py", slots, config["submit_jobs"], c))
+            step(f"akool-async submits: {config['submit_jobs']} jobs")
+            sdks.append(submit_workload("_sdk.py", slots, config["submit_jobs"], c))
+        raw = max(raws, key=lambda r: r["throughput"])
+        sdk_submit = max(sdks, key=lambda r: r["throughput"])
+    memory = empty
+    if "memory" in parts:
+        step(f"memory: {MEMORY_JOBS} tracked jobs")
+        with server(slots) as srv:
+            memory = worker("_memory.py", "--base-url", srv.base_url, "--jobs", MEMORY_JOBS)
+    sync = empty
+    if "sync" in parts:
+        step("sync shim overhead")
+        sync = sync_overhead(slots)
+    step("done")
+    if parts != {"sdk", "naive", "submit", "memory", "sync"}:
+        print(
+            json.dumps(
+                {
+                    "sdk": sdk,
+                    "naive": naive,
+                    "raw": raw,
+                    "sdk_submit": sdk_submit,
+                    "memory": memory,
+                    "sync": sync,
+                },
+                default=str,
+            )
+        )
+        return
+    summary = report(
+        profile, config, sdk, naive, raw, sdk_submit, sync, memory, time.monotonic() - started
+    )
+    print(json.dumps(summary, separators=(",", ":")))
+
+
+if __name__ == "__main__":
+    main()
