@@ -540,7 +540,10 @@ class BatchRun(Generic[R]):
         return self._counters.snapshot(
             total=self.total,
             polls=self._poller.requests,
-            client=self._counters.client_at_end or self._client_counters(),
+            client=(
+                self._counters.client_at_end
+                or (self._client_counters() if self.started else self._counters.client_at_start)
+            ),
             started=self.started,
             finished=self.finished,
         )

@@ -152,7 +152,8 @@ class BatchStatistics:
         credits_before: Account balance when the batch started (``check_credit``), or None.
         credits_now: Latest balance read (at the start, after a 1006, at the end), or None.
         credits_used: ``credits_before - credits_now``: what the account was charged while
-            the batch ran (other users of the account included), or None when unknown.
+            the batch ran (other users of the account included); None until the balance was
+            read again (after a 1006, and at the end of the batch).
         requests: HTTP requests per endpoint name made for this batch; ``list_results`` is
             the shared poller's count while the batch ran (other waiters included).
         retries: Submits and downloads tried again.
@@ -241,9 +242,9 @@ class BatchCounters:
         states = self.states
         requests = dict(self.requests)
         requests["list_results"] = polls - self.polls_at_start
-        used = None
+        used = None  # known once the balance was read again after the start
         if self.credits_before is not None and self.credits_now is not None:
-            used = self.credits_before - self.credits_now
+            used = self.credits_before - self.credits_now if self.requests["quota"] > 1 else None
         done = states["succeeded"] + states["failed"] + states["errored"] + states["ambiguous"]
         return BatchStatistics(
             total=total,
