@@ -69,6 +69,10 @@ class PollConfig:
             (at least; a server's ``retry_after`` wins when longer).
         safety_net_interval: While webhooks are attached, the interval of every job's polls:
             the safety net for callbacks that never arrive.
+        fifo: Assume the server starts queued jobs in submit order (AKOOL queues them):
+            poll jobs known to have started, and the oldest of the rest, at the first
+            interval; poll the jobs queued behind those rarely. False: every job on its own
+            age-based schedule.
     """
 
     batch_size: int = attrs.field(default=50, validator=_count)
@@ -85,6 +89,7 @@ class PollConfig:
     coalesce: float = attrs.field(default=0.5, validator=_non_negative)
     retry_delay: float = attrs.field(default=2.0, validator=_positive)
     safety_net_interval: float = attrs.field(default=120.0, validator=_positive)
+    fifo: bool = True
 
     def __attrs_post_init__(self) -> None:
         if self.image_max < self.image_first:

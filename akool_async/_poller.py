@@ -15,6 +15,17 @@ next-most-due ids that were not polled (or created) within their first interval:
 freshness, no extra request. Up to ``max_concurrent_requests`` listbyids calls run at once;
 the client's shared 1005 throttle gate applies to them like to every other call.
 
+Queue awareness (``PollConfig.fifo``, on by default). AKOOL queues jobs (status 1) and starts
+them in submit order, so once a job is seen processing (status 2) or finished, every job
+tracked before it has started too: those are *active* and polled from when they started (first
+interval, then backing off). Of the jobs not known to have started, only the oldest few (the
+*head*: about twice as many as started during the last first interval) are polled at the first
+interval, because they are the next to start and seeing them start is what moves the rest
+forward; jobs further back are polled rarely (``5 x`` the first interval at least), as a safety
+net for servers that do not keep to submit order. This keeps a batch of thousands of queued
+jobs from costing a poll each every few seconds while still seeing each one finish within
+about one first interval.
+
 An id left out of a response is retried at the normal pace and reported as
 ``JobNotFoundError`` once it was missing ``miss_limit`` times in a row *and* for at least
 ``miss_grace`` seconds. A failed listbyids call (transport error, 5xx, 1005 after the client's
@@ -35,7 +46,7 @@ import itertools
 import logging
 import math
 import random
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
@@ -71,6 +82,16 @@ FetchResults = Callable[[Sequence[str]], Awaitable[Sequence[SwapResult]]]
 StatusCallback = Callable[[SwapResult], None]
 
 _EARLY_NOTIFICATIONS: Final = 10_000
+#: Queue phases of an entry (see "Queue awareness" in the module docstring).
+_BEHIND: Final = 0
+_HEAD: Final = 1
+_ACTIVE: Final = 2
+#: Jobs behind the head are polled at least this many first intervals apart.
+_BEHIND_FACTOR: Final = 5.0
+#: The head holds about this many first intervals' worth of job starts.
+_HEAD_FACTOR: Final = 2.0
+#: Seconds of job starts kept to estimate the start rate.
+_START_WINDOW: Final = 5.0
 _log = logging.getLogger("akool_async.poller")
 
 
@@ -125,6 +146,8 @@ class _Entry:
         "last_polled",
         "media",
         "misses",
+        "phase",
+        "phase_since",
         "seq",
         "since",
         "waiters",
@@ -142,6 +165,8 @@ class _Entry:
         self.first_miss = 0.0
         self.last: SwapResult | None = None
         self.waiters: list[_Waiter] = []
+        self.phase = _BEHIND
+        self.phase_since = now
 
 
 class Poller:
@@ -164,6 +189,12 @@ class Poller:
         self._random = random.Random()  # scheduling jitter, not crypto
         self._early: OrderedDict[str, SwapResult] = OrderedDict()
         self._webhooks = 0
+        #: Entries not known to have started, in tracking order (finished ones left lazily).
+        self._queue: deque[_Entry] = deque()
+        self._head_count = 0
+        #: ``since`` of the youngest entry seen started: everything older has started too.
+        self._frontier = -math.inf
+        self._starts: deque[float] = deque()
         self._running = False
         self._stopped = False
         self.requests = 0
@@ -255,6 +286,10 @@ class Poller:
         if entry is None:
             now = anyio.current_time()
             entry = self._entries[job_id] = _Entry(job_id, media, now)
+            if self.config.fifo:
+                self._queue.append(entry)
+                if self._head_count < self._head_size():
+                    self._set_phase(entry, _HEAD, now)
             self._schedule(entry, now, self._interval(entry, now))
         return entry
 
@@ -264,6 +299,7 @@ class Poller:
             entry.waiters.remove(waiter)
         if not entry.waiters and self._entries.get(entry.id) is entry:
             del self._entries[entry.id]
+            self._set_phase(entry, _ACTIVE, entry.phase_since)
 
     # -- external completion ----------------------------------------------------------------
 
@@ -325,9 +361,76 @@ class Poller:
     # -- scheduling -------------------------------------------------------------------------
 
     def _interval(self, entry: _Entry, now: float) -> float:
-        return poll_interval(
-            self.config, entry.media, now - entry.since, webhooks=self._webhooks > 0
+        config = self.config
+        if self._webhooks or not config.fifo:
+            return poll_interval(
+                config, entry.media, now - entry.since, webhooks=self._webhooks > 0
+            )
+        if entry.phase != _BEHIND:
+            return poll_interval(config, entry.media, now - entry.phase_since)
+        first, longest = config.bounds(entry.media)
+        return min(longest, max(first * _BEHIND_FACTOR, (now - entry.since) * (config.backoff - 1)))
+
+    # -- queue awareness --------------------------------------------------------------------
+
+    def _set_phase(self, entry: _Entry, phase: int, now: float) -> None:
+        if entry.phase == phase:
+            return
+        self._head_count += (phase == _HEAD) - (entry.phase == _HEAD)
+        if phase == _ACTIVE and self._entries.get(entry.id) is entry:
+            self._starts.append(now)
+        entry.phase = phase
+        entry.phase_since = now
+
+    def _head_size(self) -> int:
+        rate = len(self._starts) / _START_WINDOW
+        return max(
+            self.config.batch_size // 2, math.ceil(rate * self.config.image_first * _HEAD_FACTOR)
         )
+
+    def _hurry(self, entry: _Entry, now: float) -> None:
+        """Poll ``entry`` within its first interval (unless it is due sooner or in flight)."""
+        if entry.in_flight or self._entries.get(entry.id) is not entry:
+            return
+        first, _ = self.config.bounds(entry.media)
+        if entry.due > now + first:
+            self._schedule(entry, now, first)
+
+    def _observe(self, chunk: list[_Entry], by_id: dict[str, SwapResult], now: float) -> None:
+        """Learn from a response which jobs have started (before they are rescheduled)."""
+        for entry in chunk:
+            result = by_id.get(entry.id)
+            if result is None or result.status == SwapStatus.QUEUED:
+                continue
+            if entry.since > self._frontier:
+                self._frontier = entry.since
+            if result.status == SwapStatus.PROCESSING:
+                self._set_phase(entry, _ACTIVE, now)
+
+    def _advance(self, now: float) -> None:
+        """Start every queued entry older than the frontier, and refill the head."""
+        queue, entries = self._queue, self._entries
+        while queue:
+            entry = queue[0]
+            if entry.phase != _ACTIVE and entries.get(entry.id) is entry:
+                if entry.since > self._frontier:
+                    break
+                self._set_phase(entry, _ACTIVE, now)
+                self._hurry(entry, now)
+            queue.popleft()
+        starts = self._starts
+        while starts and starts[0] < now - _START_WINDOW:
+            starts.popleft()
+        room = self._head_size() - self._head_count
+        if room <= 0:
+            return
+        for entry in queue:
+            if entry.phase == _BEHIND and entries.get(entry.id) is entry:
+                self._set_phase(entry, _HEAD, now)
+                self._hurry(entry, now)
+                room -= 1
+                if room == 0:
+                    break
 
     def _jittered(self, interval: float) -> float:
         jitter = self.config.jitter
@@ -463,6 +566,9 @@ class Poller:
     def _absorb(self, chunk: list[_Entry], results: Sequence[SwapResult]) -> None:
         now = anyio.current_time()
         by_id = {result.id: result for result in results}
+        queue_aware = self.config.fifo and not self._webhooks
+        if queue_aware:
+            self._observe(chunk, by_id, now)
         for entry in chunk:
             entry.in_flight = False
             entry.last_polled = now
@@ -493,6 +599,8 @@ class Poller:
                 if self._entries.get(entry.id) is not entry:
                     continue  # finished
             self._schedule(entry, now, self._interval(entry, now))
+        if queue_aware:
+            self._advance(now)
 
     def _deliver(self, entry: _Entry, result: SwapResult) -> None:
         """Hand a status to an entry's waiters: finish them, or report progress."""
@@ -518,6 +626,7 @@ class Poller:
     ) -> None:
         if self._entries.get(entry.id) is entry:
             del self._entries[entry.id]
+            self._set_phase(entry, _ACTIVE, entry.phase_since)
         waiters, entry.waiters = entry.waiters, []
         for waiter in waiters:
             waiter.result = result

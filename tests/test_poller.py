@@ -277,3 +277,29 @@ async def test_stopping_the_poller_releases_its_waiters(server: FakeServer) -> N
     assert len(errors) == 1
     with pytest.raises(ClientStateError):
         await poller.wait(job_id(1))
+
+
+async def test_only_the_head_of_a_queue_is_polled_at_the_first_interval(
+    server: FakeServer, poller: Poller
+) -> None:
+    """Of many jobs not known to have started, only the oldest few get the first interval."""
+    poller.config = attrs.evolve(FAST, batch_size=4, image_first=1.0, image_max=100.0)
+    now = anyio.current_time()
+    entries = [poller._track(job_id(i), MediaType.IMAGE) for i in range(6)]
+    assert [poller._interval(e, now) for e in entries] == [1.0, 1.0, 5.0, 5.0, 5.0, 5.0]
+    poller.config = attrs.evolve(poller.config, fifo=False)
+    assert [poller._interval(e, now) for e in entries] == [1.0] * 6
+
+
+async def test_a_started_job_starts_every_older_job_and_moves_the_head(
+    server: FakeServer, poller: Poller
+) -> None:
+    """Seeing a job processing marks older queued jobs started and polls the next in line soon."""
+    poller.config = attrs.evolve(FAST, batch_size=4, image_first=1.0, image_max=100.0)
+    entries = [poller._track(job_id(i), MediaType.IMAGE) for i in range(6)]
+    for i, entry in enumerate(entries):
+        entry.since = float(i)
+    poller._absorb([entries[3]], [SwapResult(id=job_id(3), status=SwapStatus.PROCESSING)])
+    now = anyio.current_time()
+    assert [poller._interval(e, now) for e in entries] == [1.0] * 6
+    assert all(e.due <= now + 1.0 for e in entries)
