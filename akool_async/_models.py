@@ -131,7 +131,12 @@ class MediaType(enum.StrEnum):
 def _check_url(value: object, field: str) -> None:
     if not isinstance(value, str):
         raise ValidationError(f"must be a URL string, got {type(value).__name__}", field=field)
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # e.g. "http://[::1": an unbalanced IPv6 bracket
+        raise ValidationError(
+            f"must be an absolute http(s) URL, got {value!r}", field=field
+        ) from None
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         raise ValidationError(f"must be an absolute http(s) URL, got {value!r}", field=field)
 
@@ -211,7 +216,11 @@ def validate_ids(ids: Iterable[str], *, field: str = "ids") -> tuple[str, ...]:
 def _bbox(value: Sequence[float] | None) -> tuple[float, float, float, float] | None:
     if value is None:
         return None
-    if isinstance(value, str | bytes) or len(value) != 4:
+    try:
+        count = -1 if isinstance(value, str | bytes) else len(value)
+    except TypeError:  # not a sequence at all (a number, a generator...)
+        count = -1
+    if count != 4:
         raise ValidationError(f"must be four numbers [x1, y1, x2, y2], got {value!r}", field="bbox")
     numbers = []
     for item in value:
@@ -299,18 +308,34 @@ class FaceImage:
     )
 
 
-def _faces(value: Iterable[FaceImage]) -> tuple[FaceImage, ...]:
-    if isinstance(value, FaceImage | str | bytes):
-        raise ValidationError("must be a list of FaceImage")
-    return tuple(value)
+def _faces(value: Iterable[FaceImage], field: str) -> tuple[FaceImage, ...]:
+    if not isinstance(value, FaceImage | str | bytes):
+        try:
+            return tuple(value)
+        except TypeError:  # not iterable: same error as a single item
+            pass
+    raise ValidationError(f"must be a list of FaceImage, got {type(value).__name__}", field=field)
+
+
+def _source_faces(value: Iterable[FaceImage]) -> tuple[FaceImage, ...]:
+    return _faces(value, "source")
+
+
+def _target_faces(value: Iterable[FaceImage]) -> tuple[FaceImage, ...]:
+    return _faces(value, "target")
 
 
 def _mappings(value: Iterable[FaceMapping] | None) -> tuple[FaceMapping, ...] | None:
     if value is None:
         return None
-    if isinstance(value, FaceMapping | str | bytes):
-        raise ValidationError("must be a list of FaceMapping", field="face_mapping")
-    return tuple(value)
+    if not isinstance(value, FaceMapping | str | bytes):
+        try:
+            return tuple(value)
+        except TypeError:  # not iterable
+            pass
+    raise ValidationError(
+        f"must be a list of FaceMapping, got {type(value).__name__}", field="face_mapping"
+    )
 
 
 def _model_style(value: ModelStyle | str) -> ModelStyle:
@@ -437,8 +462,12 @@ class ProSwap:
     kind: ClassVar[SwapKind] = SwapKind.PRO
     media: ClassVar[MediaType] = MediaType.IMAGE
 
-    source: Annotated[tuple[FaceImage, ...], _wire("sourceImage")] = attrs.field(converter=_faces)
-    target: Annotated[tuple[FaceImage, ...], _wire("targetImage")] = attrs.field(converter=_faces)
+    source: Annotated[tuple[FaceImage, ...], _wire("sourceImage")] = attrs.field(
+        converter=_source_faces
+    )
+    target: Annotated[tuple[FaceImage, ...], _wire("targetImage")] = attrs.field(
+        converter=_target_faces
+    )
     face_enhance: Annotated[bool, _wire("face_enhance")] = attrs.field(
         default=False, validator=_is_bool
     )
@@ -486,8 +515,12 @@ class ImageSwap:
     kind: ClassVar[SwapKind] = SwapKind.IMAGE
     media: ClassVar[MediaType] = MediaType.IMAGE
 
-    source: Annotated[tuple[FaceImage, ...], _wire("sourceImage")] = attrs.field(converter=_faces)
-    target: Annotated[tuple[FaceImage, ...], _wire("targetImage")] = attrs.field(converter=_faces)
+    source: Annotated[tuple[FaceImage, ...], _wire("sourceImage")] = attrs.field(
+        converter=_source_faces
+    )
+    target: Annotated[tuple[FaceImage, ...], _wire("targetImage")] = attrs.field(
+        converter=_target_faces
+    )
     modify_image: Annotated[str, _wire("modifyImage")] = attrs.field(validator=_url)
     face_enhance: Annotated[bool, _wire("face_enhance", hook=int)] = attrs.field(
         default=False, validator=_is_bool
@@ -515,8 +548,12 @@ class VideoSwap:
     kind: ClassVar[SwapKind] = SwapKind.VIDEO
     media: ClassVar[MediaType] = MediaType.VIDEO
 
-    source: Annotated[tuple[FaceImage, ...], _wire("sourceImage")] = attrs.field(converter=_faces)
-    target: Annotated[tuple[FaceImage, ...], _wire("targetImage")] = attrs.field(converter=_faces)
+    source: Annotated[tuple[FaceImage, ...], _wire("sourceImage")] = attrs.field(
+        converter=_source_faces
+    )
+    target: Annotated[tuple[FaceImage, ...], _wire("targetImage")] = attrs.field(
+        converter=_target_faces
+    )
     modify_video: Annotated[str, _wire("modifyVideo")] = attrs.field(validator=_url)
     face_enhance: Annotated[bool, _wire("face_enhance", hook=int)] = attrs.field(
         default=False, validator=_is_bool
