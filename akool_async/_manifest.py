@@ -197,7 +197,7 @@ def _list_value(value: object, path: str, text: bool) -> list[Any]:
         if stripped.startswith("["):
             try:
                 value = json.loads(stripped)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
                 raise _FieldError(path, f"is not valid JSON: {exc}") from None
         else:
             return _cell_items(stripped)
@@ -424,7 +424,7 @@ def parse_jsonl(lines: Iterable[str]) -> tuple[list[ManifestEntry], list[Problem
             continue
         try:
             record = json.loads(stripped)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
             problems.append(Problem(line=number, field=None, reason=f"not valid JSON: {exc}"))
             continue
         if not isinstance(record, dict):

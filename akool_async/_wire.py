@@ -323,7 +323,7 @@ def decode(
     """
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting: recursion
         if status == 429:
             raise _error(None, None, status, headers) from exc
         raise _malformed(endpoint, status, body, "not JSON") from exc

@@ -332,3 +332,19 @@ def test_manifest_error_names_line_and_field(tmp_path: Path) -> None:
         read_manifest(path)
     [problem] = info.value.problems
     assert (problem.line, problem.field) == (3, "source")
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("m.jsonl", '{"kind": "plus", "x": ' + "[" * 100_000 + "]" * 100_000 + "}\n"),
+        ("m.csv", "kind,source,target\npro," + "[" * 100_000 + "]" * 100_000 + ",[]\n"),
+    ],
+)
+def test_deeply_nested_json_is_a_manifest_error(tmp_path: Path, name: str, text: str) -> None:
+    """JSON nested 100,000 deep is a ManifestError on line 1 or 2, not a RecursionError."""
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(ManifestError) as info:
+        read_manifest(path)
+    assert [p.line for p in info.value.problems][:1] == [text.count("\n")]
