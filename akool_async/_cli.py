@@ -61,7 +61,7 @@ from ._models import (
     SwapResult,
     validate_ids,
 )
-from ._poller import PollConfig
+from ._poll_config import PollConfig
 
 __all__ = [
     "EXIT_FAILED",

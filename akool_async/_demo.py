@@ -42,7 +42,7 @@ from ._models import (
     ProSwap,
     VideoSwap,
 )
-from ._poller import PollConfig
+from ._poll_config import PollConfig
 
 __all__ = ["DEMO_POLL", "build_demo_requests", "cmd_demo", "demo_emulator_config"]
 
