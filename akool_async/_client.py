@@ -349,7 +349,7 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
         timeout: Timeout | None = None,
         limits: Limits | None = None,
         retry: RetryPolicy | None = None,
-        max_ids_per_request: int = 50,
+        max_ids_per_request: int = 100,
         session: aiohttp.ClientSession | None = None,
         on_event: EventHook | None = None,
     ) -> None:
@@ -592,7 +592,7 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
         policy = retry if retry is not None else self._retry
         if isinstance(request, DetectFaces | LegacyDetect) and isinstance(request.img, Path):
             request = attrs.evolve(request, img=await anyio.Path(request.img).read_bytes())
-        wire = build_request(endpoint, request)
+        wire = build_request(endpoint, self._with_webhook_url(endpoint, request))
         attempts = 0
 
         async def attempt() -> R:

@@ -50,7 +50,8 @@ class PollConfig:
     """How the shared poller schedules listbyids calls; build variants with ``attrs.evolve``.
 
     Args:
-        batch_size: Most ids per listbyids call (50 keeps the URL short).
+        batch_size: Most ids per listbyids call (100 ids make a 2.6 KB URL); at most the
+            client's ``max_ids_per_request``.
         image_first: Seconds before an image job's first poll; also its shortest interval.
         image_max: Longest interval between polls of an image job.
         video_first: Seconds before a video job's first poll; also its shortest interval.
@@ -75,8 +76,8 @@ class PollConfig:
             age-based schedule.
     """
 
-    batch_size: int = attrs.field(default=50, validator=_count)
-    image_first: float = attrs.field(default=2.0, validator=_positive)
+    batch_size: int = attrs.field(default=100, validator=_count)
+    image_first: float = attrs.field(default=1.5, validator=_positive)
     image_max: float = attrs.field(default=15.0, validator=_positive)
     video_first: float = attrs.field(default=10.0, validator=_positive)
     video_max: float = attrs.field(default=60.0, validator=_positive)

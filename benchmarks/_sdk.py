@@ -23,6 +23,11 @@ from akool_async import AsyncClient, PlusSwap
 from akool_async._events import BatchEvent
 
 
+def _client(base_url: str) -> AsyncClient:
+    """The client as anyone would open it: every option at its default."""
+    return AsyncClient(api_key=API_KEY, base_url=base_url)
+
+
 def _requests(jobs: int) -> Any:
     for index in range(jobs):
         body = request_body(index)
@@ -34,7 +39,7 @@ async def makespan(base_url: str, jobs: int, concurrency: int) -> dict[str, Any]
     detected: dict[str, float] = {}
     errors = 0
     usage.start()
-    async with AsyncClient(api_key=API_KEY, base_url=base_url) as client:
+    async with _client(base_url) as client:
         async with client.swap_many(_requests(jobs), concurrency=concurrency) as batch:
             async for outcome in batch:
                 now = time.time()
@@ -73,7 +78,7 @@ async def submit(base_url: str, jobs: int, concurrency: int) -> dict[str, Any]:
                 done.set()
 
     usage.start()
-    async with AsyncClient(api_key=API_KEY, base_url=base_url) as client:
+    async with _client(base_url) as client:
         batch = client.swap_many(
             _requests(jobs), concurrency=concurrency, max_pending=jobs, on_event=on_event
         )

@@ -29,6 +29,7 @@ from akool_async._poller import Poller
 pytestmark = pytest.mark.anyio
 
 FAST = PollConfig(
+    batch_size=50,
     image_first=0.01,
     image_max=0.02,
     video_first=0.01,
