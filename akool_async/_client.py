@@ -592,7 +592,7 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
         policy = retry if retry is not None else self._retry
         if isinstance(request, DetectFaces | LegacyDetect) and isinstance(request.img, Path):
             request = attrs.evolve(request, img=await anyio.Path(request.img).read_bytes())
-        wire = build_request(endpoint, self._with_webhook_url(endpoint, request))
+        wire = build_request(endpoint, request)
         attempts = 0
 
         async def attempt() -> R:
