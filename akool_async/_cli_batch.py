@@ -26,7 +26,7 @@ from typing import Any, Final
 import anyio
 import attrs
 
-from ._cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PROG, CliError, Context
+from ._cli_context import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PROG, CliError, Context
 from ._client import AsyncClient
 from ._errors import JobFailedError
 from ._events import BatchEvent, BatchStatistics, Outcome, SwapRequest
@@ -34,33 +34,12 @@ from ._manifest import ManifestEntry, read_manifest
 from ._models import SwapStatus
 
 __all__ = [
-    "BATCH_EPILOG",
     "BatchRunResult",
     "cmd_batch",
     "outcome_record",
     "run_batch",
     "write_report",
 ]
-
-BATCH_EPILOG: Final = """\
-manifest format (full description: docs/manifest.md):
-  one swap per line; 'kind' is plus | pro | image | video, the other fields are that
-  request's fields with the SDK's snake_case names, plus an optional free-text 'ref'.
-  JSONL: {"kind": "plus", "source_url": "https://...", "target_url": "https://.../a.mp4"}
-         {"kind": "pro", "source": ["https://..."], "target": ["https://...|x,y:x,y:x,y:x,y"]}
-         {"kind": "image", "source": [...], "target": [...], "modify_image": "https://..."}
-  CSV:   a header of field names, one row per swap, empty cell = not given, lists as JSON
-         or ';'-separated (faces: URL or URL|opts; face_mapping: SRC>TGT with each side
-         URL or URL|x1,y1,x2,y2).
-
-report (DIR/report.jsonl, one JSON object per manifest line, in line order):
-  line, ref, kind, status (ok | failed | error), job_id, result_url, file, sha256,
-  error_type, error_message, resumed
-
-exit codes:
-  0 every swap succeeded; 1 at least one failed or errored (see the report);
-  2 bad manifest or usage (nothing submitted); 130 interrupted: run the same command
-  again to resume from the journal."""
 
 _TICK: Final = 0.25
 _FAILURES_SHOWN: Final = 10

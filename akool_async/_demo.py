@@ -26,8 +26,8 @@ from typing import Any, Final
 
 import anyio
 
-from ._cli import EXIT_OK, Context
 from ._cli_batch import BatchRunResult, run_batch, write_report
+from ._cli_context import EXIT_OK, Context
 from ._client import AsyncClient
 from ._manifest import ManifestEntry
 from ._models import (

@@ -1,0 +1,310 @@
+"""The single-call commands of ``akool-async``: swap, status, wait, delete, credit, detect."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import anyio
+
+from ._cli_context import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PROG, CliError, Context
+from ._client import AsyncClient
+from ._errors import JobError, JobFailedError
+from ._manifest import build_request, fields_of
+from ._models import (
+    DetectFaces,
+    FaceDetection,
+    LegacyDetect,
+    LegacyFaceDetection,
+    SwapJob,
+    SwapResult,
+    validate_ids,
+)
+
+__all__ = ["HANDLERS", "cmd_emulator", "result_record"]
+
+# --------------------------------------------------------------------------------------------
+# Output helpers
+
+
+def _status_name(result: SwapResult) -> str:
+    return result.status.name.lower()
+
+
+def result_record(result: SwapResult) -> dict[str, Any]:
+    """A listbyids item as a JSON-ready dict."""
+    return {
+        "id": result.id,
+        "status": _status_name(result),
+        "status_code": int(result.status),
+        "url": result.url,
+        "job_id": result.job_id,
+        "created_at": None if result.created_at is None else result.created_at.isoformat(),
+    }
+
+
+def _columns(rows: Sequence[Sequence[str]]) -> Iterator[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        yield "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+
+
+# --------------------------------------------------------------------------------------------
+# Single-call commands
+
+
+def _swap_request(args: argparse.Namespace) -> Any:
+    fields = {name: getattr(args, name) for name in fields_of(args.kind) if hasattr(args, name)}
+    return build_request(args.kind, fields, text=True)
+
+
+async def _submit(client: AsyncClient, request: Any) -> SwapJob:
+    operation = getattr(client, f"faceswap_{request.kind.value}")
+    job: SwapJob = await operation(request)
+    return job
+
+
+def _job_record(job: SwapJob) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "job_id": job.job_id,
+        "kind": job.kind.value,
+        "media": job.media.value,
+        "url": job.url,
+    }
+
+
+async def _cmd_swap(ctx: Context) -> int:
+    from ._cli_batch import outcome_record
+
+    args = ctx.args
+    request = _swap_request(args)
+    wait = args.wait or args.download is not None
+    async with ctx.connect() as client:
+        if not wait:
+            job = await _submit(client, request)
+            if ctx.json:
+                ctx.emit(_job_record(job))
+            else:
+                ctx.say(f"submitted {job.kind.value} job {job.id} ({job.media.value})")
+                ctx.say(f"check it with: {PROG} status {job.id}")
+            return EXIT_OK
+
+        def on_event(event: Any) -> None:
+            if event.kind == "submitted" and not ctx.json:
+                ctx.note(f"submitted job {event.job_id}; waiting for it...")
+
+        batch = client.swap_many(
+            [request],
+            download_dir=args.download,
+            job_timeout=args.timeout,
+            check_credit=False,
+            on_event=on_event,
+        )
+        async with batch:
+            outcomes = [outcome async for outcome in batch]
+    [outcome] = outcomes
+    record = outcome_record(outcome, line=None, kind=args.kind)
+    if ctx.json:
+        ctx.emit(record)
+    elif outcome.ok:
+        ctx.say(f"job {record['job_id']} succeeded: {record['result_url']}")
+        if outcome.path is not None:
+            ctx.say(f"saved {outcome.path} (sha256 {outcome.sha256})")
+    else:
+        what = f"job {record['job_id']}" if record["job_id"] else "the swap"
+        ctx.note(
+            f"error: {what} did not succeed: {record['error_type']}: {record['error_message']}"
+        )
+    return EXIT_OK if outcome.ok else EXIT_FAILED
+
+
+async def _cmd_status(ctx: Context) -> int:
+    ids = validate_ids(ctx.args.ids)
+    async with ctx.connect() as client:
+        results = {result.id: result for result in await client.get_results(ids)}
+    records = [
+        result_record(results[i]) if i in results else {"id": i, "status": "not_found"} for i in ids
+    ]
+    if ctx.json:
+        ctx.emit(records)
+    else:
+        rows = [[r["id"], r["status"], r.get("url") or ""] for r in records]
+        for line in _columns([["ID", "STATUS", "URL"], *rows]):
+            ctx.say(line)
+    return EXIT_OK if len(results) == len(ids) else EXIT_FAILED
+
+
+async def _cmd_wait(ctx: Context) -> int:
+    args = ctx.args
+    ids = validate_ids(args.ids)
+    records: dict[str, dict[str, Any]] = {}
+
+    async def one(client: AsyncClient, job_id: str) -> None:
+        try:
+            result = await client.wait(job_id, timeout=args.timeout, media=args.media)
+        except JobError as exc:
+            record: dict[str, Any] = {"id": job_id}
+            last = exc.result if isinstance(exc.result, SwapResult) else None
+            if last is not None:
+                record |= result_record(last)
+            if isinstance(exc, JobFailedError):
+                record["status"] = "failed"
+            elif last is None or not last.status.is_terminal:
+                record["status"] = type(exc).__name__.removeprefix("Job").removesuffix("Error")
+                record["status"] = {"Timeout": "timed_out", "NotFound": "not_found"}.get(
+                    record["status"], "error"
+                )
+            record |= {"error_type": type(exc).__name__, "error_message": str(exc)}
+            records[job_id] = record
+        else:
+            records[job_id] = result_record(result)
+        if not ctx.json:
+            done = records[job_id]
+            ok = done["status"] == "success"
+            detail = done.get("url") if ok else done.get("error_message")
+            ctx.say(f"{job_id}  {done['status']}  {detail or ''}".rstrip())
+
+    async with ctx.connect() as client, anyio.create_task_group() as tg:
+        for job_id in ids:
+            tg.start_soon(one, client, job_id)
+    ordered = [records[i] for i in ids]
+    if ctx.json:
+        ctx.emit(ordered)
+    return EXIT_OK if all(r["status"] == "success" for r in ordered) else EXIT_FAILED
+
+
+async def _cmd_delete(ctx: Context) -> int:
+    ids = validate_ids(ctx.args.ids)
+    async with ctx.connect() as client:
+        await client.delete_results(ids)
+    if ctx.json:
+        ctx.emit({"deleted": list(ids)})
+    else:
+        ctx.say(f"deleted {len(ids)} job record{'s' if len(ids) != 1 else ''}")
+    return EXIT_OK
+
+
+async def _cmd_credit(ctx: Context) -> int:
+    async with ctx.connect() as client:
+        credit = await client.get_credit()
+    if ctx.json:
+        ctx.emit({"credit": credit})
+    else:
+        ctx.say(f"credit: {credit:,g}")
+    return EXIT_OK
+
+
+def _detect_faces_records(found: FaceDetection) -> list[dict[str, Any]]:
+    return [
+        {
+            "frame": face.frame,
+            "index": face.index,
+            "region": list(face.region),
+            "bbox": list(face.bbox),
+            "opts": face.opts,
+            "face_url": face.face_url,
+            "crop_region": None if face.crop_region is None else list(face.crop_region),
+            "crop_landmarks": face.crop_landmarks,
+        }
+        for face in found.faces
+    ]
+
+
+def _legacy_records(found: LegacyFaceDetection) -> list[dict[str, Any]]:
+    return [
+        {
+            "frame": 0,
+            "index": index,
+            "region": list(region),
+            "opts": opts,
+            "landmarks": [list(point) for point in landmarks],
+        }
+        for index, (region, opts, landmarks) in enumerate(
+            zip(found.regions, found.opts, found.landmarks, strict=False)
+        )
+    ]
+
+
+async def _cmd_detect(ctx: Context) -> int:
+    args = ctx.args
+    media: str = args.media
+    is_url = media.lower().startswith(("http://", "https://"))
+    document: dict[str, Any]
+    if args.legacy:
+        if args.frames is not None or args.face_urls:
+            raise CliError("--frames and --face-urls need the current detector", EXIT_USAGE)
+        legacy = (
+            LegacyDetect(image_url=media, single_face=args.single_face)
+            if is_url
+            else LegacyDetect(img=Path(media), single_face=args.single_face)
+        )
+        async with ctx.connect() as client:
+            found_legacy = await client.detect_faces_legacy(legacy)
+        faces = _legacy_records(found_legacy)
+        document = {"media": media, "faces": faces, "origin_url": found_legacy.origin_url}
+    else:
+        options: dict[str, Any] = {
+            "single_face": args.single_face,
+            "return_face_url": args.face_urls,
+        }
+        if args.frames is not None:
+            options["num_frames"] = args.frames
+        request = (
+            DetectFaces(url=media, **options) if is_url else DetectFaces(img=Path(media), **options)
+        )
+        async with ctx.connect() as client:
+            found = await client.detect_faces(request)
+        faces = _detect_faces_records(found)
+        document = {"media": media, "frames": len(found.frames), "faces": faces}
+    if ctx.json:
+        ctx.emit(document)
+        return EXIT_OK
+    ctx.say(f"{len(faces)} face{'s' if len(faces) != 1 else ''} in {media}")
+    if faces:
+        header = ["FRAME", "FACE", "REGION x,y,w,h", "OPTS", "CROP"]
+        rows = [
+            [
+                str(face["frame"]),
+                str(face["index"]),
+                ",".join(str(v) for v in face["region"]),
+                face.get("opts") or "",
+                face.get("face_url") or "",
+            ]
+            for face in faces
+        ]
+        for line in _columns([header, *rows]):
+            ctx.say(line)
+    return EXIT_OK
+
+
+def cmd_emulator(extra: Sequence[str]) -> int:
+    from .testing import main as emulator_main
+
+    return emulator_main(list(extra))
+
+
+async def _cmd_batch(ctx: Context) -> int:
+    from ._cli_batch import cmd_batch
+
+    return await cmd_batch(ctx)
+
+
+async def _cmd_demo(ctx: Context) -> int:
+    from ._demo import cmd_demo
+
+    return await cmd_demo(ctx)
+
+
+HANDLERS: Final[dict[str, Callable[[Context], Awaitable[int]]]] = {
+    "batch": _cmd_batch,
+    "credit": _cmd_credit,
+    "delete": _cmd_delete,
+    "demo": _cmd_demo,
+    "detect": _cmd_detect,
+    "status": _cmd_status,
+    "swap": _cmd_swap,
+    "wait": _cmd_wait,
+}

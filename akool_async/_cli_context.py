@@ -1,0 +1,140 @@
+"""What every ``akool-async`` command shares: exit codes, ``CliError`` and ``Context``."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import signal
+from collections.abc import AsyncIterator, Callable
+from typing import IO, Final
+
+import anyio
+import attrs
+
+from ._client import AsyncClient
+from ._poll_config import PollConfig
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_TERMINATED",
+    "EXIT_USAGE",
+    "PROG",
+    "RICH_HINT",
+    "CliError",
+    "Context",
+    "Interrupted",
+]
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_INTERRUPTED: Final = 130
+EXIT_TERMINATED: Final = 143
+
+PROG: Final = "akool-async"
+RICH_HINT: Final = "pip install 'akool-async[cli]'"
+
+
+class CliError(Exception):
+    """A failure to report as one ``error:`` line (or one per line of the message)."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM stopped the command."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@attrs.define
+class Context:
+    """What a command gets: its arguments, its output streams and a client factory."""
+
+    args: argparse.Namespace
+    stdout: IO[str]
+    stderr: IO[str]
+    secrets: tuple[str, ...] = ()
+    #: The command line as given (without the program name), to show how to run it again.
+    argv: tuple[str, ...] = ()
+    #: Printed on stderr if the command is interrupted (how to resume, ...).
+    interrupt_hint: Callable[[], str] | None = None
+    #: The first SIGINT/SIGTERM received, if any.
+    interrupted: int | None = None
+    work_scope: anyio.CancelScope | None = None
+
+    @property
+    def json(self) -> bool:
+        """Whether stdout is machine-readable JSON."""
+        return bool(self.args.json)
+
+    def emit(self, document: object) -> None:
+        """Write one JSON document (one line) on stdout."""
+        self.stdout.write(json.dumps(document, ensure_ascii=False, default=str) + "\n")
+        self.stdout.flush()
+
+    def say(self, text: str = "") -> None:
+        """Write a line of human output on stdout."""
+        self.stdout.write(self.redact(text) + "\n")
+        self.stdout.flush()
+
+    def note(self, text: str) -> None:
+        """Write a line of commentary on stderr (kept off stdout for scripts)."""
+        self.stderr.write(self.redact(text) + "\n")
+        self.stderr.flush()
+
+    def redact(self, text: str) -> str:
+        """``text`` with every configured secret replaced by ``***``."""
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    @contextlib.asynccontextmanager
+    async def connect(self, client: AsyncClient | None = None) -> AsyncIterator[AsyncClient]:
+        """Open ``client`` (default: ``self.client()``) for the command's work.
+
+        A Ctrl-C or SIGTERM during the work cancels the work only; the client (its batches,
+        poller and session) then closes normally, and ``Interrupted`` is raised after.
+        """
+        async with client if client is not None else self.client() as opened:
+            with anyio.CancelScope() as scope:
+                self.work_scope = scope
+                try:
+                    yield opened
+                finally:
+                    self.work_scope = None
+        if self.interrupted is not None:
+            raise Interrupted(self.interrupted)
+
+    def client(self) -> AsyncClient:
+        """An ``AsyncClient`` from ``--api-key`` / ``--base-url`` and the AKOOL_* environment."""
+        client = AsyncClient(api_key=self.args.api_key, base_url=self.args.base_url)
+        interval = getattr(self.args, "poll_interval", None)
+        if interval is not None:
+            defaults = PollConfig()
+            client.poll_config = attrs.evolve(
+                defaults,
+                image_first=interval,
+                video_first=interval,
+                image_max=max(interval, defaults.image_max),
+                video_max=max(interval, defaults.video_max),
+            )
+        return client
+
+    def require_rich(self, what: str) -> None:
+        """Fail with the install hint (exit 2) when rich is missing."""
+        try:
+            import rich  # noqa: F401
+        except ImportError:
+            raise CliError(
+                f"{what} needs rich for its progress bar and tables: {RICH_HINT} "
+                "(or pass --json for plain JSON output)",
+                EXIT_USAGE,
+            ) from None
