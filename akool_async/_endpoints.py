@@ -239,7 +239,9 @@ ENDPOINTS: Final[Mapping[str, Endpoint[Any, Any]]] = {
     )
 }
 
-#: Every public operation of a client (descriptors and conveniences), sorted.
+#: The API operations of a client, sorted: the ``Operation`` descriptors plus the conveniences
+#: over ``_call`` (``get_results``, ``delete_results``, ``get_credit``). Orchestration methods
+#: (mixed in from ``_orchestrator``) are not API operations and are not listed here.
 PUBLIC_OPERATIONS: Final[tuple[str, ...]] = (
     "delete_results",
     "detect_faces",

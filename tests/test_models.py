@@ -80,9 +80,10 @@ def test_model_style_accepts_strings() -> None:
 
 def test_model_style_rejects_unknown() -> None:
     """An unknown model_style is a ValidationError on that field."""
-    assert field_of(
-        lambda: PlusSwap(source_url=SRC, target_url=TGT, model_style="cartoon")
-    ) == "model_style"
+    assert (
+        field_of(lambda: PlusSwap(source_url=SRC, target_url=TGT, model_style="cartoon"))
+        == "model_style"
+    )
 
 
 # --- Plus ------------------------------------------------------------------------------------
@@ -107,9 +108,10 @@ def test_plus_rejects_bad_fields(kwargs: dict[str, Any], expected: str) -> None:
 def test_plus_face_mapping_limit() -> None:
     """More than 8 face_mapping pairs is rejected before sending (code 1007 otherwise)."""
     pairs = [mapping(n) for n in range(9)]
-    assert field_of(
-        lambda: PlusSwap(source_url=SRC, target_url=TGT, face_mapping=pairs)
-    ) == "face_mapping"
+    assert (
+        field_of(lambda: PlusSwap(source_url=SRC, target_url=TGT, face_mapping=pairs))
+        == "face_mapping"
+    )
 
 
 def test_plus_eight_faces_allowed() -> None:
@@ -120,11 +122,14 @@ def test_plus_eight_faces_allowed() -> None:
 
 def test_plus_mapping_with_single_face_mode_rejected() -> None:
     """A face_mapping with single_face_mode=True would be ignored, so it is rejected."""
-    assert field_of(
-        lambda: PlusSwap(
-            source_url=SRC, target_url=TGT, single_face_mode=True, face_mapping=[mapping()]
+    assert (
+        field_of(
+            lambda: PlusSwap(
+                source_url=SRC, target_url=TGT, single_face_mode=True, face_mapping=[mapping()]
+            )
         )
-    ) == "face_mapping"
+        == "face_mapping"
+    )
 
 
 @pytest.mark.parametrize(
@@ -228,9 +233,12 @@ def test_face_info_from_region() -> None:
 
 def test_face_mapping_needs_source_face_url() -> None:
     """The source face needs a face_url (the docs mark it required)."""
-    assert field_of(
-        lambda: FaceMapping(source=FaceInfo(bbox=(1, 2, 3, 4)), target=FaceInfo(face_url=TGT))
-    ) == "source.face_url"
+    assert (
+        field_of(
+            lambda: FaceMapping(source=FaceInfo(bbox=(1, 2, 3, 4)), target=FaceInfo(face_url=TGT))
+        )
+        == "source.face_url"
+    )
 
 
 def test_face_mapping_target_may_be_a_bbox_only() -> None:
@@ -275,9 +283,10 @@ def test_pro_opts_rule_names_the_item() -> None:
 
 def test_pro_opts_rule_checks_target_too() -> None:
     """A target item without opts is named when the source list has several items."""
-    assert field_of(
-        lambda: ProSwap(source=[face(0), face(1)], target=[face(opts=None)])
-    ) == "target[0].opts"
+    assert (
+        field_of(lambda: ProSwap(source=[face(0), face(1)], target=[face(opts=None)]))
+        == "target[0].opts"
+    )
 
 
 @pytest.mark.parametrize(("n", "ok"), [(0, False), (1, True), (50, True), (51, False)])
@@ -292,9 +301,12 @@ def test_pro_pair_limits(n: int, ok: bool) -> None:
 
 def test_pro_rejects_non_face_items() -> None:
     """Items that are not FaceImage are named by index."""
-    assert field_of(
-        lambda: ProSwap(source=[face()], target=[face(), "https://x/y.jpg"])  # type: ignore[list-item]
-    ) == "target[1]"
+    assert (
+        field_of(
+            lambda: ProSwap(source=[face()], target=[face(), "https://x/y.jpg"])  # type: ignore[list-item]
+        )
+        == "target[1]"
+    )
 
 
 def test_pro_rejects_a_bare_face() -> None:
@@ -305,31 +317,35 @@ def test_pro_rejects_a_bare_face() -> None:
 
 def test_v3_lengths_must_match() -> None:
     """V3 source and target pair up by index, so their lengths must match."""
-    assert field_of(
-        lambda: ImageSwap(source=[face(0), face(1)], target=[face(0)], modify_image=TGT)
-    ) == "target"
+    assert (
+        field_of(lambda: ImageSwap(source=[face(0), face(1)], target=[face(0)], modify_image=TGT))
+        == "target"
+    )
 
 
 def test_v3_face_limit() -> None:
     """V3 swaps more than 8 faces are rejected before sending."""
     faces = [face(i) for i in range(9)]
-    assert field_of(
-        lambda: VideoSwap(source=faces, target=faces, modify_video="https://x/v.mp4")
-    ) == "source"
+    assert (
+        field_of(lambda: VideoSwap(source=faces, target=faces, modify_video="https://x/v.mp4"))
+        == "source"
+    )
 
 
 def test_v3_needs_media_url() -> None:
     """modify_image must be an http(s) URL."""
-    assert field_of(
-        lambda: ImageSwap(source=[face()], target=[face()], modify_image="/tmp/a.jpg")
-    ) == "modify_image"
+    assert (
+        field_of(lambda: ImageSwap(source=[face()], target=[face()], modify_image="/tmp/a.jpg"))
+        == "modify_image"
+    )
 
 
 def test_v3_empty_lists_rejected() -> None:
     """Empty face lists are rejected."""
-    assert field_of(
-        lambda: VideoSwap(source=[], target=[], modify_video="https://x/v.mp4")
-    ) == "source"
+    assert (
+        field_of(lambda: VideoSwap(source=[], target=[], modify_video="https://x/v.mp4"))
+        == "source"
+    )
 
 
 def test_requests_are_frozen() -> None:
