@@ -19,7 +19,15 @@ _KEY_SIZES = frozenset({16, 24, 32})
 
 
 class CryptoError(ValueError):
-    """The ciphertext, key or padding is unusable (the verifier turns this into its own error)."""
+    """The ciphertext, key or padding is unusable (the verifier turns this into its own error).
+
+    Attributes:
+        reason: ``"base64"``, ``"padding"`` (not whole blocks, or bad PKCS#7), or ``"key"``.
+    """
+
+    def __init__(self, message: str, *, reason: str = "key") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def sign(client_id: str, timestamp: object, nonce: object, data_encrypt: str) -> str:
@@ -76,16 +84,20 @@ def decrypt(data_encrypt: str, client_id: str, client_secret: str) -> bytes:
     try:
         raw = base64.b64decode(data_encrypt.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError) as exc:
-        raise CryptoError("dataEncrypt is not valid Base64") from exc
+        raise CryptoError("dataEncrypt is not valid Base64", reason="base64") from exc
     # b64decode(validate=True) still ignores non-zero unused bits ("QR==" reads as "QQ=="),
     # which would let a signed dataEncrypt string vary while the ciphertext stays the same.
     if base64.b64encode(raw) != data_encrypt.encode("ascii"):
-        raise CryptoError("dataEncrypt is not canonical Base64")
+        raise CryptoError("dataEncrypt is not canonical Base64", reason="base64")
     if not raw or len(raw) % _BLOCK:
-        raise CryptoError("ciphertext length is not a positive multiple of 16 bytes")
+        raise CryptoError(
+            "ciphertext length is not a positive multiple of 16 bytes", reason="padding"
+        )
     decryptor = _cipher(client_id, client_secret).decryptor()
     padded: bytes = decryptor.update(raw) + decryptor.finalize()
     pad = padded[-1]
     if not 1 <= pad <= _BLOCK or padded[-pad:] != bytes([pad]) * pad:
-        raise CryptoError("bad PKCS#7 padding (wrong key or corrupted ciphertext)")
+        raise CryptoError(
+            "bad PKCS#7 padding (wrong key or corrupted ciphertext)", reason="padding"
+        )
     return padded[:-pad]

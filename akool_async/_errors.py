@@ -247,7 +247,20 @@ class JournalError(AkoolError):
 
 
 class WebhookVerificationError(AkoolError):
-    """A webhook callback failed verification; nothing in it may be trusted."""
+    """A webhook callback failed verification; nothing in it may be trusted.
+
+    Attributes:
+        reason: Why, for code to act on (``str(exc)`` is for humans): ``"json"`` (the body
+            or the decrypted payload is not a UTF-8 JSON object), ``"fields"`` (a field is
+            missing or has the wrong type or form), ``"signature"`` (mismatch),
+            ``"timestamp"`` (outside the window), ``"base64"`` (``dataEncrypt`` is not
+            canonical Base64), ``"padding"`` (not whole AES blocks, or bad PKCS#7: usually the
+            wrong secret), ``"replay"`` (already accepted), or ``"unknown"``.
+    """
+
+    def __init__(self, message: str, *, reason: str = "unknown") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 _BY_CODE: dict[int, type[APIError]] = {

@@ -98,8 +98,8 @@ class WebhookEvent:
         return self.status.is_terminal
 
 
-def _reject(message: str) -> NoReturn:
-    raise WebhookVerificationError(message)
+def _reject(message: str, reason: str = "fields") -> NoReturn:
+    raise WebhookVerificationError(message, reason=reason)
 
 
 class _DuplicateKeyError(ValueError):
@@ -129,10 +129,10 @@ def _load_json(text: str, what: str, *, parse_float: Callable[[str], Any]) -> An
             parse_constant=_no_constants,
         )
     except _DuplicateKeyError as exc:
-        _reject(f"{what} is ambiguous JSON: {exc}")
+        _reject(f"{what} is ambiguous JSON: {exc}", "json")
     except (ValueError, RecursionError) as exc:
         # ValueError covers JSONDecodeError and ints past sys.get_int_max_str_digits().
-        _reject(f"{what} is not valid JSON: {type(exc).__name__}")
+        _reject(f"{what} is not valid JSON: {type(exc).__name__}", "json")
 
 
 def _decimal_field(name: str, value: object) -> tuple[str, int]:
@@ -180,18 +180,18 @@ def _parse_body(body: bytes | bytearray | memoryview | str | Mapping[str, Any]) 
             # RFC 8259: UTF-8 only (json.loads on bytes would also guess UTF-16 and UTF-32).
             text = bytes(body).decode("utf-8")
         except UnicodeDecodeError:
-            _reject("body is not UTF-8")
+            _reject("body is not UTF-8", "json")
     elif isinstance(body, str):
         text = body
     elif isinstance(body, Mapping):
         if not all(isinstance(key, str) for key in body):
-            _reject("body has a key that is not a string")
+            _reject("body has a key that is not a string", "json")
         return dict(body)
     else:
-        _reject(f"body must be bytes, str or a mapping, not {type(body).__name__}")
+        _reject(f"body must be bytes, str or a mapping, not {type(body).__name__}", "json")
     parsed = _load_json(text, "body", parse_float=Decimal)
     if not isinstance(parsed, dict):
-        _reject(f"body is not a JSON object but {type(parsed).__name__}")
+        _reject(f"body is not a JSON object but {type(parsed).__name__}", "json")
     return parsed
 
 
@@ -199,10 +199,10 @@ def _parse_payload(plaintext: bytes) -> dict[str, Any]:
     try:
         text = plaintext.decode("utf-8")
     except UnicodeDecodeError:
-        _reject("decrypted payload is not UTF-8 (wrong key?)")
+        _reject("decrypted payload is not UTF-8 (wrong key?)", "json")
     payload = _load_json(text, "decrypted payload", parse_float=float)
     if not isinstance(payload, dict):
-        _reject(f"decrypted payload is not a JSON object but {type(payload).__name__}")
+        _reject(f"decrypted payload is not a JSON object but {type(payload).__name__}", "json")
     return payload
 
 
@@ -349,8 +349,9 @@ class WebhookVerifier:
             The verified event.
 
         Raises:
-            WebhookVerificationError: For every reason the body cannot be trusted; the
-                message names the reason and never contains the secret.
+            WebhookVerificationError: For every reason the body cannot be trusted; its
+                ``reason`` says which check failed, its message (for humans) never contains
+                the secret.
         """
         try:
             return self._verify(body, check_replay)
@@ -360,7 +361,7 @@ class WebhookVerifier:
             # A safety net for hostile input: only the type name, never a value that could
             # carry key material. The fuzz tests assert that it is never reached.
             raise WebhookVerificationError(
-                f"internal error while verifying: {type(exc).__name__}"
+                f"internal error while verifying: {type(exc).__name__}", reason="unknown"
             ) from None
 
     def forget(self, event: WebhookEvent) -> None:
@@ -390,23 +391,27 @@ class WebhookVerifier:
             _reject("'signature' is not a 40-character hex SHA-1 digest")
         expected = _crypto.sign(self._client_id, timestamp_text, nonce, data_encrypt)
         if not hmac.compare_digest(bytes.fromhex(signature), bytes.fromhex(expected)):
-            _reject("signature mismatch")
+            _reject("signature mismatch", "signature")
 
         now = self._now()
         if self._tolerance is not None:
             age = now - timestamp / 1000
             if age > self._tolerance:
-                _reject(f"timestamp is stale ({age:.0f} s old; tolerance {self._tolerance} s)")
+                _reject(
+                    f"timestamp is stale ({age:.0f} s old; tolerance {self._tolerance} s)",
+                    "timestamp",
+                )
             if -age > self._tolerance:
                 _reject(
                     f"timestamp is in the future ({-age:.0f} s ahead; "
-                    f"tolerance {self._tolerance} s)"
+                    f"tolerance {self._tolerance} s)",
+                    "timestamp",
                 )
 
         try:
             plaintext = _crypto.decrypt(data_encrypt, self._client_id, self._client_secret)
         except _crypto.CryptoError as exc:
-            _reject(f"cannot decrypt 'dataEncrypt': {exc}")
+            _reject(f"cannot decrypt 'dataEncrypt': {exc}", exc.reason)
         try:
             event = WebhookEvent(
                 timestamp=timestamp,
@@ -415,12 +420,14 @@ class WebhookVerifier:
                 **_event_fields(_parse_payload(plaintext)),
             )
         except RecursionError:
-            _reject("decrypted payload is nested too deeply")
+            _reject("decrypted payload is nested too deeply", "json")
 
         # Recorded last, atomically, and only for fully verified messages: two threads given
         # the same body cannot both pass, and garbage never takes a cache slot.
         if check_replay:
             expires = math.inf if self._tolerance is None else timestamp / 1000 + self._tolerance
             if not self._replay.add((timestamp, nonce, event.signature), expires, now):
-                _reject("replayed message (same timestamp, nonce and signature seen before)")
+                _reject(
+                    "replayed message (same timestamp, nonce and signature seen before)", "replay"
+                )
         return event

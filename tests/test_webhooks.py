@@ -936,3 +936,49 @@ async def test_receiver_end_to_end_with_the_emulator(session: aiohttp.ClientSess
         (job_id, SwapStatus.SUCCESS, False),
     ]
     assert "job_id" in recorder.events[1].extra
+
+
+@pytest.mark.parametrize(
+    ("body", "reason", "check_clock"),
+    [
+        (b"\xff", "json", False),
+        (b"[1]", "json", False),
+        (vector_body(nonce=None), "fields", False),
+        (vector_body(signature="0" * 40), "signature", False),
+        (vector_body(), "timestamp", True),
+        (signed("Wu2he/ZGjn6xw2t0=="), "base64", False),
+        (signed(base64.b64encode(b"x" * 15).decode()), "padding", False),
+        (make_body(b"[1]"), "json", False),
+        (make_body(payload(status=9)), "fields", False),
+    ],
+    ids=[
+        "utf8",
+        "array",
+        "fields",
+        "signature",
+        "timestamp",
+        "base64",
+        "blocks",
+        "payload",
+        "status",
+    ],
+)
+def test_rejection_reason_is_machine_readable(
+    verifier: WebhookVerifier, clock: Clock, body: Any, reason: str, check_clock: bool
+) -> None:
+    """Every rejection carries ``reason``, the check that failed, for code to act on."""
+    if check_clock:
+        clock.now += 301
+    with pytest.raises(WebhookVerificationError) as info:
+        verifier.verify(body)
+
+    assert info.value.reason == reason
+
+
+def test_replay_reason_and_default_reason(verifier: WebhookVerifier) -> None:
+    """A replay has reason "replay"; an error built with a message only has "unknown"."""
+    verifier.verify(vector_body())
+    with pytest.raises(WebhookVerificationError) as info:
+        verifier.verify(vector_body())
+
+    assert (info.value.reason, WebhookVerificationError("x").reason) == ("replay", "unknown")
