@@ -69,8 +69,10 @@ from ._models import (
 from ._orchestrator import Batch
 from ._poll_config import PollConfig
 from ._poller import PollerStatistics
+from ._receiver import WebhookReceiver
 from ._retry import RetryPolicy
 from ._sync import Client
+from ._webhooks import WebhookEvent, WebhookVerifier
 
 __all__ = [
     "APIError",
@@ -128,7 +130,10 @@ __all__ = [
     "TransportError",
     "ValidationError",
     "VideoSwap",
+    "WebhookEvent",
+    "WebhookReceiver",
     "WebhookVerificationError",
+    "WebhookVerifier",
     "bbox_from_region",
     "error_for_code",
 ]

@@ -646,7 +646,7 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
         policy = retry if retry is not None else self._retry
         if isinstance(request, DetectFaces | LegacyDetect) and isinstance(request.img, Path):
             request = attrs.evolve(request, img=await anyio.Path(request.img).read_bytes())
-        wire = build_request(endpoint, request)
+        wire = build_request(endpoint, self._with_webhook_url(endpoint, request))
         try:
             result: R = await _retrying(policy)(self, endpoint, wire, request, policy, [0])
         except _Failure as failure:

@@ -35,16 +35,18 @@ from anyio.abc import TaskGroup
 
 from ._batch import BatchOptions, BatchRun
 from ._download import DOWNLOAD_RETRY
-from ._endpoints import LIST_RESULTS
+from ._endpoints import LIST_RESULTS, Endpoint
 from ._errors import ClientStateError, ValidationError
 from ._events import BatchEvent, BatchStatistics, Outcome, R
-from ._models import MediaType, ResultsQuery, SwapJob, SwapResult, SwapStatus
+from ._models import MediaType, ResultsQuery, SwapJob, SwapResult, SwapStatus, _check_url
 from ._poll_config import PollConfig
 from ._poller import Poller, PollerStatistics
 from ._retry import RetryPolicy
 
 if TYPE_CHECKING:
     from ._client import AsyncClient
+    from ._receiver import WebhookReceiver
+    from ._webhooks import WebhookEvent
 
 __all__ = ["Batch", "_OrchestratorMixin"]
 
@@ -59,6 +61,9 @@ class _Orchestrator:
         self.poller = poller
         self.task_group = task_group
         self.batches: weakref.WeakSet[BatchRun[Any]] = weakref.WeakSet()
+        #: While ``use_webhooks`` is in force: the ``webhookUrl`` for submits, and its undo.
+        self.webhook_url: str | None = None
+        self.detach_webhooks: Callable[[], None] | None = None
 
 
 #: Orchestrators by ``id(client._shared)``, with a weak reference to check the identity.
@@ -230,6 +235,8 @@ class _OrchestratorMixin:
             return
         del _REGISTRY[id(shared)]
         orchestrator = entry[1]
+        if orchestrator.detach_webhooks is not None:
+            orchestrator.detach_webhooks()  # the receiver outlives us: stop feeding this poller
         # Running batches see this cancellation as the client closing under them: their
         # iterators raise ClientStateError once their outcomes are drained.
         orchestrator.task_group.cancel_scope.cancel()
@@ -286,6 +293,75 @@ class _OrchestratorMixin:
             A function that detaches again.
         """
         return self._orchestrator().poller.attach_webhooks()
+
+    def use_webhooks(self, receiver: WebhookReceiver, *, url: str) -> Callable[[], None]:
+        """Let ``receiver``'s verified callbacks finish ``wait`` and ``swap_many`` jobs.
+
+        Until detached: every submit without a ``webhook_url`` (single operations and
+        ``swap_many`` alike) is sent with ``webhookUrl=url``; each event the receiver accepts
+        (signature, timestamp and decryption verified; duplicates dropped) goes to
+        ``notify_job``; and the poller asks listbyids about tracked jobs only every
+        ``poll_config.safety_net_interval`` seconds, for callbacks that never come. An event
+        that beats its submit's response is remembered for the waiter that follows.
+
+        The receiver may run on this client's event loop or on another one (in another
+        thread): events from elsewhere are handed over thread-safely. Closing the client
+        detaches too.
+
+        Args:
+            receiver: A started (or mounted) ``WebhookReceiver`` with this account's verifier.
+            url: Where AKOOL can reach the receiver (public), e.g. ``receiver.url`` locally.
+
+        Returns:
+            A function that detaches: back to normal polling, submits without a webhook URL
+            (calling it again does nothing).
+
+        Raises:
+            ValidationError: ``url`` is not an absolute http(s) URL.
+            ClientStateError: the client is not open, or webhooks are already in use.
+        """
+        _check_url(url, "url")
+        orchestrator = self._orchestrator()
+        if orchestrator.detach_webhooks is not None:
+            raise ClientStateError("webhooks are already in use on this client: detach first")
+        loop = asyncio.get_running_loop()
+        notify = orchestrator.poller.notify
+
+        def on_event(event: WebhookEvent) -> None:
+            try:
+                here = asyncio.get_running_loop()
+            except RuntimeError:
+                here = None
+            if here is loop:
+                notify(event.id, event.status, event.url)
+            else:  # raises once our loop is closed: the receiver answers 500, AKOOL retries
+                loop.call_soon_threadsafe(notify, event.id, event.status, event.url)
+
+        unsubscribe = receiver.subscribe(on_event)
+        slow_down = orchestrator.poller.attach_webhooks()
+
+        def detach() -> None:
+            if orchestrator.detach_webhooks is not detach:
+                return
+            unsubscribe()
+            slow_down()
+            orchestrator.webhook_url = orchestrator.detach_webhooks = None
+
+        orchestrator.webhook_url = url
+        orchestrator.detach_webhooks = detach
+        return detach
+
+    def _with_webhook_url(self, endpoint: Endpoint[Any, Any], request: Any) -> Any:
+        """``request`` with ``use_webhooks``' URL when it creates a job and names no URL."""
+        if not endpoint.creates_job:
+            return request
+        shared = self._client()._shared
+        entry = _REGISTRY.get(id(shared))
+        if entry is None or entry[0]() is not shared or entry[1].webhook_url is None:
+            return request
+        if request.webhook_url is not None:
+            return request
+        return attrs.evolve(request, webhook_url=entry[1].webhook_url)
 
     # -- waiting for one job ----------------------------------------------------------------
 

@@ -918,6 +918,7 @@ class Client(BlockingBinder):
     swap_many = IteratorMirror(AsyncClient.swap_many, BlockingBatch)
     notify_job = SyncMirror(AsyncClient.notify_job)
     attach_webhooks = SyncMirror(AsyncClient.attach_webhooks, callback=True)
+    use_webhooks = SyncMirror(AsyncClient.use_webhooks, callback=True)
     statistics = SyncMirror(AsyncClient.statistics)
     poller_statistics = SyncMirror(AsyncClient.poller_statistics)
     with_options = ViewMirror(AsyncClient.with_options)
