@@ -572,10 +572,15 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
         if not self._owner or shared.state is _State.CLOSED:
             return
         shared.state = _State.CLOSED
-        await self._stop_orchestrator()  # cancels batches and the poller before the session
-        session, shared.session = shared.session, None
-        if session is not None and shared.owns_session:
-            await session.close()
+        try:
+            await self._stop_orchestrator()  # cancels batches and the poller before the session
+        finally:
+            # Closing while the closing task is being cancelled (Ctrl-C under asyncio.run) must
+            # still release the connector, or aiohttp warns about an unclosed session.
+            session, shared.session = shared.session, None
+            if session is not None and shared.owns_session:
+                with anyio.CancelScope(shield=True):
+                    await session.close()
 
     def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
         shared: _Shared | None = getattr(self, "_shared", None)

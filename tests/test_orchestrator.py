@@ -460,3 +460,28 @@ async def test_early_webhook_notification_completes_a_later_wait(
     assert client.notify_job(job.id, 3, "https://example.com/r.png") is False
     result = await client.wait(job, timeout=1)
     assert (result.status, result.url) == (SwapStatus.SUCCESS, "https://example.com/r.png")
+
+
+async def test_cancelling_the_task_that_holds_the_client_still_closes_its_session(
+    emu: Emulator,
+) -> None:
+    """A task cancelled the asyncio way mid-batch closes the session (no unclosed warning)."""
+    emu.configure(image_seconds=(20.0, 30.0))
+    started = asyncio.Event()
+    holder: list[AsyncClient] = []
+
+    async def run() -> None:
+        client = AsyncClient(api_key=emu.api_key, base_url=emu.base_url, retry=FAST_RETRY)
+        client.poll_config = FAST_POLL
+        holder.append(client)
+        async with client, client.swap_many(swap(i) for i in range(50)) as batch:
+            async for _ in batch:
+                started.set()
+
+    task = asyncio.get_running_loop().create_task(run())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert holder[0].is_closed
+    assert holder[0]._shared.session is None
