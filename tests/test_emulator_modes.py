@@ -305,3 +305,17 @@ def test_manual_clock_never_goes_backwards() -> None:
         clock.advance(-1)
     expected = (105.0, 0.0, float("inf"))
     assert expected == (clock.now(), clock.seconds_until(100), clock.seconds_until(200))
+
+
+def test_forgotten_emulator_thread_does_not_hang_exit() -> None:
+    """A script that starts an EmulatorThread and never stops it still exits promptly."""
+    script = (
+        "from akool_async.testing import EmulatorThread\n"
+        "runner = EmulatorThread()\n"
+        "runner.start()\n"
+        "print(runner.base_url, flush=True)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert (done.returncode, done.stdout.startswith("http://127.0.0.1:")) == (0, True)

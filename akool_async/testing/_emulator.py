@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import random
+import threading
 import types
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager, ExitStack
 from typing import Any, TypeVar, overload
@@ -301,6 +303,15 @@ class Emulator:
             counter.clear()
 
 
+_register_thread_exit: Callable[..., None] | None = getattr(threading, "_register_atexit", None)
+
+
+def _stop_if_alive(ref: weakref.ref[EmulatorThread]) -> None:
+    runner = ref()
+    if runner is not None:
+        runner.stop()
+
+
 class EmulatorThread:
     """An ``Emulator`` running on its own event loop in a background thread, for sync code.
 
@@ -339,6 +350,11 @@ class EmulatorThread:
             stack.close()
             raise
         self._stack, self._portal, self._emulator = stack, portal, emulator
+        # The portal thread is not a daemon: a runner nobody stopped would make interpreter
+        # exit wait for it forever. threading's exit hooks run before non-daemon threads are
+        # joined (plain atexit runs after), so stop forgotten runners there.
+        if _register_thread_exit is not None:
+            _register_thread_exit(_stop_if_alive, weakref.ref(self))
 
     def stop(self) -> None:
         """Stop the emulator and the thread. Idempotent."""
