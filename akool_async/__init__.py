@@ -71,7 +71,7 @@ from ._poll_config import PollConfig
 from ._poller import PollerStatistics
 from ._receiver import WebhookReceiver
 from ._retry import RetryPolicy
-from ._sync import Client
+from ._sync import BlockingBatch, Client
 from ._webhooks import WebhookEvent, WebhookVerifier
 
 __all__ = [
@@ -85,6 +85,7 @@ __all__ = [
     "BatchDeadlineError",
     "BatchEvent",
     "BatchStatistics",
+    "BlockingBatch",
     "Client",
     "ClientStateError",
     "ClientStatistics",
