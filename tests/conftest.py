@@ -1,11 +1,82 @@
-"""Shared test configuration: anyio's pytest plugin pinned to asyncio (aiohttp is asyncio-only)."""
+"""Shared test configuration: anyio's pytest plugin pinned to asyncio (aiohttp is asyncio-only),
+and the fixtures several test files use (a file overrides one by defining its own).
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
+import aiohttp
 import pytest
+
+from akool_async import AsyncClient, PollConfig
+from akool_async._cli import main
+from akool_async.testing import DEFAULT_API_KEY, Emulator, EmulatorThread
+from tests._support import FAST_RETRY, Cli, Run
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     """Run every ``@pytest.mark.anyio`` test on asyncio."""
     return "asyncio"
+
+
+@pytest.fixture
+async def emu(akool_emulator: Emulator) -> Emulator:
+    """The running emulator."""
+    return akool_emulator
+
+
+@pytest.fixture
+def client_poll_config() -> PollConfig | None:
+    """The ``client`` fixture's polling pacing; None keeps the default (override per file)."""
+    return None
+
+
+@pytest.fixture
+async def client(
+    emu: Emulator, client_poll_config: PollConfig | None
+) -> AsyncIterator[AsyncClient]:
+    """An open API-key client of the emulator with tiny retry delays."""
+    client = AsyncClient(api_key=emu.api_key, base_url=emu.base_url, retry=FAST_RETRY)
+    if client_poll_config is not None:
+        client.poll_config = client_poll_config
+    async with client:
+        yield client
+
+
+@pytest.fixture
+def runner(akool_emulator_thread: EmulatorThread) -> EmulatorThread:
+    """The emulator, on its own thread."""
+    return akool_emulator_thread
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain aiohttp session."""
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+def emulator(
+    akool_emulator_thread: EmulatorThread, monkeypatch: pytest.MonkeyPatch
+) -> EmulatorThread:
+    """The emulator thread, with the AKOOL_* environment pointing the CLI at it."""
+    monkeypatch.setenv("AKOOL_BASE_URL", akool_emulator_thread.base_url)
+    monkeypatch.setenv("AKOOL_API_KEY", DEFAULT_API_KEY)
+    monkeypatch.delenv("AKOOL_CLIENT_ID", raising=False)
+    monkeypatch.delenv("AKOOL_CLIENT_SECRET", raising=False)
+    return akool_emulator_thread
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
+    """Run the CLI's ``main(argv)`` in-process and capture its exit code, stdout and stderr."""
+
+    def run(*argv: str) -> Run:
+        code = main(list(argv))
+        captured = capsys.readouterr()
+        return Run(code, captured.out, captured.err)
+
+    return run

@@ -14,55 +14,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import attrs
 import pytest
 
-from akool_async._cli import main
 from akool_async.testing import DEFAULT_API_KEY, EmulatorConfig, EmulatorThread
+from tests._support import CLI_JOBS, Cli
 
 OPTS = "1,2:3,4:5,6:7,8"
-
-
-@attrs.frozen
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-Cli = Callable[..., Run]
 
 
 @pytest.fixture
 def akool_emulator_config() -> EmulatorConfig:
     """Fast jobs and small videos."""
-    return EmulatorConfig(
-        queue_seconds=(0, 0), image_seconds=(0.05, 0.1), video_seconds=(0.1, 0.2), video_size=4096
-    )
-
-
-@pytest.fixture
-def emulator(
-    akool_emulator_thread: EmulatorThread, monkeypatch: pytest.MonkeyPatch
-) -> EmulatorThread:
-    """The emulator thread, with the AKOOL_* environment pointing the CLI at it."""
-    monkeypatch.setenv("AKOOL_BASE_URL", akool_emulator_thread.base_url)
-    monkeypatch.setenv("AKOOL_API_KEY", DEFAULT_API_KEY)
-    monkeypatch.delenv("AKOOL_CLIENT_ID", raising=False)
-    monkeypatch.delenv("AKOOL_CLIENT_SECRET", raising=False)
-    return akool_emulator_thread
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
-    """Run ``main(argv)`` in-process and capture its exit code, stdout and stderr."""
-
-    def run(*argv: str) -> Run:
-        code = main(list(argv))
-        captured = capsys.readouterr()
-        return Run(code, captured.out, captured.err)
-
-    return run
+    return CLI_JOBS
 
 
 def child_env(emulator: EmulatorThread | None = None) -> dict[str, str]:

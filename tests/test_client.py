@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -27,10 +26,10 @@ from akool_async.testing import (
     Emulator,
     EmulatorConfig,
 )
+from tests._support import FAST_RETRY
 
 pytestmark = pytest.mark.anyio
 
-FAST = RetryPolicy(max_attempts=3, initial_delay=0.001, max_delay=0.005, jitter=False)
 ENV = (
     "AKOOL_API_KEY",
     "AKOOL_CLIENT_ID",
@@ -53,25 +52,12 @@ def akool_emulator_config() -> EmulatorConfig:
     return EmulatorConfig(clock="manual")
 
 
-@pytest.fixture
-async def emu(akool_emulator: Emulator) -> Emulator:
-    """The running emulator."""
-    return akool_emulator
-
-
-@pytest.fixture
-async def client(emu: Emulator) -> AsyncIterator[AsyncClient]:
-    """An API-key client of the emulator with tiny retry delays."""
-    async with AsyncClient(api_key=emu.api_key, base_url=emu.base_url, retry=FAST) as c:
-        yield c
-
-
 def token_client(emu: Emulator, **kwargs: Any) -> AsyncClient:
     return AsyncClient(
         client_id=DEFAULT_CLIENT_ID,
         client_secret=DEFAULT_CLIENT_SECRET,
         base_url=emu.base_url,
-        retry=FAST,
+        retry=FAST_RETRY,
         **kwargs,
     )
 
@@ -390,7 +376,7 @@ async def test_expired_token_replays_a_create_once(emu: Emulator) -> None:
 async def test_bad_client_secret_is_an_authentication_error(emu: Emulator) -> None:
     """getToken's 1101 surfaces as AuthenticationError and the request is never sent."""
     async with AsyncClient(
-        client_id=DEFAULT_CLIENT_ID, client_secret="wrong", base_url=emu.base_url, retry=FAST
+        client_id=DEFAULT_CLIENT_ID, client_secret="wrong", base_url=emu.base_url, retry=FAST_RETRY
     ) as client:
         with pytest.raises(AuthenticationError) as info:
             await client.get_credit()
@@ -403,7 +389,7 @@ async def test_bad_client_secret_is_an_authentication_error(emu: Emulator) -> No
 
 async def test_bad_api_key_is_not_retried(emu: Emulator) -> None:
     """A 1101 in API-key mode is raised at once (there is no token to refresh)."""
-    async with AsyncClient(api_key="wrong", base_url=emu.base_url, retry=FAST) as client:
+    async with AsyncClient(api_key="wrong", base_url=emu.base_url, retry=FAST_RETRY) as client:
         with pytest.raises(AuthenticationError) as info:
             await client.get_credit()
     assert (info.value.code, emu.stats.requests["quota"]) == (1101, 1)
@@ -444,7 +430,9 @@ async def test_secrets_never_in_repr_logs_or_errors(
         with pytest.raises(AccountBannedError) as info:
             await client.get_credit()
         texts += [repr(client), str(client._shared), str(info.value), repr(info.value)]
-    async with AsyncClient(api_key=emu.api_key, base_url=emu.base_url, retry=FAST) as key_client:
+    async with AsyncClient(
+        api_key=emu.api_key, base_url=emu.base_url, retry=FAST_RETRY
+    ) as key_client:
         with pytest.raises(AccountBannedError) as key_info:
             await key_client.get_credit()
         texts += [repr(key_client), str(key_client._shared), str(key_info.value)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -30,10 +29,10 @@ from akool_async import (
     VideoSwap,
 )
 from akool_async.testing import Emulator, EmulatorConfig
+from tests._support import FAST_RETRY
 
 pytestmark = pytest.mark.anyio
 
-FAST = RetryPolicy(max_attempts=3, initial_delay=0.001, max_delay=0.005, jitter=False)
 SRC = "https://example.com/source.jpg"
 OPTS = "1,2:3,4:5,6:7,8"
 UNKNOWN = "0123456789abcdef01234567"
@@ -49,19 +48,6 @@ def akool_emulator_config() -> EmulatorConfig:
     return EmulatorConfig(
         clock="manual", image_seconds=(1, 1), video_seconds=(5, 5), queue_seconds=(0, 0)
     )
-
-
-@pytest.fixture
-async def emu(akool_emulator: Emulator) -> Emulator:
-    """The running emulator."""
-    return akool_emulator
-
-
-@pytest.fixture
-async def client(emu: Emulator) -> AsyncIterator[AsyncClient]:
-    """An API-key client of the emulator with tiny retry delays."""
-    async with AsyncClient(api_key=emu.api_key, base_url=emu.base_url, retry=FAST) as c:
-        yield c
 
 
 # --- submits ---------------------------------------------------------------------------------
@@ -220,7 +206,7 @@ async def test_get_results_chunks_ids(emu: Emulator) -> None:
     """More ids than max_ids_per_request are split into several listbyids calls."""
     emu.configure(max_ids=2)
     async with AsyncClient(
-        api_key=emu.api_key, base_url=emu.base_url, retry=FAST, max_ids_per_request=2
+        api_key=emu.api_key, base_url=emu.base_url, retry=FAST_RETRY, max_ids_per_request=2
     ) as client:
         jobs = [
             await client.faceswap_plus(source_url=SRC, target_url=f"https://example.com/t{i}.jpg")
@@ -258,7 +244,7 @@ async def test_delete_results(client: AsyncClient, emu: Emulator) -> None:
 async def test_delete_results_chunks_ids(emu: Emulator) -> None:
     """delete_results sends max_ids_per_request ids per call."""
     async with AsyncClient(
-        api_key=emu.api_key, base_url=emu.base_url, retry=FAST, max_ids_per_request=2
+        api_key=emu.api_key, base_url=emu.base_url, retry=FAST_RETRY, max_ids_per_request=2
     ) as client:
         await client.delete_results([f"{i:024x}" for i in range(5)])
     assert emu.stats.requests["delete_results"] == 3

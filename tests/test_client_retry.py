@@ -33,10 +33,10 @@ from akool_async.testing import (
     Emulator,
     EmulatorConfig,
 )
+from tests._support import FAST_RETRY
 
 pytestmark = pytest.mark.anyio
 
-FAST = RetryPolicy(max_attempts=3, initial_delay=0.001, max_delay=0.005, jitter=False)
 SRC = "https://example.com/source.jpg"
 TGT = "https://example.com/target.jpg"
 PLUS = PlusSwap(source_url=SRC, target_url=TGT)
@@ -63,12 +63,6 @@ def akool_emulator_config() -> EmulatorConfig:
 
 
 @pytest.fixture
-async def emu(akool_emulator: Emulator) -> Emulator:
-    """The running emulator."""
-    return akool_emulator
-
-
-@pytest.fixture
 def events() -> Events:
     """An on_event recorder."""
     return Events()
@@ -78,7 +72,7 @@ def events() -> Events:
 async def client(emu: Emulator, events: Events) -> AsyncIterator[AsyncClient]:
     """An API-key client with tiny retry delays and an event recorder."""
     async with AsyncClient(
-        api_key=emu.api_key, base_url=emu.base_url, retry=FAST, on_event=events
+        api_key=emu.api_key, base_url=emu.base_url, retry=FAST_RETRY, on_event=events
     ) as c:
         yield c
 
@@ -165,7 +159,7 @@ async def test_read_timeout_is_retried(emu: Emulator) -> None:
     """A read that times out is retried (it cannot create anything)."""
     emu.faults.inject("quota", "slow", delay=0.3)
     async with AsyncClient(
-        api_key=emu.api_key, base_url=emu.base_url, retry=FAST, timeout=Timeout(read=0.05)
+        api_key=emu.api_key, base_url=emu.base_url, retry=FAST_RETRY, timeout=Timeout(read=0.05)
     ) as client:
         credit = await client.get_credit()
     assert (credit, emu.stats.requests["quota"]) == (10000.0, 2)
@@ -209,7 +203,7 @@ async def test_get_token_failure_retried(emu: Emulator) -> None:
         client_id=DEFAULT_CLIENT_ID,
         client_secret=DEFAULT_CLIENT_SECRET,
         base_url=emu.base_url,
-        retry=FAST,
+        retry=FAST_RETRY,
     ) as client:
         await client.get_credit()
     assert (emu.stats.requests["get_token"], emu.stats.requests["quota"]) == (2, 1)
@@ -268,7 +262,7 @@ async def test_create_read_timeout_is_ambiguous(emu: Emulator) -> None:
     """A submit whose answer times out is ambiguous and not retried."""
     emu.faults.inject("faceswap_pro", "slow", delay=0.3)
     async with AsyncClient(
-        api_key=emu.api_key, base_url=emu.base_url, retry=FAST, timeout=Timeout(read=0.05)
+        api_key=emu.api_key, base_url=emu.base_url, retry=FAST_RETRY, timeout=Timeout(read=0.05)
     ) as client:
         with pytest.raises(AmbiguousSubmitError) as info:
             await client.faceswap_pro(source=[FACE], target=[FACE])
@@ -290,7 +284,7 @@ async def test_create_not_connected_is_retried_then_transport_error() -> None:
     """A submit that cannot connect is retried (never sent) and ends in a TransportError."""
     events = Events()
     async with AsyncClient(
-        api_key="k", base_url=f"http://127.0.0.1:{closed_port()}", retry=FAST, on_event=events
+        api_key="k", base_url=f"http://127.0.0.1:{closed_port()}", retry=FAST_RETRY, on_event=events
     ) as client:
         with pytest.raises(TransportError) as info:
             await client.faceswap_plus(PLUS)
@@ -331,7 +325,10 @@ async def test_create_retried_after_connect_failure(emu: Emulator) -> None:
     async with (
         aiohttp.ClientSession(connector=connector) as session,
         AsyncClient(
-            api_key=emu.api_key, base_url=f"http://akool.test:{port}", retry=FAST, session=session
+            api_key=emu.api_key,
+            base_url=f"http://akool.test:{port}",
+            retry=FAST_RETRY,
+            session=session,
         ) as client,
     ):
         job = await client.faceswap_plus(PLUS)
@@ -362,7 +359,7 @@ async def test_create_with_failing_get_token_is_not_ambiguous(emu: Emulator) -> 
         client_id=DEFAULT_CLIENT_ID,
         client_secret=DEFAULT_CLIENT_SECRET,
         base_url=emu.base_url,
-        retry=FAST,
+        retry=FAST_RETRY,
     ) as client:
         with pytest.raises(TransportError) as info:
             await client.faceswap_plus(PLUS)
@@ -421,7 +418,7 @@ def test_failure_classification(
 ) -> None:
     """How far an answered request got, and whether it may be retried, per endpoint kind."""
     client = AsyncClient(api_key="k")
-    failure = client._classify(endpoint, error, status, FAST)
+    failure = client._classify(endpoint, error, status, FAST_RETRY)
     assert expected == (failure.delivery, failure.retryable)
 
 

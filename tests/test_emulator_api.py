@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -46,13 +45,6 @@ def akool_emulator_config() -> EmulatorConfig:
         video_seconds=(10, 10),
         video_size=300_000,
     )
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    """A plain aiohttp session."""
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def call(

@@ -39,13 +39,6 @@ def akool_emulator_config() -> EmulatorConfig:
     )
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    """A plain aiohttp session."""
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 @attrs.define
 class Receiver:
     """A tiny webhook receiver: records bodies, answers queued statuses (then 200)."""

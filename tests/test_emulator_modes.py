@@ -10,7 +10,6 @@ import subprocess
 import sys
 import urllib.request
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +41,6 @@ PLUS_BODY = {
 def akool_emulator_config() -> EmulatorConfig:
     """Manual clock, no queueing, 2 s image jobs."""
     return EmulatorConfig(clock="manual", queue_seconds=(0, 0), image_seconds=(2, 2))
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    """A plain aiohttp session."""
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def get_json(url: str, headers: dict[str, str]) -> Any:

@@ -30,49 +30,21 @@ from akool_async import (
     ValidationError,
 )
 from akool_async.testing import Emulator, EmulatorConfig
+from tests._support import FAST_POLL, FAST_RETRY, QUICK_JOBS, swap
 
 pytestmark = pytest.mark.anyio
-
-FAST_RETRY = RetryPolicy(max_attempts=3, initial_delay=0.001, max_delay=0.005, jitter=False)
-FAST_POLL = PollConfig(
-    image_first=0.02,
-    image_max=0.1,
-    video_first=0.05,
-    video_max=0.2,
-    jitter=0.1,
-    retry_delay=0.02,
-    miss_limit=2,
-    miss_grace=0.05,
-)
 
 
 @pytest.fixture
 def akool_emulator_config() -> EmulatorConfig:
     """Jobs of 10-30 ms (images) and 50-150 ms (videos)."""
-    return EmulatorConfig(latency_scale=0.01, queue_seconds=(0.0, 0.5))
+    return QUICK_JOBS
 
 
 @pytest.fixture
-async def emu(akool_emulator: Emulator) -> Emulator:
-    """The running emulator."""
-    return akool_emulator
-
-
-@pytest.fixture
-async def client(emu: Emulator) -> AsyncIterator[AsyncClient]:
-    """An open client on the emulator, polling every few tens of milliseconds."""
-    client = AsyncClient(api_key=emu.api_key, base_url=emu.base_url, retry=FAST_RETRY)
-    client.poll_config = FAST_POLL
-    async with client:
-        yield client
-
-
-def swap(i: int, *, target: str | None = None) -> PlusSwap:
-    """A distinct single-face Plus request (its target URL identifies it in the emulator)."""
-    return PlusSwap(
-        source_url=f"https://example.com/face-{i}.jpg",
-        target_url=target or f"https://example.com/target-{i}.jpg",
-    )
+def client_poll_config() -> PollConfig:
+    """The client polls every few tens of milliseconds."""
+    return FAST_POLL
 
 
 def sdk_tasks() -> list[str]:

@@ -18,15 +18,14 @@ from akool_async import (
     Outcome,
     PlusSwap,
     PollConfig,
-    RetryPolicy,
 )
 from akool_async._download import download, file_name
 from akool_async._journal import read_journal
 from akool_async.testing import Emulator, EmulatorConfig
+from tests._support import FAST_RETRY
 
 pytestmark = pytest.mark.anyio
 
-FAST_RETRY = RetryPolicy(max_attempts=3, initial_delay=0.001, max_delay=0.005, jitter=False)
 FAST_POLL = PollConfig(image_first=0.02, image_max=0.1, video_first=0.02, video_max=0.1)
 BODY = bytes(range(256)) * 40  # 10 KiB
 
@@ -38,18 +37,9 @@ def akool_emulator_config() -> EmulatorConfig:
 
 
 @pytest.fixture
-async def emu(akool_emulator: Emulator) -> Emulator:
-    """The running emulator."""
-    return akool_emulator
-
-
-@pytest.fixture
-async def client(emu: Emulator) -> AsyncIterator[AsyncClient]:
-    """An open client on the emulator, polling every few tens of milliseconds."""
-    client = AsyncClient(api_key=emu.api_key, base_url=emu.base_url, retry=FAST_RETRY)
-    client.poll_config = FAST_POLL
-    async with client:
-        yield client
+def client_poll_config() -> PollConfig:
+    """The client polls every few tens of milliseconds."""
+    return FAST_POLL
 
 
 @pytest.fixture

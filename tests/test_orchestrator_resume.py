@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +25,14 @@ from akool_async import (
     ParameterError,
     PlusSwap,
     PollConfig,
-    RetryPolicy,
 )
 from akool_async._journal import read_journal
 from akool_async.testing import Emulator, EmulatorConfig
+from tests._support import QUICK_JOBS, swap
 
 pytestmark = pytest.mark.anyio
 
 REPO = Path(__file__).resolve().parent.parent
-FAST_RETRY = RetryPolicy(max_attempts=3, initial_delay=0.001, max_delay=0.005, jitter=False)
 FAST_POLL = PollConfig(image_first=0.02, image_max=0.1, jitter=0.1, retry_delay=0.02)
 
 #: A batch run in a child process, killed with SIGKILL by the test. It prints one line per
@@ -69,32 +68,13 @@ anyio.run(main)
 @pytest.fixture
 def akool_emulator_config() -> EmulatorConfig:
     """Jobs of 10-30 ms."""
-    return EmulatorConfig(latency_scale=0.01, queue_seconds=(0.0, 0.5))
+    return QUICK_JOBS
 
 
 @pytest.fixture
-async def emu(akool_emulator: Emulator) -> Emulator:
-    """The running emulator."""
-    return akool_emulator
-
-
-@pytest.fixture
-async def client(emu: Emulator) -> AsyncIterator[AsyncClient]:
-    """An open client on the emulator, polling every few tens of milliseconds."""
-    client = AsyncClient(api_key=emu.api_key, base_url=emu.base_url, retry=FAST_RETRY)
-    client.poll_config = FAST_POLL
-    async with client:
-        yield client
-
-
-def swap(i: int, **changes: Any) -> PlusSwap:
-    """The same request for the same ``i`` in every run (what a resumed input looks like)."""
-    fields: dict[str, Any] = {
-        "source_url": f"https://example.com/face-{i}.jpg",
-        "target_url": f"https://example.com/target-{i}.jpg",
-    }
-    fields.update(changes)
-    return PlusSwap(**fields)
+def client_poll_config() -> PollConfig:
+    """The client polls every few tens of milliseconds."""
+    return FAST_POLL
 
 
 def inputs(n: int) -> Iterator[PlusSwap]:

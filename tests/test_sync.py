@@ -5,10 +5,9 @@ Lifetime, threads, loops, forks and interrupts are in ``test_sync_lifecycle.py``
 
 from __future__ import annotations
 
-import functools
 import inspect
 import re
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, TypeVar
 
 import anyio
@@ -40,20 +39,11 @@ from akool_async._orchestrator import Batch
 from akool_async._poller import PollConfig
 from akool_async._sync import BlockingBatch, BlockingIterator, IteratorMirror
 from akool_async.testing import DEFAULT_API_KEY, EmulatorConfig, EmulatorThread
+from tests import _support as support
+from tests._support import FAST_POLL, FAST_RETRY, QUICK_JOBS, on_emulator
 
 T = TypeVar("T")
 
-FAST_RETRY = RetryPolicy(max_attempts=3, initial_delay=0.001, max_delay=0.005, jitter=False)
-FAST_POLL = PollConfig(
-    image_first=0.02,
-    image_max=0.1,
-    video_first=0.05,
-    video_max=0.2,
-    jitter=0.1,
-    retry_delay=0.02,
-    miss_limit=2,
-    miss_grace=0.05,
-)
 SRC = "https://example.com/face.jpg"
 OPTS = "239,364:386,366:317,472:266,539"
 
@@ -61,13 +51,7 @@ OPTS = "239,364:386,366:317,472:266,539"
 @pytest.fixture
 def akool_emulator_config() -> EmulatorConfig:
     """Jobs of 10-30 ms (images) and 50-150 ms (videos)."""
-    return EmulatorConfig(latency_scale=0.01, queue_seconds=(0.0, 0.5))
-
-
-@pytest.fixture
-def runner(akool_emulator_thread: EmulatorThread) -> EmulatorThread:
-    """The emulator, on its own thread."""
-    return akool_emulator_thread
+    return QUICK_JOBS
 
 
 @pytest.fixture
@@ -78,18 +62,9 @@ def client(runner: EmulatorThread) -> Iterator[Client]:
         yield client
 
 
-def on_emulator(runner: EmulatorThread, func: Callable[..., T], /, *args: Any, **kw: Any) -> T:
-    """Run ``func(*args, **kw)`` on the emulator's loop (it is not thread-safe)."""
-    return runner.call(functools.partial(func, *args, **kw))
-
-
 def swap(i: int, *, target: str | None = None) -> PlusSwap:
     """A distinct single-face Plus request."""
-    return PlusSwap(
-        source_url=f"https://example.com/face-{i}.jpg",
-        target_url=target or f"https://example.com/target-{i}.jpg",
-        single_face_mode=True,
-    )
+    return support.swap(i, target=target, single_face_mode=True)
 
 
 def faces(n: int = 1) -> list[FaceImage]:

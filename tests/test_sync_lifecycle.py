@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import gc
 import os
 import signal
@@ -13,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import anyio
 import pytest
@@ -29,23 +28,18 @@ from akool_async import (
 from akool_async._events import BatchEvent
 from akool_async._poller import PollConfig
 from akool_async.testing import DEFAULT_API_KEY, EmulatorConfig, EmulatorThread
+from tests import _support as support
+from tests._support import FAST_RETRY, QUICK_JOBS, on_emulator
 
 T = TypeVar("T")
 
-FAST_RETRY = RetryPolicy(max_attempts=3, initial_delay=0.001, max_delay=0.005, jitter=False)
 FAST_POLL = PollConfig(image_first=0.02, image_max=0.1, jitter=0.1, retry_delay=0.02)
 
 
 @pytest.fixture
 def akool_emulator_config() -> EmulatorConfig:
     """Jobs of 10-30 ms."""
-    return EmulatorConfig(latency_scale=0.01, queue_seconds=(0.0, 0.5))
-
-
-@pytest.fixture
-def runner(akool_emulator_thread: EmulatorThread) -> EmulatorThread:
-    """The emulator, on its own thread."""
-    return akool_emulator_thread
+    return QUICK_JOBS
 
 
 @pytest.fixture
@@ -56,18 +50,9 @@ def client(runner: EmulatorThread) -> Iterator[Client]:
         yield client
 
 
-def on_emulator(runner: EmulatorThread, func: Callable[..., T], /, *args: Any, **kw: Any) -> T:
-    """Run ``func(*args, **kw)`` on the emulator's loop."""
-    return runner.call(functools.partial(func, *args, **kw))
-
-
 def swap(i: int) -> PlusSwap:
     """A distinct single-face Plus request."""
-    return PlusSwap(
-        source_url=f"https://example.com/face-{i}.jpg",
-        target_url=f"https://example.com/target-{i}.jpg",
-        single_face_mode=True,
-    )
+    return support.swap(i, single_face_mode=True)
 
 
 def portal_threads() -> list[threading.Thread]:

@@ -26,7 +26,6 @@ from akool_async import (
     Outcome,
     PlusSwap,
     PollConfig,
-    RetryPolicy,
     SwapResult,
     SwapStatus,
     ValidationError,
@@ -41,10 +40,10 @@ from akool_async.testing import (
     EmulatorConfig,
     EmulatorThread,
 )
+from tests._support import FAST_RETRY, swap
 
 pytestmark = pytest.mark.anyio
 
-FAST_RETRY = RetryPolicy(max_attempts=3, initial_delay=0.001, max_delay=0.005, jitter=False)
 #: The same pacing with webhooks off and on; the safety net (1 s) is far above a job's ~40 ms.
 POLL = PollConfig(
     image_first=0.1,
@@ -66,12 +65,6 @@ def akool_emulator_config() -> EmulatorConfig:
 
 
 @pytest.fixture
-async def emu(akool_emulator: Emulator) -> Emulator:
-    """The running emulator."""
-    return akool_emulator
-
-
-@pytest.fixture
 async def receiver(emu: Emulator) -> AsyncIterator[WebhookReceiver]:
     """A standalone receiver verifying with the emulator's key pair and clock."""
     verifier = WebhookVerifier(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, now=emu.clock.now)
@@ -80,20 +73,9 @@ async def receiver(emu: Emulator) -> AsyncIterator[WebhookReceiver]:
 
 
 @pytest.fixture
-async def client(emu: Emulator) -> AsyncIterator[AsyncClient]:
-    """An open client on the emulator, with the shared pacing."""
-    client = AsyncClient(api_key=emu.api_key, base_url=emu.base_url, retry=FAST_RETRY)
-    client.poll_config = POLL
-    async with client:
-        yield client
-
-
-def swap(i: int, *, target: str | None = None) -> PlusSwap:
-    """A distinct single-face Plus request (its target URL identifies it in the emulator)."""
-    return PlusSwap(
-        source_url=f"https://example.com/face-{i}.jpg",
-        target_url=target or f"https://example.com/target-{i}.jpg",
-    )
+def client_poll_config() -> PollConfig:
+    """The client uses the shared pacing."""
+    return POLL
 
 
 Row = tuple[int, str, SwapStatus | None, str | None, str | None]
