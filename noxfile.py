@@ -1,13 +1,14 @@
 """Developer and CI sessions: lint, typecheck, tests on 3.11-3.13 with a coverage gate, bench, demo.
 
 ``python -m nox`` runs the default sessions (what `.ci/run` runs). pyenv installs 3.11, 3.12 and
-3.13 side by side on our machines but only 3.11 is on PATH; when pyenv is present and
-``PYENV_VERSION`` is unset we make all three visible, so one command tests every version.
+3.13 side by side on our machines but only 3.11 is on PATH; when pyenv is present we add the
+newest installed patch release of each to ``PYENV_VERSION``, so one command tests every version.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 
@@ -15,16 +16,22 @@ import nox
 
 PYTHONS = ["3.11", "3.12", "3.13"]
 
-if "PYENV_VERSION" not in os.environ and shutil.which("pyenv"):
+if shutil.which("pyenv"):
+    # A pyenv shim running nox sets PYENV_VERSION to its own version only; add the others.
     installed = subprocess.run(
         ["pyenv", "versions", "--bare"], capture_output=True, text=True, check=False
     ).stdout.split()
+    active = [v for v in os.environ.get("PYENV_VERSION", "").split(":") if v]
     wanted = [
-        max((v for v in installed if v.startswith(f"{p}.") and v.count(".") == 2), default="")
+        max(
+            (v for v in installed if re.fullmatch(rf"{re.escape(p)}\.\d+", v)),
+            key=lambda v: int(v.rsplit(".", 1)[1]),
+            default="",
+        )
         for p in PYTHONS
     ]
     if all(wanted):
-        os.environ["PYENV_VERSION"] = ":".join(wanted)
+        os.environ["PYENV_VERSION"] = ":".join(dict.fromkeys([*active, *wanted]))
 
 nox.options.sessions = ["lint", "typecheck", "tests", "coverage_report"]
 nox.options.reuse_existing_virtualenvs = True
