@@ -83,6 +83,7 @@ FetchResults = Callable[[Sequence[str]], Awaitable[Sequence[SwapResult]]]
 StatusCallback = Callable[[SwapResult], None]
 
 _EARLY_NOTIFICATIONS: Final = 10_000
+_NEVER: Final = -math.inf  # one shared float object, not one per entry
 #: Queue phases of an entry (see "Queue awareness" in the module docstring).
 _BEHIND: Final = 0
 _HEAD: Final = 1
@@ -125,11 +126,6 @@ class PollerStatistics:
     webhooks_attached: bool
 
 
-def _expire(done: asyncio.Future[None]) -> None:
-    if not done.done():
-        done.set_exception(TimeoutError())
-
-
 class _Waiter:
     """One ``wait`` call: a bare asyncio future and its outcome (see ``Poller.wait``)."""
 
@@ -168,11 +164,11 @@ class _Entry:
         self.due = now
         self.seq = 0
         self.in_flight = False
-        self.last_polled = -math.inf
+        self.last_polled = _NEVER
         self.misses = 0
         self.first_miss = 0.0
         self.last: SwapResult | None = None
-        self.waiters: list[_Waiter] = []
+        self.waiters: tuple[_Waiter, ...] = ()  # a tuple: most jobs have one waiter
         self.phase = _BEHIND
         self.phase_since = now
 
@@ -203,6 +199,10 @@ class Poller:
         #: ``since`` of the youngest entry seen started: everything older has started too.
         self._frontier = -math.inf
         self._starts: deque[float] = deque()
+        #: Waiters' deadlines: ``(loop time, seq, future)``; see ``_add_deadline``.
+        self._deadlines: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._timed = 0
         self._running = False
         self._stopped = False
         self.requests = 0
@@ -228,6 +228,8 @@ class Poller:
         finally:
             self._running = False
             self._stopped = True
+            if self._deadline_timer is not None:
+                self._deadline_timer.cancel()
             closed = ClientStateError("the client was closed while a job was being waited for")
             for entry in list(self._entries.values()):
                 self._finish(entry, error=closed)
@@ -266,19 +268,20 @@ class Poller:
         """
         if not self._running:
             raise ClientStateError("the client is not open: use 'async with AsyncClient(...)'")
-        # A bare future and a loop timer rather than an anyio Event under fail_after: a waiter
-        # is what every tracked job costs, and this one is ~3 KB and ~30 us lighter (benchmark
-        # figures in benchmarks/README.md). The task's cancellation cancels the future.
+        # A bare future, and a deadline in the poller's own heap, rather than an anyio Event
+        # under fail_after: a waiter is what every tracked job costs, and this one is ~3 KB
+        # and ~40 us lighter (benchmarks/README.md). Cancelling the task cancels the future.
         loop = asyncio.get_running_loop()
         waiter = _Waiter(on_status, loop.create_future())
         entry = self._track(job_id, media)
-        entry.waiters.append(waiter)
+        entry.waiters += (waiter,)
         early = self._early.pop(job_id, None)
         if early is not None:
             self._deliver(entry, early)
-        timer = None
+        timed = False
         if timeout is not None and not waiter.done.done():
-            timer = loop.call_later(timeout, _expire, waiter.done)
+            timed = True
+            self._add_deadline(loop, loop.time() + timeout, waiter.done)
         try:
             await waiter.done
         except TimeoutError:
@@ -289,14 +292,45 @@ class Poller:
                     result=entry.last,
                 ) from None
         finally:
-            if timer is not None:
-                timer.cancel()
+            if timed:
+                self._timed -= 1
             if waiter.result is None and waiter.error is None:
                 self._leave(entry, waiter)
         if waiter.error is not None:
             raise waiter.error
         assert waiter.result is not None
         return waiter.result
+
+    def _add_deadline(
+        self, loop: asyncio.AbstractEventLoop, when: float, done: asyncio.Future[None]
+    ) -> None:
+        """Fail ``done`` with ``TimeoutError`` at loop time ``when`` unless it is done by then.
+
+        One heap and one loop timer for every waiter (a timer handle each would cost ~250
+        bytes per tracked job); futures that finish early are dropped lazily.
+        """
+        self._timed += 1
+        heap = self._deadlines
+        if len(heap) > 2 * self._timed + 64:
+            heap[:] = [item for item in heap if not item[2].done()]
+            heapq.heapify(heap)
+        heapq.heappush(heap, (when, next(self._seq), done))
+        timer = self._deadline_timer
+        if timer is None or when < timer.when():
+            if timer is not None:
+                timer.cancel()
+            self._deadline_timer = loop.call_at(when, self._expire_due, loop)
+
+    def _expire_due(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._deadline_timer = None
+        heap = self._deadlines
+        now = loop.time() + 0.001  # the loop may run a timer a hair early
+        while heap and (heap[0][0] <= now or heap[0][2].done()):
+            done = heapq.heappop(heap)[2]
+            if not done.done():
+                done.set_exception(TimeoutError())
+        if heap:
+            self._deadline_timer = loop.call_at(heap[0][0], self._expire_due, loop)
 
     def _track(self, job_id: str, media: MediaType | str) -> _Entry:
         entry = self._entries.get(job_id)
@@ -312,8 +346,7 @@ class Poller:
 
     def _leave(self, entry: _Entry, waiter: _Waiter) -> None:
         """A waiter gave up (timeout, cancellation): stop polling its id if nobody is left."""
-        if waiter in entry.waiters:
-            entry.waiters.remove(waiter)
+        entry.waiters = tuple(w for w in entry.waiters if w is not waiter)
         if not entry.waiters and self._entries.get(entry.id) is entry:
             del self._entries[entry.id]
             self._set_phase(entry, _ACTIVE, entry.phase_since)
@@ -631,7 +664,7 @@ class Poller:
                 error=JobFailedError(f"job {entry.id} failed", job_id=entry.id, result=result),
             )
         elif previous is None or previous.status != result.status:
-            for waiter in list(entry.waiters):
+            for waiter in entry.waiters:
                 if waiter.on_status is not None:
                     try:
                         waiter.on_status(result)
@@ -644,7 +677,7 @@ class Poller:
         if self._entries.get(entry.id) is entry:
             del self._entries[entry.id]
             self._set_phase(entry, _ACTIVE, entry.phase_since)
-        waiters, entry.waiters = entry.waiters, []
+        waiters, entry.waiters = entry.waiters, ()
         for waiter in waiters:
             waiter.result = result
             waiter.error = error
