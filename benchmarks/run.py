@@ -43,7 +43,7 @@ PYTHON = sys.executable
 #: Workload sizes. C is the same for swap_many and the naive client (see README.md).
 PROFILES: dict[str, dict[str, Any]] = {
     "full": {"jobs": 10_000, "slots": 500, "concurrency": 256, "submit_jobs": 10_000},
-    "quick": {"jobs": 1_000, "slots": 100, "concurrency": 64, "submit_jobs": 5_000},
+    "quick": {"jobs": 1_000, "slots": 200, "concurrency": 100, "submit_jobs": 3_000},
 }
 IMAGE_SECONDS = (2.0, 4.0)
 NAIVE_INTERVAL = 4.5
