@@ -175,6 +175,15 @@ def makespan_workload(name: str, slots: int, script: str, *args: object) -> dict
         "peak_rss": result["peak_rss"],
         "server_cpu_s": stats["cpu_s"] - cpu_before,
         "ids_polled_per_job": result.get("ids_polled", math.nan) / n,
+        # Where the wall time went: client start -> first job created on the server; the
+        # server's own span (first created -> last finished); last finished -> client done.
+        "start_lag_s": min(row[1] for row in jobs) - result["started_at"] if jobs else math.nan,
+        "server_span_s": max(row[3] for row in jobs) - min(row[1] for row in jobs)
+        if jobs
+        else math.nan,
+        "tail_s": result["started_at"] + result["wall_s"] - max(row[3] for row in jobs)
+        if jobs
+        else math.nan,
     }
 
 
