@@ -80,6 +80,7 @@ from ._records import (
     request_key,
     result_from_json,
     result_json,
+    submit_endpoint,
 )
 from ._retry import RetryPolicy
 
@@ -274,7 +275,10 @@ class BatchRun(Generic[R]):
 
     async def _resolve(self, item: _Item[R]) -> Outcome[R]:
         try:
-            item.key, item.text = request_key(item.request)
+            if self._journal is None:
+                submit_endpoint(item.request)  # the key only identifies journal rows
+            else:
+                item.key, item.text = request_key(item.request)
         except ValidationError as exc:
             return item.outcome(error=exc)
         if self._journal is not None:

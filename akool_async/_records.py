@@ -48,6 +48,7 @@ __all__ = [
     "request_key",
     "result_from_json",
     "result_json",
+    "submit_endpoint",
 ]
 
 #: The job-creating endpoint of each request class.
@@ -66,11 +67,8 @@ _ERROR_TYPES: Final[Mapping[str, type[AkoolError]]] = {
 }
 
 
-def request_key(request: object) -> tuple[str, str]:
-    """``(key, canonical JSON)`` of a swap request: what identifies it in a journal.
-
-    The canonical JSON is the endpoint name plus the request's wire body with sorted keys;
-    ``webhookUrl`` is left out (where callbacks go is delivery, not the job itself).
+def submit_endpoint(request: object) -> Endpoint[Any, SwapJob]:
+    """The submit endpoint of a swap request.
 
     Raises:
         ValidationError: ``request`` is not a PlusSwap, ProSwap, ImageSwap or VideoSwap.
@@ -82,6 +80,19 @@ def request_key(request: object) -> tuple[str, str]:
             f"not {type(request).__name__}",
             field="requests",
         )
+    return endpoint
+
+
+def request_key(request: object) -> tuple[str, str]:
+    """``(key, canonical JSON)`` of a swap request: what identifies it in a journal.
+
+    The canonical JSON is the endpoint name plus the request's wire body with sorted keys;
+    ``webhookUrl`` is left out (where callbacks go is delivery, not the job itself).
+
+    Raises:
+        ValidationError: ``request`` is not a PlusSwap, ProSwap, ImageSwap or VideoSwap.
+    """
+    endpoint = submit_endpoint(request)
     body = dict(build_request(endpoint, request).json or {})
     body.pop("webhookUrl", None)
     text = json.dumps(
