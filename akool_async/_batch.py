@@ -26,6 +26,7 @@ instead: submits in flight finish, submitted jobs go on being awaited (credit ca
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 from collections import Counter
@@ -172,8 +173,10 @@ class BatchRun(Generic[R]):
         self.finished = False
         self.closing = False
         self._journal: Journal | None = None
-        self._submit_limiter = anyio.CapacityLimiter(options.concurrency)
-        self._admission = anyio.Semaphore(options.max_pending)
+        # asyncio's semaphores, not anyio's: an uncontended acquire does not yield to the
+        # loop (anyio's are full checkpoints); cancellation is checked right after instead.
+        self._submit_limiter = asyncio.Semaphore(options.concurrency)
+        self._admission = asyncio.Semaphore(options.max_pending)
         self._deadline_at = math.inf
         self._credit_error: InsufficientCreditError | None = None
         self._counters = BatchCounters()
@@ -242,6 +245,7 @@ class BatchRun(Generic[R]):
         index = 0
         while True:
             await self._admission.acquire()
+            await anyio.lowlevel.checkpoint_if_cancelled()
             try:
                 if sync_iter is not None:
                     request = next(sync_iter)
@@ -335,6 +339,8 @@ class BatchRun(Generic[R]):
         throttles = 0
         while True:
             async with self._submit_limiter:
+                # Cancellation is still honoured before anything is counted or sent.
+                await anyio.lowlevel.checkpoint_if_cancelled()
                 error = self._stop_error()
                 if error is None:
                     item.slot.move("submitting")
