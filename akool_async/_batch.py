@@ -4,7 +4,7 @@ One ``BatchRun`` runs as a single task in the client's task group (never in the 
 async generator frame). It reads the input lazily: a feeder takes one request at a time and
 starts one task for it, but only while fewer than ``max_pending`` requests are unfinished
 (back-pressure: the feeder stops reading at the cap); at most ``concurrency`` of those tasks
-submit at once (a ``CapacityLimiter``). Each task then waits for its job through the client's
+submit at once (a semaphore). Each task then waits for its job through the client's
 shared ``Poller`` and, if asked, downloads the result. Its ``Outcome`` goes to a bounded
 memory stream that ``Batch`` (``_orchestrator.py``) reads for the caller; a slow caller
 therefore also slows the batch down instead of piling outcomes up.
