@@ -337,10 +337,14 @@ class Poller:
         if entry is None:
             now = anyio.current_time()
             entry = self._entries[job_id] = _Entry(job_id, media, now)
-            if self.config.fifo:
+            if self.config.fifo and not self._webhooks:
                 self._queue.append(entry)
                 if self._head_count < self._head_size():
                     self._set_phase(entry, _HEAD, now)
+            else:
+                # Webhooks drive completion and nothing advances the queue meanwhile: keep such
+                # jobs out of it (it would only grow) and poll them by age if webhooks detach.
+                entry.phase = _ACTIVE
             self._schedule(entry, now, self._interval(entry, now))
         return entry
 

@@ -240,6 +240,18 @@ async def test_webhooks_slow_polling_down(server: FakeServer, poller: Poller) ->
     assert poller.statistics().webhooks_attached is False
 
 
+async def test_jobs_tracked_under_webhooks_stay_out_of_the_queue(
+    server: FakeServer, poller: Poller
+) -> None:
+    """While webhooks are attached, tracked jobs do not pile up in the queue-awareness deque."""
+    poller.config = attrs.evolve(FAST, safety_net_interval=10.0)
+    detach = poller.attach_webhooks()
+    for i in range(50):
+        poller._track(job_id(i), MediaType.IMAGE)
+    assert (len(poller._queue), len(poller._starts)) == (0, 0)
+    detach()
+
+
 async def test_spare_room_is_filled_with_the_next_due_ids(
     server: FakeServer, poller: Poller
 ) -> None:
