@@ -180,6 +180,11 @@ async def test_cancelling_the_caller_stops_the_batch_and_its_polling(
     stats = batch.statistics()
     assert (stats.finished, stats.pending, stats.submitting) == (True, 0, 0)
     assert client.poller_statistics().tracked == 0
+    # A listbyids call already on the wire when the batch was cancelled may still be finishing
+    # (the poller owns it); it must end on its own, leaving only the poller's loop.
+    in_flight = [t for t in asyncio.all_tasks() if t.get_name().endswith("Poller._poll")]
+    with anyio.fail_after(5):
+        await asyncio.gather(*in_flight, return_exceptions=True)
     assert sdk_tasks() == baseline == ["akool_async._poller.Poller.run"]
     polls = emu.stats.requests["list_results"]
     await anyio.sleep(0.3)  # several poll intervals: nothing may be asked any more
