@@ -429,11 +429,14 @@ class BatchRun(Generic[R]):
             left = max(0.0, self._deadline_at - anyio.current_time())
             timeout = left if timeout is None else min(timeout, left)
 
-        def on_status(result: SwapResult) -> None:
-            try:
-                self._event("status_changed", item.index, job_id=job.id, status=result.status)
-            except Exception as exc:  # the user's hook, called from the shared poller
-                self.fail(exc)
+        on_status: Callable[[SwapResult], None] | None = None
+        if self._options.on_event is not None:  # no closure per pending job without a hook
+
+            def on_status(result: SwapResult) -> None:
+                try:
+                    self._event("status_changed", item.index, job_id=job.id, status=result.status)
+                except Exception as exc:  # the user's hook, called from the shared poller
+                    self.fail(exc)
 
         try:
             result = await self._poller.wait(

@@ -839,6 +839,7 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
         self._emit("throttled", endpoint=endpoint.name, delay=delay, status=status, code=error.code)
 
     @staticmethod
+    @functools.lru_cache(maxsize=32)  # one per Timeout in use, not one per request
     def _client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
         return aiohttp.ClientTimeout(
             total=timeout.total, sock_connect=timeout.connect, sock_read=timeout.read

@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from akool_async import (
     DetectedFace,
@@ -28,7 +31,7 @@ from akool_async import (
     VideoSwap,
     bbox_from_region,
 )
-from akool_async._models import TokenRequest, validate_ids
+from akool_async._models import _PLAIN_URL, TokenRequest, _url_path, validate_ids
 
 OPTS = "1,2:3,4:5,6:7,8"
 SRC = "https://example.com/source.jpg"
@@ -484,3 +487,32 @@ def test_legacy_face_image_uses_origin_url() -> None:
 def test_legacy_face_image_bad_index() -> None:
     """Asking for a face that was not found is a ValidationError."""
     assert field_of(lambda: LegacyFaceDetection().face_image(0, image_url=TGT)) == "index"
+
+
+_URL_ALPHABET = st.sampled_from([*"aZ09.-_:~%/?#@[] \tHhTtPpSs&=+", "é"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    rest=st.text(_URL_ALPHABET, max_size=30),
+    scheme=st.sampled_from(["http://", "https://", "HTTP://", "HtTpS://", "ftp://", "http:/", ""]),
+)
+def test_url_fast_path_agrees_with_urlsplit(rest: str, scheme: str) -> None:
+    """The regex fast path accepts only what ``urlsplit`` accepts and finds the same path."""
+    url = scheme + rest
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        parts = None
+    if _PLAIN_URL.match(url) is not None:
+        assert parts is not None
+        assert parts.scheme.lower() in ("http", "https")
+        assert parts.netloc
+    if parts is not None:
+        assert parts.path == _url_path(url)
+    accepted = parts is not None and parts.scheme.lower() in ("http", "https") and parts.netloc
+    if accepted:
+        PlusSwap(source_url=url, target_url=TGT)
+    else:
+        with pytest.raises(ValidationError):
+            PlusSwap(source_url=url, target_url=TGT)
