@@ -119,13 +119,28 @@ def _status(value: Any, _: type[Any]) -> SwapStatus:
     return SwapStatus(_strict_int(value, int))
 
 
+def _or_none(hook: Callable[[Any, type[Any]], Any]) -> Callable[[Any, type[Any]], Any]:
+    """``hook`` for ``X | None``: cattrs' generic Optional hook re-dispatches on every value."""
+
+    def structure(value: Any, cls: type[Any]) -> Any:
+        return None if value is None else hook(value, cls)
+
+    return structure
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter()
     conv.register_structure_hook(SwapStatus, _status)  # before int: IntEnum is an int
-    conv.register_structure_hook(datetime, _structure_datetime)
-    conv.register_structure_hook(int, _strict_int)
-    conv.register_structure_hook(float, _strict_float)
-    conv.register_structure_hook(str, _strict_str)
+    hooks: tuple[tuple[Any, Callable[[Any, type[Any]], Any]], ...] = (
+        (datetime, _structure_datetime),
+        (int, _strict_int),
+        (float, _strict_float),
+        (str, _strict_str),
+    )
+    for cls, hook in hooks:
+        conv.register_structure_hook(cls, hook)
+        # A listbyids item is mostly optional fields: ~9 -> ~4 us per item (a poll decodes 100).
+        conv.register_structure_hook(cls | None, _or_none(hook))
     return conv
 
 
