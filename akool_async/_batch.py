@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 from collections import Counter
 from collections.abc import (
@@ -69,6 +70,7 @@ from ._events import (
     EventKind,
     Outcome,
     R,
+    submit_events,
 )
 from ._journal import Journal, JournalRecord, JournalState
 from ._models import CreditQuery, SwapJob, SwapResult
@@ -267,6 +269,9 @@ class BatchRun(Generic[R]):
 
     async def _job(self, index: int, request: R) -> None:
         item = _Item(index, request, _Slot(self._counters.states))
+        if self._options.on_event is not None:
+            # This task's own context: the client reports this request's retries through it.
+            submit_events.set(functools.partial(self._report, index))
         try:
             outcome = await self._resolve(item)
             item.slot.move(None)
@@ -357,7 +362,7 @@ class BatchRun(Generic[R]):
                 # refusal without action, so trying again later cannot create a second job.
                 throttles += 1
                 delay = _RESUBMIT_BACKOFF.delay(throttles - 1, retry_after=error.retry_after)
-                self._event("throttled", item.index, error=error, attempt=throttles, delay=delay)
+                # The client reported the 1005 itself ("throttled", via submit_events).
                 await anyio.sleep(delay)
                 self._counters.retries += 1
                 self._event("retried", item.index, error=error, attempt=throttles + 1)
@@ -521,6 +526,16 @@ class BatchRun(Generic[R]):
             await self.send.send(outcome)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             self.cancel()  # nobody reads any more: the batch was closed
+
+    def _report(self, index: int, kind: EventKind, **data: Any) -> None:
+        """An event from inside the client's retry loop: a raising hook stops the batch.
+
+        (Its retries are in the statistics already: they come from the client's counters.)
+        """
+        try:
+            self._event(kind, index, **data)
+        except Exception as exc:
+            self.fail(exc)
 
     def _event(self, kind: EventKind, index: int, **data: Any) -> None:
         hook = self._options.on_event

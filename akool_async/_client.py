@@ -74,6 +74,7 @@ from ._errors import (
     TransportError,
     ValidationError,
 )
+from ._events import submit_events
 from ._models import (
     CreditQuery,
     DeleteQuery,
@@ -189,6 +190,8 @@ async def _on_backoff(details: Mapping[str, Any]) -> None:
         delay=details["wait"],
         error=failure.error,
     )
+    if endpoint.creates_job and (report := submit_events.get()) is not None:
+        report("retried", attempt=details["tries"], delay=details["wait"], error=failure.error)
 
 
 @functools.lru_cache(maxsize=64)
@@ -795,7 +798,7 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
         try:
             result = decode(endpoint, status, response_headers, body, request=request)
         except (APIError, TransportError) as exc:
-            raise self._classify(endpoint, exc, status, policy) from exc
+            raise self._classify(endpoint, exc, status, policy, attempt=attempt) from exc
         shared.gate.streak = 0
         return result
 
@@ -805,11 +808,13 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
         error: APIError | TransportError,
         status: int,
         policy: RetryPolicy,
+        *,
+        attempt: int = 1,
     ) -> _Failure:
         """How far a request that got an answer provably got, and whether to retry it."""
         read = not endpoint.creates_job
         if isinstance(error, RateLimitError):
-            self._throttle(endpoint, error, status, policy)
+            self._throttle(endpoint, error, status, policy, attempt)
             return _Failure(error, _Delivery.REFUSED, retryable=True, throttled=True)
         if status == 503:
             return _Failure(error, _Delivery.REFUSED, retryable=True)
@@ -822,7 +827,12 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
         return _Failure(error, _Delivery.ANSWERED, retryable=read and status >= 500)
 
     def _throttle(
-        self, endpoint: Endpoint[Any, Any], error: RateLimitError, status: int, policy: RetryPolicy
+        self,
+        endpoint: Endpoint[Any, Any],
+        error: RateLimitError,
+        status: int,
+        policy: RetryPolicy,
+        attempt: int,
     ) -> None:
         gate = self._shared.gate
         gate.streak += 1
@@ -837,6 +847,8 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
             delay,
         )
         self._emit("throttled", endpoint=endpoint.name, delay=delay, status=status, code=error.code)
+        if endpoint.creates_job and (report := submit_events.get()) is not None:
+            report("throttled", attempt=attempt, delay=delay, error=error)
 
     @staticmethod
     @functools.lru_cache(maxsize=32)  # one per Timeout in use, not one per request

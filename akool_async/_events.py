@@ -8,7 +8,8 @@ another thread, or compared in a test.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
@@ -34,6 +35,13 @@ SwapRequest = PlusSwap | ProSwap | ImageSwap | VideoSwap
 R = TypeVar("R", bound=SwapRequest)
 
 EventKind = Literal["submitted", "status_changed", "retried", "throttled", "finished"]
+
+#: Set inside a batch's per-request task when the batch has an ``on_event`` hook: the client
+#: reports that request's submit retries and throttles through it (``report(kind, **data)``),
+#: so a batch's events include what the client's retry loop did for each request.
+submit_events: ContextVar[Callable[..., None] | None] = ContextVar(
+    "akool_async_submit_events", default=None
+)
 
 
 class DownloadError(AkoolError):

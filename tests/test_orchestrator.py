@@ -25,6 +25,7 @@ from akool_async import (
     Outcome,
     PlusSwap,
     PollConfig,
+    RateLimitError,
     RetryPolicy,
     SwapStatus,
     ValidationError,
@@ -320,6 +321,44 @@ async def test_events_and_statistics_add_up(client: AsyncClient, emu: Emulator) 
     assert stats.credits_used == 20
     assert (stats.pending, stats.waiting_input, stats.finished) == (0, 0, True)
     assert stats.requests["list_results"] == emu.stats.requests["list_results"]
+
+
+async def test_client_retries_of_a_submit_are_batch_events(
+    client: AsyncClient, emu: Emulator
+) -> None:
+    """A 1005 and a 503 on one request's submit show up as that request's batch events."""
+    emu.faults.inject("faceswap_plus", "rate_limited")
+    emu.faults.inject("faceswap_plus", "http_503")
+    events: list[BatchEvent] = []
+    batch = client.swap_many([swap(0)], on_event=events.append)
+    [outcome] = await collect(batch)
+    assert outcome.ok
+    assert [(e.kind, e.index, e.attempt) for e in events if e.kind != "status_changed"] == [
+        ("throttled", 0, 1),
+        ("retried", 0, 1),
+        ("retried", 0, 2),
+        ("submitted", 0, None),
+        ("finished", 0, None),
+    ]
+    retried = [e for e in events if e.kind == "retried"]
+    assert isinstance(retried[0].error, RateLimitError)
+    assert all(e.delay is not None and e.delay >= 0 for e in retried)
+    assert batch.statistics().retries == 2
+    assert emu.stats.requests["faceswap_plus"] == 3
+
+
+async def test_hook_raising_inside_a_submit_retry_ends_the_batch(
+    client: AsyncClient, emu: Emulator
+) -> None:
+    """A hook that raises on a client-level 'throttled' event ends the batch with its error."""
+    emu.faults.inject("faceswap_plus", "rate_limited")
+
+    def hook(event: BatchEvent) -> None:
+        if event.kind == "throttled":
+            raise RuntimeError("hook bug")
+
+    with pytest.raises(RuntimeError, match="hook bug"):
+        await collect(client.swap_many([swap(0)], on_event=hook))
 
 
 async def test_input_is_read_lazily(client: AsyncClient, emu: Emulator) -> None:
