@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
@@ -464,3 +466,26 @@ async def test_real_clock_delivers_webhooks_in_the_background(
         await emu.drain_webhooks()
     expected = (_id, "delivered", 3)
     assert expected == (attempt.job_id, attempt.outcome, attempt.status)
+
+
+async def test_client_vanishing_mid_body_is_not_a_server_error(
+    emu: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client killed while sending its body creates nothing and logs no server error."""
+    host, port = emu.base_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        f"POST {PLUS} HTTP/1.1\r\nHost: {host}\r\nx-api-key: {DEFAULT_API_KEY}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+        '{"source_url": '.encode()
+    )
+    await writer.drain()
+    for _ in range(100):  # until the emulator has started reading the body
+        if emu.stats.requests["faceswap_plus"]:
+            break
+        await asyncio.sleep(0.01)
+    writer.transport.abort()
+    await asyncio.sleep(0.1)
+    assert emu.stats.requests["faceswap_plus"] == 1
+    assert sum(emu.stats.jobs_by_endpoint.values()) == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

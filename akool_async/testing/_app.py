@@ -84,7 +84,14 @@ class _Api:
 
     @staticmethod
     async def json_body(request: web.Request) -> Any:
-        raw = await request.read()
+        try:
+            raw = await request.read()
+        except ConnectionResetError:
+            # The client went away mid-body (killed, timed out): nothing was created, and the
+            # answer goes nowhere. Not an emulator error, so not "Error handling request".
+            raise web.HTTPBadRequest(
+                text="the client disconnected before its body arrived"
+            ) from None
         try:
             return json.loads(raw) if raw else None
         except ValueError:
