@@ -473,7 +473,7 @@ async def test_client_vanishing_mid_body_is_not_a_server_error(
 ) -> None:
     """A client killed while sending its body creates nothing and logs no server error."""
     host, port = emu.base_url.removeprefix("http://").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
+    _reader, writer = await asyncio.open_connection(host, int(port))
     writer.write(
         f"POST {PLUS} HTTP/1.1\r\nHost: {host}\r\nx-api-key: {DEFAULT_API_KEY}\r\n"
         "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
