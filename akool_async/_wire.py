@@ -139,7 +139,7 @@ def _make_converter() -> cattrs.Converter:
     )
     for cls, hook in hooks:
         conv.register_structure_hook(cls, hook)
-        # A listbyids item is mostly optional fields: ~9 -> ~4 us per item (a poll decodes 100).
+        # A listbyids item is mostly optional fields: ~9.3 -> ~7.5 us each (a poll decodes 100).
         conv.register_structure_hook(cls | None, _or_none(hook))
     return conv
 
