@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import enum
 import functools
 import math
 from collections import Counter
@@ -89,7 +91,7 @@ from ._retry import RetryPolicy
 
 if TYPE_CHECKING:
     from ._client import AsyncClient
-    from ._poller import Poller
+    from ._poller import Poller, Waiter
 
 __all__ = ["BatchOptions", "BatchRun"]
 
@@ -137,7 +139,19 @@ class _Slot:
 class _Item(Generic[R]):
     """One input request on its way through the batch."""
 
-    __slots__ = ("index", "key", "occurrence", "request", "resumed", "slot", "text")
+    __slots__ = (
+        "index",
+        "job",
+        "key",
+        "occurrence",
+        "request",
+        "resumed",
+        "run",
+        "slot",
+        "text",
+        "timeout",
+        "waiter",
+    )
 
     def __init__(self, index: int, request: R, slot: _Slot) -> None:
         self.index = index
@@ -147,9 +161,33 @@ class _Item(Generic[R]):
         self.text = ""
         self.occurrence = 0
         self.resumed = False
+        # While its job is pending (no task): the job, its waiter and the waiter's timeout.
+        self.job: SwapJob | None = None
+        self.waiter: Waiter | None = None
+        self.timeout: float | None = None
+        self.run: BatchRun[R] | None = None
+
+    def status_changed(self, result: SwapResult) -> None:
+        """The poller saw a new non-terminal status (called only when there is a hook)."""
+        run, job = self.run, self.job
+        assert run is not None
+        assert job is not None
+        try:
+            run._event("status_changed", self.index, job_id=job.id, status=result.status)
+        except Exception as exc:  # the user's hook, called from the shared poller
+            run.fail(exc)
 
     def outcome(self, **fields: Any) -> Outcome[R]:
         return Outcome(request=self.request, index=self.index, resumed=self.resumed, **fields)
+
+
+class _Pending(enum.Enum):
+    """What ``_resolve`` returns when the request's job was handed to the poller."""
+
+    WAITING = "waiting"
+
+
+_WAITING: Final = _Pending.WAITING
 
 
 class BatchRun(Generic[R]):
@@ -181,6 +219,14 @@ class BatchRun(Generic[R]):
         self._admission = asyncio.Semaphore(options.max_pending)
         self._deadline_at = math.inf
         self._credit_error: InsufficientCreditError | None = None
+        self._tg: TaskGroup | None = None
+        self._wait_over_method = self._wait_over  # one bound method for every waiter
+        self._callback_context = contextvars.Context()
+        #: Requests whose job is pending, by their waiter's future (no task meanwhile).
+        self._waiting: dict[asyncio.Future[None], _Item[R]] = {}
+        #: Requests read and not finished; ``_drained`` is set when that reaches 0.
+        self._unfinished = 0
+        self._drained: anyio.Event | None = None
         self._counters = BatchCounters()
 
     # -- lifetime ---------------------------------------------------------------------------
@@ -203,8 +249,17 @@ class BatchRun(Generic[R]):
                 with self.scope:
                     if self._options.check_credit:
                         await self._check_credit()
-                    async with anyio.create_task_group() as tg:
-                        await self._feed(tg)
+                    try:
+                        async with anyio.create_task_group() as tg:
+                            self._tg = tg
+                            await self._feed(tg)
+                            # Pending jobs have no task: keep the group open until they end.
+                            if self._unfinished:
+                                self._drained = anyio.Event()
+                                await self._drained.wait()
+                    finally:
+                        self._tg = None
+                        self._abandon_waiting()
             if self._options.check_credit and not self.scope.cancel_called:
                 await self._refresh_credit()
         except anyio.get_cancelled_exc_class():
@@ -265,6 +320,7 @@ class BatchRun(Generic[R]):
 
     def _start_job(self, tg: TaskGroup, index: int, request: R) -> None:
         self._counters.read += 1
+        self._unfinished += 1
         tg.start_soon(self._job, index, request)
 
     async def _job(self, index: int, request: R) -> None:
@@ -272,17 +328,29 @@ class BatchRun(Generic[R]):
         if self._options.on_event is not None:
             # This task's own context: the client reports this request's retries through it.
             submit_events.set(functools.partial(self._report, index))
+        handed_off = False
         try:
             outcome = await self._resolve(item)
+            if outcome is _WAITING:
+                handed_off = True  # _wait_over() finishes it when the poller has its answer
+                return
             item.slot.move(None)
             await self._emit(outcome)
         finally:
-            item.slot.move(None)
-            self._admission.release()
+            if not handed_off:
+                self._done_with(item)
+
+    def _done_with(self, item: _Item[R]) -> None:
+        """The request is finished (or abandoned): free its place under ``max_pending``."""
+        item.slot.move(None)
+        self._admission.release()
+        self._unfinished -= 1
+        if self._unfinished == 0 and self._drained is not None:
+            self._drained.set()
 
     # -- one request ------------------------------------------------------------------------
 
-    async def _resolve(self, item: _Item[R]) -> Outcome[R]:
+    async def _resolve(self, item: _Item[R]) -> Outcome[R] | _Pending:
         try:
             if self._journal is None:
                 submit_endpoint(item.request)  # the key only identifies journal rows
@@ -304,7 +372,9 @@ class BatchRun(Generic[R]):
             return job
         return await self._await_job(item, job)
 
-    async def _from_record(self, item: _Item[R], record: JournalRecord) -> Outcome[R] | None:
+    async def _from_record(
+        self, item: _Item[R], record: JournalRecord
+    ) -> Outcome[R] | _Pending | None:
         """The outcome a journal row already decides, or None to submit the request."""
         state = record.state
         if state == "unsent" or (state == "ambiguous" and self._options.resubmit_ambiguous):
@@ -427,45 +497,129 @@ class BatchRun(Generic[R]):
                 error = exc
         return item.outcome(error=error)
 
-    async def _await_job(self, item: _Item[R], job: SwapJob) -> Outcome[R]:
+    async def _await_job(self, item: _Item[R], job: SwapJob) -> Outcome[R] | _Pending:
+        """Hand the job to the poller; this request's task then ends (``_WAITING``).
+
+        A pending job costs a waiter, not a suspended task: with thousands pending, every
+        object a task keeps alive is work for Python's cyclic garbage collector
+        (``benchmarks/README.md``). ``_wait_over`` takes over when the waiter is done.
+        """
         item.slot.move("pending")
+        item.job = job
         timeout = self._options.job_timeout
         if self._deadline_at < math.inf:
             left = max(0.0, self._deadline_at - anyio.current_time())
             timeout = left if timeout is None else min(timeout, left)
 
-        on_status: Callable[[SwapResult], None] | None = None
-        if self._options.on_event is not None:  # no closure per pending job without a hook
-
-            def on_status(result: SwapResult) -> None:
-                try:
-                    self._event("status_changed", item.index, job_id=job.id, status=result.status)
-                except Exception as exc:  # the user's hook, called from the shared poller
-                    self.fail(exc)
-
+        # Status reports only for a hook: a bound method is one object per pending job.
+        on_status = item.status_changed if self._options.on_event is not None else None
+        item.run = self
         try:
-            result = await self._poller.wait(
+            waiter = self._poller.watch(
                 job.id, media=job.media, timeout=timeout, on_status=on_status
             )
+        except AkoolError as exc:  # the poller is not running: the client is closing
+            return item.outcome(job=job, error=exc)
+        item.waiter, item.timeout = waiter, timeout
+        if waiter.done.done():  # already known (an early webhook): finish in this task
+            return await self._after_wait(item)
+        self._waiting[waiter.done] = item
+        # One shared context, not a copy of this task's per pending job.
+        waiter.done.add_done_callback(self._wait_over_method, context=self._callback_context)
+        return _WAITING
+
+    def _wait_over(self, done: asyncio.Future[None]) -> None:
+        """The poller has a pending job's answer: finish the request (on the event loop)."""
+        item = self._waiting.pop(done, None)
+        if item is None:
+            return  # abandoned: the batch stopped meanwhile
+        if self._journal is not None or self._options.download_dir is not None:
+            self._spawn(self._finish, item)
+            return
+        # Nothing left to await but the stream: no task unless the stream is full.
+        outcome = self._settle(item)
+        item.slot.move(None)
+        try:
+            report = self._finished(outcome)
+        except Exception as exc:  # the user's on_event hook
+            self._done_with(item)
+            self.fail(exc)
+            return
+        if report and self._send_nowait(outcome) is False:
+            self._spawn(self._send_later, item, outcome)
+            return
+        self._done_with(item)
+
+    def _spawn(self, func: Callable[..., Any], item: _Item[R], *args: Any) -> None:
+        tg = self._tg
+        if tg is None:  # the group is gone: the batch ended under this answer
+            self._done_with(item)
+            return
+        tg.start_soon(func, item, *args)
+
+    async def _finish(self, item: _Item[R]) -> None:
+        """Record, download and emit a request whose job the poller answered."""
+        try:
+            outcome = await self._after_wait(item)
+            item.slot.move(None)
+            await self._emit(outcome)
+        finally:
+            self._done_with(item)
+
+    async def _send_later(self, item: _Item[R], outcome: Outcome[R]) -> None:
+        try:
+            await self._send(outcome)
+        finally:
+            self._done_with(item)
+
+    def _abandon_waiting(self) -> None:
+        """The batch stopped: stop polling for its pending jobs (their rows stay 'submitted')."""
+        waiting, self._waiting = self._waiting, {}
+        for done, item in waiting.items():
+            done.remove_done_callback(self._wait_over_method)
+            assert item.job is not None
+            assert item.waiter is not None
+            self._poller.release(item.job.id, item.waiter)
+            self._done_with(item)
+
+    def _settle(self, item: _Item[R]) -> Outcome[R]:
+        """The outcome a done waiter gives, before any journal row or download."""
+        job, waiter = item.job, item.waiter
+        assert job is not None
+        assert waiter is not None
+        try:
+            result = self._poller.settle(job.id, waiter, item.timeout)
         except (JobFailedError, JobTimeoutError, JobNotFoundError) as exc:
-            state: JournalState = (
-                "failed"
-                if isinstance(exc, JobFailedError)
-                else "timed_out"
-                if isinstance(exc, JobTimeoutError)
-                else "not_found"
-            )
             last = exc.result if isinstance(exc.result, SwapResult) else None
-            await self._record(item, state, last, exc)
             return item.outcome(job=job, result=last, error=exc)
         except AkoolError as exc:
             # Polling itself failed (credentials, client closed): the job may still finish,
             # so its row stays 'submitted' and a resume re-attaches to it.
             return item.outcome(job=job, error=exc)
+        return item.outcome(job=job, result=result)
+
+    async def _after_wait(self, item: _Item[R]) -> Outcome[R]:
+        """``_settle``, then the journal row and the download."""
+        outcome = self._settle(item)
+        job, result, error = outcome.job, outcome.result, outcome.error
+        if isinstance(error, JobFailedError | JobTimeoutError | JobNotFoundError):
+            state: JournalState = (
+                "failed"
+                if isinstance(error, JobFailedError)
+                else "timed_out"
+                if isinstance(error, JobTimeoutError)
+                else "not_found"
+            )
+            await self._record(item, state, result, error)
+            return outcome
+        if error is not None:
+            return outcome
+        assert job is not None
+        assert result is not None
         if self._options.download_dir is not None:
             return await self._fetch(item, job, result)
         await self._record(item, "succeeded", result, None)
-        return item.outcome(job=job, result=result)
+        return outcome
 
     async def _fetch(self, item: _Item[R], job: SwapJob, result: SwapResult) -> Outcome[R]:
         assert self._options.download_dir is not None
@@ -512,6 +666,11 @@ class BatchRun(Generic[R]):
     # -- outcomes, events, credit -----------------------------------------------------------
 
     async def _emit(self, outcome: Outcome[R]) -> None:
+        if self._finished(outcome):
+            await self._send(outcome)
+
+    def _finished(self, outcome: Outcome[R]) -> bool:
+        """Count the outcome and report it; False when fail-fast stops the batch instead."""
         error = outcome.error
         self._counters.count(outcome)
         job_id = outcome.job.id if outcome.job else None
@@ -521,11 +680,25 @@ class BatchRun(Generic[R]):
         )
         if error is not None and self._options.fail_fast:
             self.fail(error)
-            return
+            return False
+        return True
+
+    async def _send(self, outcome: Outcome[R]) -> None:
         try:
             await self.send.send(outcome)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             self.cancel()  # nobody reads any more: the batch was closed
+
+    def _send_nowait(self, outcome: Outcome[R]) -> bool | None:
+        """Put the outcome in the stream if it has room: True; False if full; None if closed."""
+        try:
+            self.send.send_nowait(outcome)
+        except anyio.WouldBlock:
+            return False
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            self.cancel()
+            return None
+        return True
 
     def _report(self, index: int, kind: EventKind, **data: Any) -> None:
         """An event from inside the client's retry loop: a raising hook stops the batch.

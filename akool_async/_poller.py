@@ -126,16 +126,21 @@ class PollerStatistics:
     webhooks_attached: bool
 
 
-class _Waiter:
-    """One ``wait`` call: a bare asyncio future and its outcome (see ``Poller.wait``)."""
+class Waiter:
+    """One wait for a job (``Poller.watch``): a bare asyncio future and the job's outcome.
 
-    __slots__ = ("done", "error", "on_status", "result")
+    ``done`` completes when the job reached a terminal status (``result`` or ``error`` set),
+    polling failed for it (``error``), or its timeout passed (``TimeoutError``, neither set).
+    """
+
+    __slots__ = ("done", "error", "on_status", "result", "timed")
 
     def __init__(self, on_status: StatusCallback | None, done: asyncio.Future[None]) -> None:
         self.done = done
         self.result: SwapResult | None = None
         self.error: AkoolError | None = None
         self.on_status = on_status
+        self.timed = False  # holds a place in the poller's deadline heap count
 
 
 class _Entry:
@@ -168,7 +173,7 @@ class _Entry:
         self.misses = 0
         self.first_miss = 0.0
         self.last: SwapResult | None = None
-        self.waiters: tuple[_Waiter, ...] = ()  # a tuple: most jobs have one waiter
+        self.waiters: tuple[Waiter, ...] = ()  # a tuple: most jobs have one waiter
         self.phase = _BEHIND
         self.phase_since = now
 
@@ -266,39 +271,80 @@ class Poller:
             JobNotFoundError: listbyids kept leaving the id out.
             ClientStateError: the poller is not running (client not open, or closed).
         """
+        waiter = self.watch(job_id, media=media, timeout=timeout, on_status=on_status)
+        try:
+            await waiter.done
+        except TimeoutError:
+            pass  # settle() raises JobTimeoutError unless the job finished in the same instant
+        except BaseException:
+            self.release(job_id, waiter)  # cancelled: stop polling for it
+            raise
+        return self.settle(job_id, waiter, timeout)
+
+    def watch(
+        self,
+        job_id: str,
+        *,
+        media: MediaType | str = MediaType.IMAGE,
+        timeout: float | None = None,
+        on_status: StatusCallback | None = None,
+    ) -> Waiter:
+        """Start waiting for ``job_id`` without a task: ``wait`` is this plus an ``await``.
+
+        Once ``waiter.done`` is done, ``settle`` gives the outcome; to give up before that,
+        call ``release``. A batch keeps thousands of jobs pending this way, each costing a
+        waiter and a future instead of a suspended task (``benchmarks/README.md``).
+
+        Raises:
+            ClientStateError: the poller is not running (client not open, or closed).
+        """
         if not self._running:
             raise ClientStateError("the client is not open: use 'async with AsyncClient(...)'")
         # A bare future, and a deadline in the poller's own heap, rather than an anyio Event
         # under fail_after: a waiter is what every tracked job costs, and this one is ~3 KB
-        # and ~40 us lighter (benchmarks/README.md). Cancelling the task cancels the future.
+        # and ~40 us lighter (benchmarks/README.md).
         loop = asyncio.get_running_loop()
-        waiter = _Waiter(on_status, loop.create_future())
+        waiter = Waiter(on_status, loop.create_future())
         entry = self._track(job_id, media)
         entry.waiters += (waiter,)
         early = self._early.pop(job_id, None)
         if early is not None:
             self._deliver(entry, early)
-        timed = False
         if timeout is not None and not waiter.done.done():
-            timed = True
+            waiter.timed = True
             self._add_deadline(loop, loop.time() + timeout, waiter.done)
-        try:
-            await waiter.done
-        except TimeoutError:
-            if waiter.result is None and waiter.error is None:
-                raise JobTimeoutError(
-                    f"job {job_id} did not finish within {timeout} s",
-                    job_id=job_id,
-                    result=entry.last,
-                ) from None
-        finally:
-            if timed:
-                self._timed -= 1
-            if waiter.result is None and waiter.error is None:
+        return waiter
+
+    def release(self, job_id: str, waiter: Waiter) -> None:
+        """Stop waiting: drop the waiter (and the id, if nobody else waits for it)."""
+        if waiter.timed:
+            waiter.timed = False
+            self._timed -= 1
+        if waiter.result is None and waiter.error is None:
+            entry = self._entries.get(job_id)
+            if entry is not None:
                 self._leave(entry, waiter)
+
+    def settle(self, job_id: str, waiter: Waiter, timeout: float | None) -> SwapResult:
+        """The outcome of a waiter whose ``done`` is done (and release it).
+
+        Raises:
+            JobFailedError: the job ended with status FAILED.
+            JobTimeoutError: ``timeout`` passed first (the job may still finish).
+            JobNotFoundError: listbyids kept leaving the id out.
+            ClientStateError: the client closed while the job was awaited.
+        """
+        if waiter.done.done() and not waiter.done.cancelled():
+            waiter.done.exception()  # retrieved: asyncio must not log a TimeoutError as lost
+        entry = self._entries.get(job_id)
+        last = entry.last if entry is not None else None
+        self.release(job_id, waiter)
         if waiter.error is not None:
             raise waiter.error
-        assert waiter.result is not None
+        if waiter.result is None:
+            raise JobTimeoutError(
+                f"job {job_id} did not finish within {timeout} s", job_id=job_id, result=last
+            )
         return waiter.result
 
     def _add_deadline(
@@ -348,7 +394,7 @@ class Poller:
             self._schedule(entry, now, self._interval(entry, now))
         return entry
 
-    def _leave(self, entry: _Entry, waiter: _Waiter) -> None:
+    def _leave(self, entry: _Entry, waiter: Waiter) -> None:
         """A waiter gave up (timeout, cancellation): stop polling its id if nobody is left."""
         entry.waiters = tuple(w for w in entry.waiters if w is not waiter)
         if not entry.waiters and self._entries.get(entry.id) is entry:
