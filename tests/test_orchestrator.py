@@ -13,6 +13,7 @@ import attrs
 import pytest
 
 from akool_async import (
+    AccountBannedError,
     AmbiguousSubmitError,
     AsyncClient,
     BatchDeadlineError,
@@ -359,6 +360,70 @@ async def test_hook_raising_inside_a_submit_retry_ends_the_batch(
 
     with pytest.raises(RuntimeError, match="hook bug"):
         await collect(client.swap_many([swap(0)], on_event=hook))
+
+
+async def test_a_status_known_before_the_wait_finishes_the_job_at_once(
+    client: AsyncClient, emu: Emulator
+) -> None:
+    """A terminal status notified before the batch watches the job (an early webhook) ends it."""
+    emu.configure(image_seconds=(1e6, 1e6))  # the server alone would never finish it
+
+    def on_event(event: BatchEvent) -> None:
+        if event.kind == "submitted":
+            assert event.job_id is not None
+            client.notify_job(event.job_id, SwapStatus.SUCCESS, "https://example.com/r.jpg")
+
+    outcomes = await collect(client.swap_many([swap(i) for i in range(3)], on_event=on_event))
+    assert [o.ok for o in outcomes] == [True, True, True]
+    assert {o.result.url for o in outcomes if o.result} == {"https://example.com/r.jpg"}
+    assert client.poller_statistics().tracked == 0
+
+
+async def test_polling_refused_for_good_is_each_pending_jobs_outcome(
+    client: AsyncClient, emu: Emulator
+) -> None:
+    """When listbyids is refused for good (a banned account), every pending job says so."""
+    emu.configure(image_seconds=(1e6, 1e6))
+    submitted = 0
+
+    def on_event(event: BatchEvent) -> None:
+        nonlocal submitted
+        if event.kind == "submitted":
+            submitted += 1
+            if submitted == 3:
+                emu.ban()
+
+    outcomes = await collect(client.swap_many([swap(i) for i in range(3)], on_event=on_event))
+    assert len(outcomes) == 3
+    assert all(isinstance(o.error, AccountBannedError) and o.job for o in outcomes)
+    assert client.poller_statistics().tracked == 0
+
+
+@pytest.mark.parametrize("kind", ["status_changed", "finished"])
+async def test_hook_raising_from_the_pollers_callbacks_ends_the_batch(
+    client: AsyncClient, kind: str
+) -> None:
+    """A hook raising on an event sent from the poller's side ends the batch with its error."""
+
+    def hook(event: BatchEvent) -> None:
+        if event.kind == kind:
+            raise RuntimeError("hook bug")
+
+    with pytest.raises(RuntimeError, match="hook bug"):
+        await collect(client.swap_many([swap(i) for i in range(5)], on_event=hook))
+    assert client.poller_statistics().tracked == 0
+
+
+async def test_many_outcomes_at_once_through_a_full_stream(client: AsyncClient) -> None:
+    """More jobs finishing at once than the stream holds: each outcome arrives exactly once."""
+    batch = client.swap_many([swap(i) for i in range(300)], concurrency=64)
+    async with batch:
+        first = await batch.__anext__()
+        await anyio.sleep(1.0)  # every job finishes while nobody reads
+        rest = [outcome async for outcome in batch]
+    indexes = sorted(o.index for o in [first, *rest])
+    assert indexes == list(range(300))
+    assert all(o.ok for o in [first, *rest])
 
 
 async def test_input_is_read_lazily(client: AsyncClient, emu: Emulator) -> None:
