@@ -1,13 +1,15 @@
 """The engine of ``swap_many``: bounded fan-out, journaled submits, shared polling, downloads.
 
 One ``BatchRun`` runs as a single task in the client's task group (never in the caller's
-async generator frame). It reads the input lazily: a feeder takes one request at a time and
-starts one task for it, but only while fewer than ``max_pending`` requests are unfinished
-(back-pressure: the feeder stops reading at the cap); at most ``concurrency`` of those tasks
-submit at once (a semaphore). Each task then waits for its job through the client's
-shared ``Poller`` and, if asked, downloads the result. Its ``Outcome`` goes to a bounded
-memory stream that ``Batch`` (``_orchestrator.py``) reads for the caller; a slow caller
-therefore also slows the batch down instead of piling outcomes up.
+async generator frame). It reads the input lazily: a feeder takes one request at a time, but
+only while fewer than ``max_pending`` requests are unfinished (back-pressure: the feeder stops
+reading at the cap) and one of the ``concurrency`` submit slots is free; it starts one task
+for the request, which submits it. That task then hands the job to the client's shared
+``Poller`` (``Poller.watch``) and ends: a pending job costs a waiter, not a task. When the
+poller has the job's answer, ``_wait_over`` finishes the request: inline when there is nothing
+to await, else in a short task that writes the journal row and downloads the result. Its
+``Outcome`` goes to a bounded memory stream that ``Batch`` (``_orchestrator.py``) reads for
+the caller; a slow caller therefore also slows the batch down instead of piling outcomes up.
 
 Per request, with a journal (``_journal.py``)::
 
@@ -16,12 +18,14 @@ Per request, with a journal (``_journal.py``)::
     wait:   terminal status (+ download) -> final row -> outcome
 
 Stopping. Cancelling the batch (``aclose``, a break out of ``async with``, the caller's
-cancellation) cancels every task at once: a request whose submit was in flight may have
-created a job, so its row stays 'submitting' and a resume reports it as ambiguous; a request
-that had recorded 'submitting' but had not started sending is marked 'unsent'. Running out of
-credit (1006, or a balance <= 0 before the start) and the batch ``deadline`` stop *admitting*
-instead: submits in flight finish, submitted jobs go on being awaited (credit case) or time out
-(deadline case), and every request not yet submitted gets an error outcome without a submit.
+cancellation) cancels every task at once and stops polling for the pending jobs (their rows
+stay 'submitted', so a resume re-attaches to them). A request whose submit was in flight may
+have created a job, so its row stays 'submitting' and a resume reports it as ambiguous; a
+request that had recorded 'submitting' but had not started sending is marked 'unsent'.
+Running out of credit (1006, or a balance <= 0 before the start) and the batch ``deadline``
+stop *admitting* instead: submits in flight finish, submitted jobs go on being awaited
+(credit case) or time out (deadline case), and every request not yet submitted gets an error
+outcome without a submit.
 """
 
 from __future__ import annotations
@@ -299,21 +303,30 @@ class BatchRun(Generic[R]):
             sync_iter = iter(requests)
         else:
             async_iter = aiter(requests)
+        # A request gets a task only while it is being submitted: the task takes one of the
+        # ``concurrency`` submit slots here, before it exists, and hands its job to the poller
+        # when the submit is done. So a batch holds at most ``concurrency`` tasks, however
+        # many jobs are pending (thousands of parked tasks cost CPU in the cyclic GC).
         index = 0
         while True:
             await self._admission.acquire()
-            await anyio.lowlevel.checkpoint_if_cancelled()
             try:
+                await self._submit_limiter.acquire()
+            except BaseException:
+                self._admission.release()
+                raise
+            try:
+                await anyio.lowlevel.checkpoint_if_cancelled()
                 if sync_iter is not None:
                     request = next(sync_iter)
                 else:
                     assert async_iter is not None
                     request = await anext(async_iter)
-            except (StopIteration, StopAsyncIteration):
+            except BaseException as exc:
+                self._submit_limiter.release()
                 self._admission.release()
-                return
-            except BaseException:
-                self._admission.release()
+                if isinstance(exc, StopIteration | StopAsyncIteration):
+                    return
                 raise
             self._start_job(tg, index, request)
             index += 1
@@ -337,6 +350,7 @@ class BatchRun(Generic[R]):
             item.slot.move(None)
             await self._emit(outcome)
         finally:
+            self._submit_limiter.release()  # taken for this task by _feed
             if not handed_off:
                 self._done_with(item)
 
@@ -412,21 +426,20 @@ class BatchRun(Generic[R]):
     async def _submit(self, item: _Item[R]) -> SwapJob | Outcome[R]:
         endpoint = SUBMIT_ENDPOINTS[type(item.request)]
         throttles = 0
-        while True:
-            async with self._submit_limiter:
-                # Cancellation is still honoured before anything is counted or sent.
-                await anyio.lowlevel.checkpoint_if_cancelled()
-                error = self._stop_error()
-                if error is None:
-                    item.slot.move("submitting")
-                    try:
-                        job = await self._send_once(item, endpoint)
-                    except AkoolError as exc:
-                        item.slot.move("waiting_input")
-                        error = exc
-                    else:
-                        item.slot.move("pending")
-                        break
+        while True:  # this task holds a submit slot (see _feed)
+            # Cancellation is still honoured before anything is counted or sent.
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            error = self._stop_error()
+            if error is None:
+                item.slot.move("submitting")
+                try:
+                    job = await self._send_once(item, endpoint)
+                except AkoolError as exc:
+                    item.slot.move("waiting_input")
+                    error = exc
+                else:
+                    item.slot.move("pending")
+                    break
             if isinstance(error, RateLimitError) and throttles < _THROTTLE_RESUBMITS:
                 # The client already waited at the shared gate and gave up; 1005 is a
                 # refusal without action, so trying again later cannot create a second job.

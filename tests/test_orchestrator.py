@@ -426,6 +426,34 @@ async def test_many_outcomes_at_once_through_a_full_stream(client: AsyncClient) 
     assert all(o.ok for o in [first, *rest])
 
 
+async def test_pending_jobs_hold_no_tasks(client: AsyncClient, emu: Emulator) -> None:
+    """300 jobs pending on the server: the batch holds waiters, not 300 parked tasks."""
+    emu.configure(image_seconds=(1e6, 1e6))
+    submitted = 0
+    all_submitted = anyio.Event()
+
+    def on_event(event: BatchEvent) -> None:
+        nonlocal submitted
+        if event.kind == "submitted":
+            submitted += 1
+            if submitted == 300:
+                all_submitted.set()
+
+    before = len(sdk_tasks())
+    batch = client.swap_many(
+        [swap(i) for i in range(300)], concurrency=8, max_pending=300, on_event=on_event
+    )
+    async with batch:
+        with anyio.fail_after(30):
+            await all_submitted.wait()
+        await anyio.sleep(0.05)
+        assert client.poller_statistics().tracked == 300
+        assert batch.statistics().pending == 300
+        # The batch's own task, and perhaps a listbyids call of the poller in flight.
+        assert len(sdk_tasks()) - before <= 2, sdk_tasks()
+    assert client.poller_statistics().tracked == 0
+
+
 async def test_input_is_read_lazily(client: AsyncClient, emu: Emulator) -> None:
     """At the max_pending cap the input is not read further until a request finishes."""
     emu.configure(image_seconds=(1e6, 1e6))
