@@ -283,7 +283,7 @@ async def _cmd_detect(ctx: Context) -> int:
 def cmd_emulator(extra: Sequence[str]) -> int:
     from .testing import main as emulator_main
 
-    return emulator_main(list(extra))
+    return emulator_main(list(extra), prog="akool-async emulator")
 
 
 async def _cmd_batch(ctx: Context) -> int:

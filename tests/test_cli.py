@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from akool_async._cli import main as cli_main
 from akool_async.testing import DEFAULT_API_KEY, EmulatorConfig, EmulatorThread
 from tests._support import CLI_JOBS, Cli
 
@@ -330,3 +331,15 @@ def test_emulator_command_serves_until_sigint() -> None:
     assert line.startswith("AKOOL emulator listening on http://127.0.0.1:")
     assert json.loads(credit.stdout) == {"credit": 77}
     assert code == 0
+
+
+def test_emulator_command_help_names_the_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """akool-async emulator --help shows its own name and the emulator's options."""
+    try:
+        code = cli_main(["emulator", "--help"])
+    except SystemExit as exc:
+        code = exc.code
+    assert code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: akool-async emulator ")
+    assert "--port" in out

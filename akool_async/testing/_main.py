@@ -34,10 +34,10 @@ def _fault_rate(text: str) -> tuple[str, str, float]:
         ) from None
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m akool_async.testing") -> argparse.ArgumentParser:
     """The command line of the emulator process (reused by ``akool-async emulator``)."""
     p = argparse.ArgumentParser(
-        prog="python -m akool_async.testing",
+        prog=prog,
         description="Run a local AKOOL Face Swap API emulator on 127.0.0.1.",
     )
     p.add_argument("--port", type=int, default=0, help="TCP port (0: pick a free one)")
@@ -113,9 +113,14 @@ async def _serve(args: argparse.Namespace, config: EmulatorConfig) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the emulator until SIGINT/SIGTERM; return the exit status."""
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    """Run the emulator until SIGINT/SIGTERM; return the exit status.
+
+    Args:
+        argv: The arguments (default: ``sys.argv[1:]``).
+        prog: The command name in usage and help (default: ``python -m akool_async.testing``).
+    """
+    parser = build_parser() if prog is None else build_parser(prog)
     args = parser.parse_args(argv)
     try:
         config = config_from_args(args)
