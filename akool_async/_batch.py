@@ -185,6 +185,46 @@ class _Item(Generic[R]):
         return Outcome(request=self.request, index=self.index, resumed=self.resumed, **fields)
 
 
+class _Reader(Generic[R]):
+    """The batch's input, read by its workers one request at a time, numbered in order."""
+
+    def __init__(self, requests: Iterable[R] | AsyncIterable[R]) -> None:
+        self._sync: Iterator[R] | None = None
+        self._async: AsyncIterator[R] | None = None
+        if isinstance(requests, Iterable):
+            self._sync = iter(requests)
+        else:
+            self._async = aiter(requests)
+        self._lock = anyio.Lock()  # an async generator refuses concurrent anext() calls
+        self._index = 0
+        self._ended = False
+
+    async def next(self) -> tuple[int, R] | None:
+        """The next request and its index, or None at the end (raises what the input raises)."""
+        if self._sync is not None:
+            if self._ended:
+                return None
+            try:
+                return self._numbered(next(self._sync))
+            except StopIteration:
+                self._ended = True
+                return None
+        assert self._async is not None
+        async with self._lock:
+            if self._ended:  # (also when it ended while this worker waited for the lock)
+                return None
+            try:
+                return self._numbered(await anext(self._async))
+            except StopAsyncIteration:
+                self._ended = True
+                return None
+
+    def _numbered(self, request: R) -> tuple[int, R]:
+        index = self._index
+        self._index += 1
+        return index, request
+
+
 class _Pending(enum.Enum):
     """What ``_resolve`` returns when the request's job was handed to the poller."""
 
@@ -219,7 +259,6 @@ class BatchRun(Generic[R]):
         self._journal: Journal | None = None
         # asyncio's semaphores, not anyio's: an uncontended acquire does not yield to the
         # loop (anyio's are full checkpoints); cancellation is checked right after instead.
-        self._submit_limiter = asyncio.Semaphore(options.concurrency)
         self._admission = asyncio.Semaphore(options.max_pending)
         self._deadline_at = math.inf
         self._credit_error: InsufficientCreditError | None = None
@@ -255,8 +294,11 @@ class BatchRun(Generic[R]):
                         await self._check_credit()
                     try:
                         async with anyio.create_task_group() as tg:
-                            self._tg = tg
-                            await self._feed(tg)
+                            self._tg = tg  # for requests finishing with something to await
+                            async with anyio.create_task_group() as workers:
+                                reader = _Reader(self._requests)
+                                for _ in range(self._options.concurrency):
+                                    workers.start_soon(self._worker, reader)
                             # Pending jobs have no task: keep the group open until they end.
                             if self._unfinished:
                                 self._drained = anyio.Event()
@@ -293,48 +335,29 @@ class BatchRun(Generic[R]):
 
     # -- feeding ----------------------------------------------------------------------------
 
-    async def _feed(self, tg: TaskGroup) -> None:
-        # A slot is taken *before* the next request is read, so at the cap the input is not
-        # read at all (back-pressure reaches a generator, a file, a database cursor...).
-        requests = self._requests
-        sync_iter: Iterator[R] | None = None
-        async_iter: AsyncIterator[R] | None = None
-        if isinstance(requests, Iterable):
-            sync_iter = iter(requests)
-        else:
-            async_iter = aiter(requests)
-        # A request gets a task only while it is being submitted: the task takes one of the
-        # ``concurrency`` submit slots here, before it exists, and hands its job to the poller
-        # when the submit is done. So a batch holds at most ``concurrency`` tasks, however
-        # many jobs are pending (thousands of parked tasks cost CPU in the cyclic GC).
-        index = 0
+    async def _worker(self, reader: _Reader[R]) -> None:
+        """One of ``concurrency`` workers: take the next request and submit it, until the end.
+
+        A worker takes a place under ``max_pending`` *before* reading, so at the cap the
+        input is not read at all (back-pressure reaches a generator, a file, a database
+        cursor...). After its submit, a request's job is handed to the poller and the worker
+        moves on: a batch holds ``concurrency`` tasks however many jobs are pending, and no
+        task is created per request (each one costs CPU, and in the cyclic GC).
+        """
         while True:
             await self._admission.acquire()
             try:
-                await self._submit_limiter.acquire()
+                await anyio.lowlevel.checkpoint_if_cancelled()
+                got = await reader.next()
             except BaseException:
                 self._admission.release()
                 raise
-            try:
-                await anyio.lowlevel.checkpoint_if_cancelled()
-                if sync_iter is not None:
-                    request = next(sync_iter)
-                else:
-                    assert async_iter is not None
-                    request = await anext(async_iter)
-            except BaseException as exc:
-                self._submit_limiter.release()
+            if got is None:
                 self._admission.release()
-                if isinstance(exc, StopIteration | StopAsyncIteration):
-                    return
-                raise
-            self._start_job(tg, index, request)
-            index += 1
-
-    def _start_job(self, tg: TaskGroup, index: int, request: R) -> None:
-        self._counters.read += 1
-        self._unfinished += 1
-        tg.start_soon(self._job, index, request)
+                return
+            self._counters.read += 1
+            self._unfinished += 1
+            await self._job(*got)
 
     async def _job(self, index: int, request: R) -> None:
         item = _Item(index, request, _Slot(self._counters.states))
@@ -350,7 +373,6 @@ class BatchRun(Generic[R]):
             item.slot.move(None)
             await self._emit(outcome)
         finally:
-            self._submit_limiter.release()  # taken for this task by _feed
             if not handed_off:
                 self._done_with(item)
 
@@ -426,7 +448,7 @@ class BatchRun(Generic[R]):
     async def _submit(self, item: _Item[R]) -> SwapJob | Outcome[R]:
         endpoint = SUBMIT_ENDPOINTS[type(item.request)]
         throttles = 0
-        while True:  # this task holds a submit slot (see _feed)
+        while True:  # at most ``concurrency`` of these run: one per worker
             # Cancellation is still honoured before anything is counted or sent.
             await anyio.lowlevel.checkpoint_if_cancelled()
             error = self._stop_error()
