@@ -345,9 +345,10 @@ class BatchRun(Generic[R]):
         task is created per request (each one costs CPU, and in the cyclic GC).
         """
         while True:
+            # No checkpoint here: _job always awaits (a submit is preceded by one, an outcome
+            # goes through the stream), so a cancelled batch stops at the next request at most.
             await self._admission.acquire()
             try:
-                await anyio.lowlevel.checkpoint_if_cancelled()
                 got = await reader.next()
             except BaseException:
                 self._admission.release()
@@ -476,10 +477,11 @@ class BatchRun(Generic[R]):
                 self._credit_error = error  # stop admitting; jobs already paid for go on
                 await self._refresh_credit()
             return await self._submit_failed(item, error)
-        await self._record(
-            item, "submitted", job_id=job.id, job_ref=job.job_id, media=str(job.media),
-            job_url=job.url,
-        )  # fmt: skip
+        if self._journal is not None:
+            await self._record(
+                item, "submitted", job_id=job.id, job_ref=job.job_id, media=str(job.media),
+                job_url=job.url,
+            )  # fmt: skip
         self._event("submitted", item.index, job_id=job.id)
         return job
 

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import attrs
 import pytest
 
@@ -491,7 +492,7 @@ async def test_async_iterable_input(client: AsyncClient) -> None:
 
     async def requests() -> AsyncIterator[PlusSwap]:
         for i in range(30):
-            await anyio.sleep(0)  # suspended inside anext(): the workers must take turns
+            await anyio.lowlevel.checkpoint()  # suspended in anext(): the workers take turns
             yield swap(i)
 
     outcomes = await collect(client.swap_many(requests(), concurrency=8))
