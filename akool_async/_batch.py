@@ -1,15 +1,15 @@
 """The engine of ``swap_many``: bounded fan-out, journaled submits, shared polling, downloads.
 
 One ``BatchRun`` runs as a single task in the client's task group (never in the caller's
-async generator frame). It reads the input lazily: a feeder takes one request at a time, but
-only while fewer than ``max_pending`` requests are unfinished (back-pressure: the feeder stops
-reading at the cap) and one of the ``concurrency`` submit slots is free; it starts one task
-for the request, which submits it. That task then hands the job to the client's shared
-``Poller`` (``Poller.watch``) and ends: a pending job costs a waiter, not a task. When the
-poller has the job's answer, ``_wait_over`` finishes the request: inline when there is nothing
-to await, else in a short task that writes the journal row and downloads the result. Its
-``Outcome`` goes to a bounded memory stream that ``Batch`` (``_orchestrator.py``) reads for
-the caller; a slow caller therefore also slows the batch down instead of piling outcomes up.
+async generator frame). ``concurrency`` worker tasks read the input lazily, one request at a
+time, but only while fewer than ``max_pending`` requests are unfinished (back-pressure: the
+workers stop reading at the cap), and submit it. A worker then hands the job to the client's
+shared ``Poller`` (``Poller.watch``) and takes the next request: a pending job costs a waiter,
+not a task. When the poller has the job's answer, ``_wait_over`` finishes the request: inline
+when there is nothing to await, else in a short task that writes the journal row and
+downloads the result. Its ``Outcome`` goes to a bounded memory stream that ``Batch``
+(``_orchestrator.py``) reads for the caller; a slow caller therefore also slows the batch down
+instead of piling outcomes up.
 
 Per request, with a journal (``_journal.py``)::
 
@@ -257,8 +257,8 @@ class BatchRun(Generic[R]):
         self.finished = False
         self.closing = False
         self._journal: Journal | None = None
-        # asyncio's semaphores, not anyio's: an uncontended acquire does not yield to the
-        # loop (anyio's are full checkpoints); cancellation is checked right after instead.
+        # asyncio's semaphore, not anyio's: an uncontended acquire does not yield to the loop
+        # (anyio's is a full checkpoint); the submit path checks for cancellation itself.
         self._admission = asyncio.Semaphore(options.max_pending)
         self._deadline_at = math.inf
         self._credit_error: InsufficientCreditError | None = None
@@ -574,11 +574,11 @@ class BatchRun(Generic[R]):
             self._spawn(self._finish, item)
             return
         # Nothing left to await but the stream: no task unless the stream is full.
-        outcome = self._settle(item)
-        item.slot.move(None)
         try:
+            outcome = self._settle(item)
+            item.slot.move(None)
             report = self._finished(outcome)
-        except Exception as exc:  # the user's on_event hook
+        except Exception as exc:  # the user's on_event hook (or a bug): stop the batch
             self._done_with(item)
             self.fail(exc)
             return
@@ -589,10 +589,12 @@ class BatchRun(Generic[R]):
 
     def _spawn(self, func: Callable[..., Any], item: _Item[R], *args: Any) -> None:
         tg = self._tg
-        if tg is None:  # the group is gone: the batch ended under this answer
+        try:
+            if tg is None:
+                raise RuntimeError("the batch's task group is gone")
+            tg.start_soon(func, item, *args)
+        except RuntimeError:  # the batch ended under this answer: nobody takes its outcome
             self._done_with(item)
-            return
-        tg.start_soon(func, item, *args)
 
     async def _finish(self, item: _Item[R]) -> None:
         """Record, download and emit a request whose job the poller answered."""
