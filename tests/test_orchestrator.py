@@ -402,9 +402,11 @@ async def test_polling_refused_for_good_is_each_pending_jobs_outcome(
 
 @pytest.mark.parametrize("kind", ["status_changed", "finished"])
 async def test_hook_raising_from_the_pollers_callbacks_ends_the_batch(
-    client: AsyncClient, kind: str
+    client: AsyncClient, emu: Emulator, kind: str
 ) -> None:
     """A hook raising on an event sent from the poller's side ends the batch with its error."""
+    # Jobs long enough for a poll to see them in progress (a status_changed event).
+    emu.configure(latency_scale=1.0, queue_seconds=(0.0, 0.0), image_seconds=(0.3, 0.3))
 
     def hook(event: BatchEvent) -> None:
         if event.kind == kind:
