@@ -350,15 +350,23 @@ class BatchRun(Generic[R]):
             await self._admission.acquire()
             try:
                 got = await reader.next()
-            except BaseException:
+            except BaseException as exc:
                 self._admission.release()
-                raise
+                if not isinstance(exc, Exception):
+                    raise
+                self.fail(exc)  # the input itself raised
+                return
             if got is None:
                 self._admission.release()
                 return
             self._counters.read += 1
             self._unfinished += 1
-            await self._job(*got)
+            try:
+                await self._job(*got)
+            except Exception as exc:  # the user's on_event hook (or a bug)
+                # The first error wins; the other workers are cancelled, not raised together.
+                self.fail(exc)
+                return
 
     async def _job(self, index: int, request: R) -> None:
         item = _Item(index, request, _Slot(self._counters.states))
@@ -602,6 +610,8 @@ class BatchRun(Generic[R]):
             outcome = await self._after_wait(item)
             item.slot.move(None)
             await self._emit(outcome)
+        except Exception as exc:  # the user's on_event hook (or a bug): the first one wins
+            self.fail(exc)
         finally:
             self._done_with(item)
 

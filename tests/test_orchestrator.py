@@ -349,20 +349,6 @@ async def test_client_retries_of_a_submit_are_batch_events(
     assert emu.stats.requests["faceswap_plus"] == 3
 
 
-async def test_hook_raising_inside_a_submit_retry_ends_the_batch(
-    client: AsyncClient, emu: Emulator
-) -> None:
-    """A hook that raises on a client-level 'throttled' event ends the batch with its error."""
-    emu.faults.inject("faceswap_plus", "rate_limited")
-
-    def hook(event: BatchEvent) -> None:
-        if event.kind == "throttled":
-            raise RuntimeError("hook bug")
-
-    with pytest.raises(RuntimeError, match="hook bug"):
-        await collect(client.swap_many([swap(0)], on_event=hook))
-
-
 async def test_a_status_known_before_the_wait_finishes_the_job_at_once(
     client: AsyncClient, emu: Emulator
 ) -> None:
@@ -397,23 +383,6 @@ async def test_polling_refused_for_good_is_each_pending_jobs_outcome(
     outcomes = await collect(client.swap_many([swap(i) for i in range(3)], on_event=on_event))
     assert len(outcomes) == 3
     assert all(isinstance(o.error, AccountBannedError) and o.job for o in outcomes)
-    assert client.poller_statistics().tracked == 0
-
-
-@pytest.mark.parametrize("kind", ["status_changed", "finished"])
-async def test_hook_raising_from_the_pollers_callbacks_ends_the_batch(
-    client: AsyncClient, emu: Emulator, kind: str
-) -> None:
-    """A hook raising on an event sent from the poller's side ends the batch with its error."""
-    # Jobs long enough for a poll to see them in progress (a status_changed event).
-    emu.configure(latency_scale=1.0, queue_seconds=(0.0, 0.0), image_seconds=(0.3, 0.3))
-
-    def hook(event: BatchEvent) -> None:
-        if event.kind == kind:
-            raise RuntimeError("hook bug")
-
-    with pytest.raises(RuntimeError, match="hook bug"):
-        await collect(client.swap_many([swap(i) for i in range(5)], on_event=hook))
     assert client.poller_statistics().tracked == 0
 
 
@@ -520,14 +489,21 @@ async def test_input_iterator_error_is_raised(client: AsyncClient) -> None:
         await collect(client.swap_many(requests()))
 
 
-async def test_on_event_error_is_raised(client: AsyncClient) -> None:
-    """An exception from the on_event hook ends the batch and is raised to the caller."""
+@pytest.mark.parametrize("kind", ["throttled", "submitted", "status_changed", "finished"])
+async def test_on_event_error_is_raised(client: AsyncClient, emu: Emulator, kind: str) -> None:
+    """A hook error ends the batch and is raised to the caller, wherever the event is sent
+    from: the client's retry loop, a worker, or the poller's callbacks."""
+    emu.faults.inject("faceswap_plus", "rate_limited")  # a 'throttled' event
+    # Jobs long enough for a poll to see them in progress (a 'status_changed' event).
+    emu.configure(latency_scale=1.0, queue_seconds=(0.0, 0.0), image_seconds=(0.3, 0.3))
 
     def hook(event: BatchEvent) -> None:
-        raise RuntimeError("hook bug")
+        if event.kind == kind:
+            raise RuntimeError("hook bug")
 
     with pytest.raises(RuntimeError, match="hook bug"):
-        await collect(client.swap_many([swap(0)], on_event=hook))
+        await collect(client.swap_many([swap(i) for i in range(5)], on_event=hook))
+    assert client.poller_statistics().tracked == 0
 
 
 async def test_closing_the_client_ends_the_batch_with_an_error(
