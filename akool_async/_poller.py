@@ -317,6 +317,10 @@ class Poller:
 
     def release(self, job_id: str, waiter: Waiter) -> None:
         """Stop waiting: drop the waiter (and the id, if nobody else waits for it)."""
+        if not waiter.done.done():
+            # Abandoned: its deadline, still in the heap, must not fail it (an exception
+            # nobody retrieves is logged when the future is collected).
+            waiter.done.cancel()
         if waiter.timed:
             waiter.timed = False
             self._timed -= 1

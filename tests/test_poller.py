@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -316,3 +317,30 @@ async def test_a_started_job_starts_every_older_job_and_moves_the_head(
     now = anyio.current_time()
     assert [poller._interval(e, now) for e in entries] == [1.0] * 6
     assert all(e.due <= now + 1.0 for e in entries)
+
+
+async def test_a_released_waiter_is_left_alone_by_its_deadline(
+    poller: Poller, server: FakeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """watch() then release(): the id is no longer polled, and the deadline passes quietly."""
+    server.status[job_id(1)] = SwapStatus.PROCESSING
+    waiter = poller.watch(job_id(1), timeout=0.05)
+    assert poller.statistics().tracked == 1
+    poller.release(job_id(1), waiter)
+    assert poller.statistics().tracked == 0
+    assert waiter.done.cancelled()
+    await anyio.sleep(0.1)  # past the deadline
+    del waiter
+    gc.collect()
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+
+
+async def test_watch_then_settle_gives_the_result(poller: Poller, server: FakeServer) -> None:
+    """The task-free way to wait: watch(), await nothing but the future, settle()."""
+    server.status[job_id(2)] = SwapStatus.SUCCESS
+    waiter = poller.watch(job_id(2), timeout=5)
+    with anyio.fail_after(5):
+        await waiter.done
+    result = poller.settle(job_id(2), waiter, 5)
+    assert (result.id, result.status) == (job_id(2), SwapStatus.SUCCESS)
+    assert poller.statistics().tracked == 0
