@@ -344,9 +344,9 @@ class BatchRun(Generic[R]):
         moves on: a batch holds ``concurrency`` tasks however many jobs are pending, and no
         task is created per request (each one costs CPU, and in the cyclic GC).
         """
-        while True:
-            # No checkpoint here: _job always awaits (a submit is preceded by one, an outcome
-            # goes through the stream), so a cancelled batch stops at the next request at most.
+        while not self.scope.cancel_called:  # stopped (fail-fast, closed): read no further
+            # No anyio checkpoint per request: the submit path has one, an outcome goes
+            # through the stream, a journal lookup awaits the database.
             await self._admission.acquire()
             try:
                 got = await reader.next()

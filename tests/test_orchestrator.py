@@ -309,6 +309,21 @@ async def test_fail_fast_raises_after_the_finished_outcomes(
     assert client.poller_statistics().tracked == 0
 
 
+async def test_fail_fast_stops_reading_the_input(client: AsyncClient) -> None:
+    """After fail_fast's first error the input is not read on, even when nothing awaits."""
+    pulled = 0
+
+    def requests() -> Iterator[Any]:
+        nonlocal pulled
+        for i in range(100_000):
+            pulled += 1
+            yield "not a request" if i else swap(0)  # each one fails validation at once
+
+    with pytest.raises(ValidationError):
+        await collect(client.swap_many(requests(), concurrency=4, fail_fast=True))
+    assert pulled <= 4 + 4
+
+
 async def test_events_and_statistics_add_up(client: AsyncClient, emu: Emulator) -> None:
     """Every request gets one 'submitted' and one 'finished' event; statistics agree."""
     events: list[BatchEvent] = []
