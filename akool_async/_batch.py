@@ -596,13 +596,13 @@ class BatchRun(Generic[R]):
         self._done_with(item)
 
     def _spawn(self, func: Callable[..., Any], item: _Item[R], *args: Any) -> None:
-        tg = self._tg
-        try:
-            if tg is None:
-                raise RuntimeError("the batch's task group is gone")
-            tg.start_soon(func, item, *args)
-        except RuntimeError:  # the batch ended under this answer: nobody takes its outcome
-            self._done_with(item)
+        if self._tg is not None:
+            try:
+                self._tg.start_soon(func, item, *args)
+                return
+            except RuntimeError:  # the group is closing
+                pass
+        self._done_with(item)  # the batch ended under this answer: nobody takes its outcome
 
     async def _finish(self, item: _Item[R]) -> None:
         """Record, download and emit a request whose job the poller answered."""

@@ -171,6 +171,12 @@ async def _counted_attempt(
     return await client._attempt(endpoint, wire, request, policy, tries[0])
 
 
+def _tell_batch(endpoint: Endpoint[Any, Any], kind: str, **data: Any) -> None:
+    """Report a submit's retry or throttle to the batch request it belongs to, if any."""
+    if endpoint.creates_job and (report := submit_events.get()) is not None:
+        report(kind, **data)
+
+
 async def _on_backoff(details: Mapping[str, Any]) -> None:
     client: AsyncClient = details["args"][0]
     endpoint: Endpoint[Any, Any] = details["args"][1]
@@ -190,8 +196,9 @@ async def _on_backoff(details: Mapping[str, Any]) -> None:
         delay=details["wait"],
         error=failure.error,
     )
-    if endpoint.creates_job and (report := submit_events.get()) is not None:
-        report("retried", attempt=details["tries"], delay=details["wait"], error=failure.error)
+    _tell_batch(
+        endpoint, "retried", attempt=details["tries"], delay=details["wait"], error=failure.error
+    )
 
 
 @functools.lru_cache(maxsize=64)
@@ -847,8 +854,7 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
             delay,
         )
         self._emit("throttled", endpoint=endpoint.name, delay=delay, status=status, code=error.code)
-        if endpoint.creates_job and (report := submit_events.get()) is not None:
-            report("throttled", attempt=attempt, delay=delay, error=error)
+        _tell_batch(endpoint, "throttled", attempt=attempt, delay=delay, error=error)
 
     @staticmethod
     @functools.lru_cache(maxsize=32)  # one per Timeout in use, not one per request

@@ -144,9 +144,10 @@ def _make_converter() -> cattrs.Converter:
         conv.register_structure_hook(cls, hook)
         # A listbyids item is mostly optional fields: cattrs' generic Optional hook
         # re-dispatches on every value.
-        conv.register_structure_hook(cls | None, _or_none(hook))
+        optional = _or_none(hook)
+        conv.register_structure_hook(cls | None, optional)
         direct[cls] = hook
-        direct[cls | None] = conv.get_structure_hook(cls | None)
+        direct[cls | None] = optional
 
     def annotated(annotated_type: Any) -> Callable[[Any, type[Any]], Any]:
         origin = annotated_type.__origin__

@@ -34,7 +34,11 @@ def _fault_rate(text: str) -> tuple[str, str, float]:
         ) from None
 
 
-def build_parser(prog: str = "python -m akool_async.testing") -> argparse.ArgumentParser:
+#: The emulator's command name in usage and help, unless a caller names it otherwise.
+PROG = "python -m akool_async.testing"
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     """The command line of the emulator process (reused by ``akool-async emulator``)."""
     p = argparse.ArgumentParser(
         prog=prog,
@@ -113,14 +117,14 @@ async def _serve(args: argparse.Namespace, config: EmulatorConfig) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str = PROG) -> int:
     """Run the emulator until SIGINT/SIGTERM; return the exit status.
 
     Args:
         argv: The arguments (default: ``sys.argv[1:]``).
-        prog: The command name in usage and help (default: ``python -m akool_async.testing``).
+        prog: The command name in usage and help.
     """
-    parser = build_parser() if prog is None else build_parser(prog)
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     try:
         config = config_from_args(args)
