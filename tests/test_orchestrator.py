@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import anyio
@@ -56,6 +56,20 @@ def sdk_tasks() -> list[str]:
     return sorted(
         name for name in names if name.startswith("akool_async.") and ".testing." not in name
     )
+
+
+def after_submits(count: int, action: Callable[[], object]) -> Callable[[BatchEvent], None]:
+    """An on_event hook that calls ``action`` when the ``count``-th job was submitted."""
+    submitted = 0
+
+    def on_event(event: BatchEvent) -> None:
+        nonlocal submitted
+        if event.kind == "submitted":
+            submitted += 1
+            if submitted == count:
+                action()
+
+    return on_event
 
 
 async def collect(batch: Any) -> list[Outcome[PlusSwap]]:
@@ -386,15 +400,7 @@ async def test_polling_refused_for_good_is_each_pending_jobs_outcome(
 ) -> None:
     """When listbyids is refused for good (a banned account), every pending job says so."""
     emu.configure(image_seconds=(1e6, 1e6))
-    submitted = 0
-
-    def on_event(event: BatchEvent) -> None:
-        nonlocal submitted
-        if event.kind == "submitted":
-            submitted += 1
-            if submitted == 3:
-                emu.ban()
-
+    on_event = after_submits(3, emu.ban)
     outcomes = await collect(client.swap_many([swap(i) for i in range(3)], on_event=on_event))
     assert len(outcomes) == 3
     assert all(isinstance(o.error, AccountBannedError) and o.job for o in outcomes)
@@ -416,16 +422,8 @@ async def test_many_outcomes_at_once_through_a_full_stream(client: AsyncClient) 
 async def test_pending_jobs_hold_no_tasks(client: AsyncClient, emu: Emulator) -> None:
     """300 jobs pending on the server: the batch holds waiters, not 300 parked tasks."""
     emu.configure(image_seconds=(1e6, 1e6))
-    submitted = 0
     all_submitted = anyio.Event()
-
-    def on_event(event: BatchEvent) -> None:
-        nonlocal submitted
-        if event.kind == "submitted":
-            submitted += 1
-            if submitted == 300:
-                all_submitted.set()
-
+    on_event = after_submits(300, all_submitted.set)
     before = len(sdk_tasks())
     batch = client.swap_many(
         [swap(i) for i in range(300)], concurrency=8, max_pending=300, on_event=on_event
