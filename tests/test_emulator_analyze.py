@@ -201,6 +201,15 @@ async def test_bad_input_is_a_400_error_body(
     assert expected == (status, set(out), out["success"], type(out["error"]))
 
 
+async def test_frame_limit_option(akool_emulator: Emulator, http: aiohttp.ClientSession) -> None:
+    """analyze_max_frames turns longer frame lists into a 400 error body."""
+    akool_emulator.configure(analyze_max_frames=2)
+    ok = await analyze(http, akool_emulator, {"frame_urls": STILLS[:2]})
+    refused = await analyze(http, akool_emulator, {"frame_urls": STILLS})
+    expected = (200, 400, False)
+    assert expected == (ok[0], refused[0], refused[1]["success"])
+
+
 async def test_processing_failure_is_a_500_error_body(
     akool_emulator: Emulator, http: aiohttp.ClientSession
 ) -> None:

@@ -8,8 +8,9 @@ left to right (``index``), their boxes derive from a hash of the cast (the first
 directory, so the stills of one video share their people) and drift a few pixels per second
 of ``timestamps``. ``face_url`` is a fetchable PNG crop under ``/results/faces/``.
 
-Errors are ``{"success": false, "error": ...}``: HTTP 400 for bad input, HTTP 500 when a
-frame URL contains the config's ``fail_marker``. Frames without any face give
+Errors are ``{"success": false, "error": ...}``: HTTP 400 for bad input (and for more than
+``analyze_max_frames`` frames), HTTP 500 when a frame URL contains the config's
+``fail_marker``. Frames without any face give
 ``success: true`` with an empty ``persons`` list, as the docs say.
 """
 
@@ -56,6 +57,9 @@ def analyze_frames(body: Any, config: EmulatorConfig, base_url: str) -> tuple[in
     urls = body.get("frame_urls")
     if not isinstance(urls, list) or not urls:
         return _error(400, "frame_urls must be a non-empty list of image URLs")
+    limit = config.analyze_max_frames
+    if limit is not None and len(urls) > limit:
+        return _error(400, f"At most {limit} frames per request, got {len(urls)}")
     for url in urls:
         if not _is_http(url):
             return _error(400, f"Invalid URL format: {url!r}")
