@@ -71,9 +71,14 @@ def _frame_urls(value: Iterable[str]) -> tuple[str, ...]:
 
 
 def _number(value: object, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValidationError(f"must be a finite number, got {value!r}", field=field)
-    return float(value)
+    if not isinstance(value, bool) and isinstance(value, int | float):
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond any float
+            number = math.inf
+        if math.isfinite(number):
+            return number
+    raise ValidationError(f"must be a finite number, got {value!r}", field=field)
 
 
 def _timestamps(value: Iterable[float] | None) -> tuple[float, ...] | None:
@@ -364,6 +369,8 @@ def map_faces(
             more than 8 pairs.
     """
     found = _targets(targets)
+    if target_url is not None:
+        _check_url(target_url, "target_url")
     pairs: list[tuple[_Target, FaceInfo]]
     if isinstance(sources, Mapping):
         pairs = _pairs_from_mapping(found, sources)
@@ -375,7 +382,13 @@ def map_faces(
             field="sources",
         )
     else:
-        items = list(sources)
+        try:
+            items = list(sources)
+        except TypeError:
+            raise ValidationError(
+                f"must be a list or a mapping of new faces, got {type(sources).__name__}",
+                field="sources",
+            ) from None
         if len(items) != len(found):
             names = ", ".join(_name(target) for target in found) or "none"
             raise ValidationError(

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from akool_async import (
     AnalyzeFrames,
@@ -437,6 +439,8 @@ def _video_detection() -> FaceDetection:
         (["person_0"], ["https://new.example/a.jpg"], {}, "targets[0]"),
         (42, ["https://new.example/a.jpg"], {}, "targets"),
         ([person(0, face_url=None)], ["https://new.example/a.jpg"], {}, "target_url"),
+        (analysis(1), ["https://new.example/a.jpg"], {"target_url": "ftp://x/y"}, "target_url"),
+        (analysis(1), None, {}, "sources"),
     ],
 )
 def test_map_faces_refuses_what_cannot_be_right(
@@ -446,3 +450,71 @@ def test_map_faces_refuses_what_cannot_be_right(
     with pytest.raises(ValidationError) as info:
         map_faces(targets, sources, **kwargs)
     assert field == info.value.field
+
+
+# --- properties --------------------------------------------------------------------------------
+
+PROPERTY = settings(max_examples=200, deadline=None, database=None)
+junk = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**1100), max_value=2**1100)
+    | st.floats()
+    | st.text(max_size=12)
+    | st.binary(max_size=6)
+    | st.sampled_from(["", "https://", "ftp://x/y", FRAME, "person_0"]),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.text(max_size=4) | st.integers(0, 3), children, max_size=3)
+        | st.tuples(children, children)
+    ),
+    max_leaves=6,
+)
+
+
+def outcome(func: Any, *args: Any, **kwargs: Any) -> Any:
+    """``func(...)``, or the ValidationError it raised (any other exception propagates)."""
+    try:
+        return func(*args, **kwargs)
+    except ValidationError as exc:
+        return exc
+
+
+def field_root(error: ValidationError) -> str:
+    """``"timestamps[2]"`` -> ``"timestamps"``."""
+    return (error.field or "").split("[", 1)[0]
+
+
+frame_lists = st.lists(st.sampled_from([FRAME, "https://example.com/b.jpg"]), max_size=3)
+maybe = st.one_of
+
+
+@PROPERTY
+@given(
+    frame_urls=maybe(frame_lists, junk),
+    timestamps=maybe(st.none(), st.lists(st.floats(min_value=0, max_value=1e6), max_size=3), junk),
+    expand_ratio=maybe(st.none(), st.floats(min_value=0, max_value=1), junk),
+)
+def test_any_input_builds_or_names_a_field(
+    frame_urls: Any, timestamps: Any, expand_ratio: Any
+) -> None:
+    """Whatever it is given, AnalyzeFrames builds or raises a ValidationError naming a field."""
+    result = outcome(
+        AnalyzeFrames, frame_urls=frame_urls, timestamps=timestamps, expand_ratio=expand_ratio
+    )
+    if isinstance(result, ValidationError):
+        assert field_root(result) in {"frame_urls", "timestamps", "expand_ratio"}
+    else:
+        assert build_request(ANALYZE_FRAMES, result).json is not None
+
+
+@PROPERTY
+@given(sources=junk, target_url=maybe(st.none(), st.sampled_from([FRAME]), junk))
+def test_map_faces_raises_only_validation_errors(sources: Any, target_url: Any) -> None:
+    """Whatever the sources, map_faces gives FaceMappings or a ValidationError naming one."""
+    targets = FrameAnalysis(persons=(person(0), person(1, face_url=None)))
+    result = outcome(map_faces, targets, sources, target_url=target_url)
+    if isinstance(result, ValidationError):
+        assert field_root(result) in {"sources", "target_url"}
+    else:
+        assert all(isinstance(pair, FaceMapping) for pair in result)
