@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 
 from akool_async.testing import DEFAULT_API_KEY, Emulator, EmulatorConfig
+from akool_async.testing._main import build_parser, config_from_args
 
 pytestmark = pytest.mark.anyio
 
@@ -295,3 +296,11 @@ async def test_rate_limits_and_faults_apply(
         faulted = resp.status
     expected = (200, 1005, 503)
     assert expected == (first[0], second[1]["code"], faulted)
+
+
+def test_process_option_for_the_auth_envelope() -> None:
+    """``python -m akool_async.testing --detector-auth-errors native`` sets the option."""
+    default = config_from_args(build_parser().parse_args([]))
+    native = config_from_args(build_parser().parse_args(["--detector-auth-errors", "native"]))
+    expected = ("standard", "native")
+    assert expected == (default.detector_auth_errors, native.detector_auth_errors)

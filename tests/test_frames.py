@@ -133,6 +133,8 @@ def test_request_is_frozen_and_hashable() -> None:
         ({"frame_urls": [FRAME], "expand_ratio": -0.1}, "expand_ratio"),
         ({"frame_urls": [FRAME], "expand_ratio": "0.3"}, "expand_ratio"),
         ({"frame_urls": [FRAME], "expand_ratio": True}, "expand_ratio"),
+        ({"frame_urls": [FRAME], "expand_ratio": 10**400}, "expand_ratio"),
+        ({"frame_urls": [FRAME], "timestamps": [10**400]}, "timestamps[0]"),
     ],
 )
 def test_request_validation(fields: dict[str, Any], field: str) -> None:
