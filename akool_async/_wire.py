@@ -13,6 +13,10 @@ Decoding rules (the single translation boundary; contract sections 1, 4 and 8):
   carrying the status and at most 2 KiB of the body: the API itself did not answer.
 * A JSON error body without a ``code``: ``ServerError`` (code None) for 5xx, ``APIError``
   (code None) for any other non-2xx status.
+* The detectors and Analyze Frames have their own envelopes: ``error_code != 0`` and
+  ``success: false`` are a ``DetectionError`` (on HTTP 401/403 an ``AuthenticationError`` /
+  ``PermissionDeniedError``); a standard ``{code, msg}`` answer on their paths (the gateway's
+  auth failures) is decoded by its ``code``.
 * A 2xx JSON body of the wrong shape (no ``code``, ``data`` of the wrong type, a missing
   ``_id``...) is a ``TransportError``: cattrs, KeyError and TypeError never escape.
 """
