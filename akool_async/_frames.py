@@ -28,6 +28,7 @@ from ._errors import ValidationError
 from ._models import (
     MAX_FACES,
     DetectedFace,
+    DetectedFrame,
     FaceDetection,
     FaceInfo,
     FaceMapping,
@@ -203,7 +204,11 @@ class Person:
         """
         if self.face_url is not None:
             return FaceInfo(face_url=self.face_url)
-        if image_url is None or self.bbox is None:
+        if self.bbox is None:
+            raise ValidationError(
+                f"{self.person_id} has neither a face crop nor a bbox", field="image_url"
+            )
+        if image_url is None:
             raise ValidationError(
                 f"{self.person_id} has no face crop; pass the analysed image's URL",
                 field="image_url",
@@ -244,10 +249,12 @@ _Source = str | FaceInfo
 
 
 def _targets(
-    targets: FrameAnalysis | FaceDetection | Iterable[_Target],
+    targets: FrameAnalysis | FaceDetection | DetectedFrame | Iterable[_Target],
 ) -> tuple[_Target, ...]:
     if isinstance(targets, FrameAnalysis):
         return targets.persons
+    if isinstance(targets, DetectedFrame):
+        return targets.faces
     if isinstance(targets, FaceDetection):
         if len(targets.frames) > 1:
             raise ValidationError(
@@ -339,7 +346,7 @@ def _pairs_from_mapping(
 
 
 def map_faces(
-    targets: FrameAnalysis | FaceDetection | Iterable[Person | DetectedFace],
+    targets: FrameAnalysis | FaceDetection | DetectedFrame | Iterable[Person | DetectedFace],
     sources: Sequence[str | FaceInfo | None]
     | Mapping[str, str | FaceInfo]
     | Mapping[int, str | FaceInfo],
@@ -351,8 +358,8 @@ def map_faces(
     Args:
         targets: The faces to replace: an ``analyze_frames`` answer (one entry per person
             across all its frames: the way to map a video), a ``detect_faces`` answer of one
-            image (``return_face_url=True`` gives crops that need no bbox), or a list of
-            ``Person`` / ``DetectedFace``.
+            image or one of its frames (``return_face_url=True`` gives crops that need no
+            bbox), or a list of ``Person`` / ``DetectedFace``.
         sources: The new faces, each the URL of a single-face image or a ``FaceInfo``. Either
             a list with one entry per target in order (persons left to right; None leaves that
             face as it is), or a mapping from ``person_id`` (or ``index``) to a new face, for

@@ -322,10 +322,16 @@ def test_person_without_crop_uses_the_image_and_bbox() -> None:
     assert FaceInfo(face_url="https://example.com/still.jpg", bbox=(10, 20, 90, 120)) == info
 
 
-def test_person_without_crop_or_image_is_refused() -> None:
-    """Without a crop and without an image URL there is nothing to point at."""
+@pytest.mark.parametrize(
+    ("changes", "image_url"),
+    [({"face_url": None}, None), ({"face_url": None, "bbox": None}, "https://e.com/a.jpg")],
+)
+def test_person_without_crop_or_image_is_refused(
+    changes: dict[str, Any], image_url: str | None
+) -> None:
+    """Without a crop, an image URL and a bbox are both needed to point at the face."""
     with pytest.raises(ValidationError) as info:
-        person(0, face_url=None).to_face_info()
+        person(0, **changes).to_face_info(image_url)
     assert info.value.field == "image_url"
 
 
@@ -388,6 +394,7 @@ def test_map_faces_from_detect_faces() -> None:
         DetectedFace(frame=0, index=i, region=(10 + 100 * i, 20, 50, 60)) for i in range(2)
     )
     with_crops = map_faces(detection, ["https://new.example/a.jpg", None])
+    assert with_crops == map_faces(detection.frames[0], ["https://new.example/a.jpg", None])
     without = map_faces(
         bare, {1: "https://new.example/b.jpg"}, target_url="https://example.com/group.jpg"
     )
