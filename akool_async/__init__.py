@@ -44,6 +44,7 @@ from ._events import (
     DownloadError,
     Outcome,
 )
+from ._frames import AnalyzeFrames, Appearance, FrameAnalysis, Person, map_faces
 from ._models import (
     DetectedFace,
     DetectedFrame,
@@ -79,6 +80,8 @@ __all__ = [
     "AccountBannedError",
     "AkoolError",
     "AmbiguousSubmitError",
+    "AnalyzeFrames",
+    "Appearance",
     "AsyncClient",
     "AuthenticationError",
     "Batch",
@@ -98,6 +101,7 @@ __all__ = [
     "FaceImage",
     "FaceInfo",
     "FaceMapping",
+    "FrameAnalysis",
     "ImageSwap",
     "InsufficientCreditError",
     "JobError",
@@ -115,6 +119,7 @@ __all__ = [
     "Outcome",
     "ParameterError",
     "PermissionDeniedError",
+    "Person",
     "PlusSwap",
     "PollConfig",
     "PollerStatistics",
@@ -137,4 +142,5 @@ __all__ = [
     "WebhookVerifier",
     "bbox_from_region",
     "error_for_code",
+    "map_faces",
 ]

@@ -12,6 +12,7 @@ Commands::
     akool-async credit                              the account's credit balance
     akool-async detect URL_OR_FILE                  find faces [--single-face] [--frames N]
           [--face-urls] [--legacy]
+    akool-async detect --analyze URL...             the people across frames [--timestamps]
     akool-async emulator [--port P] ...             run the local AKOOL emulator
 
 Global options (before or after the command): ``--api-key`` (else ``AKOOL_API_KEY``, or

@@ -230,7 +230,15 @@ def _legacy_records(found: LegacyFaceDetection) -> list[dict[str, Any]]:
 
 async def _cmd_detect(ctx: Context) -> int:
     args = ctx.args
-    media: str = args.media
+    if args.analyze:
+        from ._cli_analyze import cmd_analyze
+
+        return await cmd_analyze(ctx)
+    if args.timestamps is not None or args.expand_ratio is not None:
+        raise CliError("--timestamps and --expand-ratio need --analyze", EXIT_USAGE)
+    if len(args.media) > 1:
+        raise CliError("detect takes one URL or file (frames of a video: --analyze)", EXIT_USAGE)
+    [media] = args.media
     is_url = media.lower().startswith(("http://", "https://"))
     document: dict[str, Any]
     if args.legacy:

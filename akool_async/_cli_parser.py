@@ -335,7 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
     credit.set_defaults(handler="credit")
 
     detect = add("detect", "detect faces in an image or video (URL or local image file)")
-    detect.add_argument("media", metavar="URL_OR_FILE", help="http(s) URL, or an image file")
+    detect.add_argument(
+        "media",
+        metavar="URL_OR_FILE",
+        nargs="+",
+        help="http(s) URL, or an image file (with --analyze: several frame image URLs)",
+    )
     detect.add_argument("--single-face", action="store_true", help="only the largest face")
     detect.add_argument(
         "--frames", type=_positive_int, metavar="N", help="video frames to sample (default: 5)"
@@ -345,6 +350,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     detect.add_argument(
         "--legacy", action="store_true", help="use the legacy detector (sg3.akool.com/detect)"
+    )
+    detect.add_argument(
+        "--analyze",
+        action="store_true",
+        help="Analyze Frames: match the people across frame images (one entry per person)",
+    )
+    detect.add_argument(
+        "--timestamps", metavar="S,S,...", help="with --analyze: seconds of each frame"
+    )
+    detect.add_argument(
+        "--expand-ratio",
+        type=float,
+        metavar="R",
+        help="with --analyze: face crop expansion, 0 to 1 (default: 0.3)",
     )
     detect.set_defaults(handler="detect")
 

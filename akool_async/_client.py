@@ -47,6 +47,7 @@ import backoff
 
 from ._config import Limits, Timeout
 from ._endpoints import (
+    ANALYZE_FRAMES,
     DELETE_RESULTS,
     DETECT_FACES,
     FACESWAP_IMAGE,
@@ -75,6 +76,7 @@ from ._errors import (
     ValidationError,
 )
 from ._events import submit_events
+from ._frames import AnalyzeFrames
 from ._models import (
     CreditQuery,
     DeleteQuery,
@@ -396,6 +398,7 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
     faceswap_video = Operation(FACESWAP_VIDEO, VideoSwap, name="faceswap_video")
     detect_faces = Operation(DETECT_FACES, DetectFaces, name="detect_faces")
     detect_faces_legacy = Operation(LEGACY_DETECT, LegacyDetect, name="detect_faces_legacy")
+    analyze_frames = Operation(ANALYZE_FRAMES, AnalyzeFrames, name="analyze_frames")
 
     _shared: _Shared
     _retry: RetryPolicy

@@ -19,7 +19,8 @@ at a single boundary (``raise ... from``) and never escape on their own::
     |   +-- AccountBannedError                1200
     |   +-- MediaError                        1015, 1016, 1108, 1204, 1207-1210
     |   +-- ServerError                       2001 and HTTP 5xx
-    |   +-- DetectionError                    the face detectors' ``error_code != 0``
+    |   +-- DetectionError                    a detector's ``error_code != 0``, Analyze
+    |                                             Frames' ``success: false``
     +-- JobError                              a job that did not end in success
     |   +-- JobFailedError                    status 4
     |   +-- JobTimeoutError (TimeoutError)    no terminal status before the deadline
@@ -213,7 +214,9 @@ class ServerError(APIError):
 
 
 class DetectionError(APIError):
-    """A face detector answered with ``error_code != 0``."""
+    """A face detector answered with ``error_code != 0``, or Analyze Frames with
+    ``success: false`` (then ``code`` is None; ``status`` is 400 for bad input, 500 when
+    processing failed)."""
 
 
 class JobError(AkoolError):

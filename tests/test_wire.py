@@ -293,6 +293,7 @@ def test_endpoint_table_paths() -> None:
         "delete_results": ("POST", "/api/open/v3/faceswap/result/delbyids"),
         "quota": ("GET", "/api/open/v3/faceswap/quota/info"),
         "detect_faces": ("POST", "/interface/detect-api/detect_faces"),
+        "analyze_frames": ("POST", "/interface/detect-api/faceswap/analyze_frames"),
         "detect_legacy": ("POST", "/detect"),
     }
     assert expected == {name: (e.method, e.path) for name, e in ENDPOINTS.items()}

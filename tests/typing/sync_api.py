@@ -15,6 +15,7 @@ from akool_async import (
     ClientStatistics,
     FaceDetection,
     FaceImage,
+    FrameAnalysis,
     LegacyFaceDetection,
     Limits,
     PlusSwap,
@@ -47,6 +48,7 @@ def operations(client: Client, job: SwapJob) -> None:
     )
     assert_type(client.detect_faces(url="https://a/t.jpg"), FaceDetection)
     assert_type(client.detect_faces_legacy(image_url="https://a/t.jpg"), LegacyFaceDetection)
+    assert_type(client.analyze_frames(frame_urls=["https://a/f0.jpg"]), FrameAnalysis)
     assert_type(client.get_results([job.id]), list[SwapResult])
     assert_type(client.delete_results([job.id]), None)
     assert_type(client.get_credit(), float)
