@@ -13,6 +13,7 @@ Nothing is answered to a client that disconnected before its body was complete; 
 is in, the listeners run to the end and their outcome is recorded even if the answer can no
 longer be sent (AKOOL's retry is then a duplicate, acknowledged without a call).
 
+It runs on asyncio, as the receiver does (uvicorn, hypercorn's asyncio worker, daphne).
 Starlette (and so FastAPI) is needed only by ``route()`` and ``endpoint()``, and imported
 there, lazily (``pip install 'akool-async[asgi]'``).
 """

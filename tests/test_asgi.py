@@ -11,8 +11,11 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import subprocess
+import sys
+import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -24,6 +27,7 @@ from starlette.applications import Starlette
 
 from akool_async import (
     AsyncClient,
+    Client,
     Outcome,
     PlusSwap,
     PollConfig,
@@ -39,8 +43,9 @@ from akool_async.testing import (
     DEFAULT_CLIENT_SECRET,
     Emulator,
     EmulatorConfig,
+    EmulatorThread,
 )
-from tests._support import swap
+from tests._support import FAST_RETRY, swap
 
 pytestmark = pytest.mark.anyio
 
@@ -390,6 +395,47 @@ async def test_200_concurrent_duplicates_call_the_handler_once(
     assert [(e.id, e.status) for e in calls] == [(payload()["_id"], SwapStatus.SUCCESS)]
 
 
+@contextlib.contextmanager
+def uvicorn_thread(app: Any) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on its own thread and event loop; yield its base URL."""
+    sock = socket.create_server(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app, loop="asyncio", http="h11", ws="none", log_config=None, access_log=False
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join()
+        sock.close()
+
+
+@pytest.mark.parametrize("mount", ["fastapi-endpoint"])
+def test_blocking_client_finishes_jobs_from_a_uvicorn_thread(
+    akool_emulator_thread: EmulatorThread, mount: str
+) -> None:
+    """The blocking Client's batch ends from callbacks served on uvicorn's own loop thread."""
+    emu = akool_emulator_thread.emulator
+    receiver = WebhookReceiver(verifier_for(emu))
+    with (
+        uvicorn_thread(MOUNTS[mount](receiver.asgi())) as base,
+        Client(api_key=emu.api_key, base_url=emu.base_url, retry=FAST_RETRY) as client,
+    ):
+        client.poll_config = POLL
+        detach = client.use_webhooks(receiver, url=base + PATH)
+        n = 20
+        with client.swap_many(swap(i) for i in range(n)) as batch:
+            outcomes = list(batch)
+        detach()
+
+    assert rows(outcomes) == truth(emu, n)
+    assert emu.stats.requests["list_results"] == 0
+
+
 @pytest.mark.parametrize("mount", ["asgi", "fastapi-endpoint"])
 async def test_one_receiver_behind_aiohttp_and_asgi_handles_an_event_once(
     emu: Emulator, receiver: WebhookReceiver, url: str
@@ -534,3 +580,54 @@ def test_asgi_app_is_the_receivers() -> None:
     app = receiver.asgi()
 
     assert (app.receiver, DEFAULT_CLIENT_SECRET in repr(app)) == (receiver, False)
+
+
+async def test_endpoint_disconnect_before_the_body_ends_reaches_no_listener() -> None:
+    """``endpoint()`` on a request whose client left mid-body calls nobody."""
+    app, recorder = asgi_app()
+    messages = iter([{"type": "http.request", "body": b"{", "more_body": True}])
+
+    async def receive() -> dict[str, Any]:
+        return next(messages, {"type": "http.disconnect"})
+
+    response = await app.endpoint(Request(http_scope(), receive))
+
+    assert (response.status_code, recorder.calls) == (400, [])
+
+
+def test_core_imports_no_framework_and_serves_without_starlette() -> None:
+    """Without Starlette the ASGI app still answers; only route() and endpoint() need it."""
+    script = """
+import asyncio, json, sys
+sys.modules["starlette"] = None  # as if it were not installed
+import akool_async
+from akool_async.testing import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+
+verifier = akool_async.WebhookVerifier(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET)
+app = akool_async.WebhookReceiver(verifier, on_event=print).asgi()
+sent = []
+
+async def receive():
+    return {"type": "http.request", "body": b"{}"}
+
+async def send(message):
+    sent.append(message)
+
+asyncio.run(app({"type": "http", "method": "POST", "headers": []}, receive, send))
+try:
+    app.route()
+except ImportError as exc:
+    hint = str(exc)
+loaded = sorted(m for m in ("fastapi", "starlette", "uvicorn") if sys.modules.get(m))
+print(json.dumps([sent[0]["status"], hint, loaded]))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [
+        400,
+        "route() needs Starlette: pip install 'akool-async[asgi]'",
+        [],
+    ]
