@@ -25,6 +25,7 @@ import json
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any, Final, Self
 
+from akool_async._errors import ValidationError
 from akool_async._receiver import DEFAULT_PATH, WebhookReceiver, _Answer
 
 if TYPE_CHECKING:
@@ -113,7 +114,7 @@ class WebhookASGIApp:
         """The ASGI entry point: ``http`` requests, ``lifespan`` and (refused) ``websocket``.
 
         Raises:
-            ValueError: An ASGI scope type that is none of those three.
+            ValidationError: An ASGI scope type that is none of those three.
         """
         kind = scope.get("type")
         if kind == "http":
@@ -123,7 +124,7 @@ class WebhookASGIApp:
         elif kind == "websocket":
             await send({"type": "websocket.close", "code": 1003})
         else:
-            raise ValueError(f"unsupported ASGI scope type {kind!r}")
+            raise ValidationError(f"unsupported ASGI scope type {kind!r}", field="scope")
 
     async def _http(self, scope: ASGIScope, receive: ASGIReceive, send: ASGISend) -> None:
         client = scope.get("client")

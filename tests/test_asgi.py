@@ -32,6 +32,7 @@ from akool_async import (
     PlusSwap,
     PollConfig,
     SwapStatus,
+    ValidationError,
     WebhookASGIApp,
     WebhookEvent,
     WebhookReceiver,
@@ -529,10 +530,14 @@ async def test_asgi_refuses_websockets_and_unknown_scopes() -> None:
     """A websocket is closed unaccepted; an unknown scope type is an error (ASGI spec)."""
     app, _ = asgi_app()
     sent = await call(app, {"type": "websocket"}, [{"type": "websocket.connect"}])
-    with pytest.raises(ValueError, match="unsupported ASGI scope type 'telepathy'"):
+    with pytest.raises(ValidationError) as info:
         await call(app, {"type": "telepathy"}, [])
 
     assert sent == [{"type": "websocket.close", "code": 1003}]
+    assert (info.value.field, str(info.value)) == (
+        "scope",
+        "scope: unsupported ASGI scope type 'telepathy'",
+    )
 
 
 async def test_asgi_disconnect_before_the_body_ends_answers_nothing() -> None:
