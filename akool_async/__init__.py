@@ -9,6 +9,7 @@
         [result] = await client.get_results([job.id])
 """
 
+from ._asgi import WebhookASGIApp
 from ._client import AsyncClient, ClientStatistics
 from ._config import Limits, Timeout
 from ._errors import (
@@ -136,6 +137,7 @@ __all__ = [
     "TransportError",
     "ValidationError",
     "VideoSwap",
+    "WebhookASGIApp",
     "WebhookEvent",
     "WebhookReceiver",
     "WebhookVerificationError",

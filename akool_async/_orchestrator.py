@@ -309,7 +309,8 @@ class _OrchestratorMixin:
         detaches too.
 
         Args:
-            receiver: A started (or mounted) ``WebhookReceiver`` with this account's verifier.
+            receiver: A started (or mounted, or ASGI-served) ``WebhookReceiver`` with this
+                account's verifier.
             url: Where AKOOL can reach the receiver (public), e.g. ``receiver.url`` locally.
 
         Returns:

@@ -17,6 +17,11 @@ the event identity instead: a byte-identical retry after our 500 must be handled
 byte-identical duplicate after our 200 must get 200, not 400. The timestamp window still bounds
 how late any body is accepted. Delivery to listeners is therefore at-least-once (a listener
 that succeeded sees the event again if another one failed); make listeners idempotent.
+
+Frameworks. ``_answer`` computes every answer from the method, the declared length and the raw
+body chunks, with no HTTP framework in sight; ``handler`` adapts it to aiohttp, and
+``WebhookASGIApp`` (``_asgi.py``, from ``asgi()``) to ASGI servers, FastAPI and Starlette. One
+receiver can serve both at once: the listeners and the duplicate filter are its own.
 """
 
 from __future__ import annotations
@@ -25,9 +30,9 @@ import asyncio
 import collections
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Final, Self
+from typing import TYPE_CHECKING, Final, NamedTuple, Self
 
 import anyio
 from aiohttp import web
@@ -35,6 +40,9 @@ from aiohttp import web
 from akool_async._errors import ClientStateError, ValidationError, WebhookVerificationError
 from akool_async._models import SwapStatus
 from akool_async._webhooks import WebhookEvent, WebhookVerifier
+
+if TYPE_CHECKING:
+    from akool_async._asgi import WebhookASGIApp
 
 __all__ = ["EventCallback", "WebhookEventStream", "WebhookReceiver"]
 
@@ -45,6 +53,14 @@ EventCallback = Callable[[WebhookEvent], Awaitable[None] | None]
 
 DEFAULT_PATH: Final = "/akool/webhook"
 _Identity = tuple[str, int]
+
+
+class _Answer(NamedTuple):
+    """A framework-neutral HTTP answer: status, JSON body and extra headers."""
+
+    status: int
+    body: Mapping[str, str]
+    headers: Mapping[str, str] = {}
 
 
 class _Handled:
@@ -74,8 +90,9 @@ class _Handled:
 class WebhookReceiver:
     """Receives AKOOL webhooks over HTTP and hands each new verified event to its listeners.
 
-    Mount ``handler`` on your own aiohttp route, serve ``app()``, or run it standalone with
-    ``async with WebhookReceiver(...) as receiver`` (or ``await receiver.start(...)``).
+    Mount ``handler`` on your own aiohttp route, serve ``app()``, run it standalone with
+    ``async with WebhookReceiver(...) as receiver`` (or ``await receiver.start(...)``), or
+    serve ``asgi()`` from FastAPI, Starlette or any ASGI server.
 
     Args:
         verifier: Checks and decrypts the bodies.
@@ -143,23 +160,10 @@ class WebhookReceiver:
 
     async def handler(self, request: web.Request) -> web.StreamResponse:
         """The aiohttp request handler: mount it on a POST route of your application."""
-        if request.method != "POST":
-            return web.json_response(
-                {"error": "method not allowed"}, status=405, headers={"Allow": "POST"}
-            )
-        body = await self._read_body(request)
-        if body is None:
-            return web.json_response({"error": "body too large"}, status=413)
-        try:
-            event = self._verifier.verify(body, check_replay=False)
-        except WebhookVerificationError as exc:
-            _log.warning("rejected an AKOOL webhook from %s: %s", request.remote, exc)
-            return web.json_response({"error": "verification failed"}, status=400)
-        status = await self._dispatch(event)
-        if status == 200:
-            return web.json_response({})
-        error = "handler failed" if status == 500 else "no listener"
-        return web.json_response({"error": error}, status=status)
+        answer = await self._answer(
+            request.method, request.content_length, request.content.iter_any(), request.remote
+        )
+        return web.json_response(dict(answer.body), status=answer.status, headers=answer.headers)
 
     def app(self, path: str = DEFAULT_PATH) -> web.Application:
         """Return a new aiohttp application that serves ``handler`` on POST ``path``."""
@@ -167,12 +171,53 @@ class WebhookReceiver:
         application.router.add_post(path, self.handler)
         return application
 
-    async def _read_body(self, request: web.Request) -> bytes | None:
-        if request.content_length is not None and request.content_length > self._max_body_size:
+    def asgi(self) -> WebhookASGIApp:
+        """Return an ASGI application serving this receiver (FastAPI, Starlette, uvicorn...).
+
+        Same answers, listeners and duplicate filter as ``handler``; see ``WebhookASGIApp``.
+        """
+        from akool_async._asgi import WebhookASGIApp
+
+        return WebhookASGIApp(self)
+
+    async def _answer(
+        self,
+        method: str,
+        content_length: int | None,
+        chunks: AsyncIterable[bytes],
+        remote: str | None,
+    ) -> _Answer:
+        """Answer one request, whatever the HTTP framework: each adapter only translates.
+
+        Args:
+            method: The request method.
+            content_length: The declared body length, if any.
+            chunks: The raw body, as the framework reads it (never parsed before verifying).
+            remote: The peer's address, for the log.
+        """
+        if method != "POST":
+            return _Answer(405, {"error": "method not allowed"}, {"Allow": "POST"})
+        body = await self._read_body(content_length, chunks)
+        if body is None:
+            return _Answer(413, {"error": "body too large"})
+        try:
+            event = self._verifier.verify(body, check_replay=False)
+        except WebhookVerificationError as exc:
+            _log.warning("rejected an AKOOL webhook from %s: %s", remote, exc)
+            return _Answer(400, {"error": "verification failed"})
+        status = await self._dispatch(event)
+        if status == 200:
+            return _Answer(200, {})
+        return _Answer(status, {"error": "handler failed" if status == 500 else "no listener"})
+
+    async def _read_body(
+        self, content_length: int | None, chunks: AsyncIterable[bytes]
+    ) -> bytes | None:
+        if content_length is not None and content_length > self._max_body_size:
             return None
         body = bytearray()
         # Read ourselves: a chunked body has no Content-Length to check up front.
-        async for chunk in request.content.iter_any():
+        async for chunk in chunks:
             body += chunk
             if len(body) > self._max_body_size:
                 return None
