@@ -36,6 +36,7 @@ from ._errors import (
 from ._events import BatchDeadlineError, DownloadError
 from ._journal import JournalRecord
 from ._models import MediaType, SwapJob, SwapResult
+from ._redact import redact
 from ._wire import build_request, converter
 
 __all__ = [
@@ -133,8 +134,8 @@ def error_columns(error: AkoolError | None) -> ErrorColumns:
     if error is None:
         return ErrorColumns()
     if isinstance(error, APIError):
-        return ErrorColumns(type(error).__name__, error.message, error.code)
-    return ErrorColumns(type(error).__name__, str(error), None)
+        return ErrorColumns(type(error).__name__, redact(error.message), error.code)
+    return ErrorColumns(type(error).__name__, redact(str(error)), None)
 
 
 def rebuild_error(
