@@ -69,7 +69,7 @@ from ._models import (
 from ._orchestrator import Batch
 from ._poll_config import PollConfig
 from ._poller import PollerStatistics
-from ._receiver import WebhookReceiver
+from ._receiver import WebhookReceiver, WebhookReceiverStatistics
 from ._retry import RetryPolicy
 from ._sync import BlockingBatch, Client
 from ._webhooks import WebhookEvent, WebhookVerifier
@@ -133,6 +133,7 @@ __all__ = [
     "VideoSwap",
     "WebhookEvent",
     "WebhookReceiver",
+    "WebhookReceiverStatistics",
     "WebhookVerificationError",
     "WebhookVerifier",
     "bbox_from_region",

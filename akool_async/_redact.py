@@ -10,8 +10,8 @@ Where it applies, so that no path can skip it:
 * every ``AkoolError`` message, as it is built (``AkoolError.__init__``), so ``str``,
   ``repr``, ``args`` and tracebacks of the SDK's exceptions, the journal's error columns and
   the CLI's report lines are clean;
-* what a server sent back on a failure path (``scrub_error``: the ``message``, ``body`` and
-  ``reason`` of the error built at the aiohttp boundary; a hostile host may echo the key);
+* what a server sent back on a failure path (``scrub_error``: the args and attributes of the
+  error built at the aiohttp boundary and of its causes; a hostile host may echo the key);
 * every record of the SDK's loggers (``RedactingFilter``, installed on each ``akool_async*``
   logger: message, arguments, traceback and stack);
 * every line the CLI writes.
@@ -23,11 +23,11 @@ safe parts only (aiohttp's ``RequestInfo`` holds the request headers, so the API
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import traceback
 from collections import OrderedDict
-from collections.abc import Mapping
 from typing import Any, Final
 
 __all__ = [
@@ -100,30 +100,49 @@ def _redact_tail(text: str) -> str:
 
 
 def scrub(value: Any) -> Any:
-    """A copy of ``value`` (str, bytes, or JSON-like containers of them) without secrets."""
+    """``value`` without secrets: str and bytes, JSON-like dicts, lists and tuples of them.
+
+    Exceptions inside are scrubbed in place (``scrub_error``); other objects are returned as
+    they are.
+    """
     if isinstance(value, str):
         return _redact_tail(value)
     if isinstance(value, bytes | bytearray):
         text = bytes(value).decode("utf-8", "replace")
         clean = _redact_tail(text)
         return value if clean == text else clean.encode()
-    if isinstance(value, Mapping):
+    if type(value) is dict:
         return {scrub(k): scrub(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if type(value) is list or type(value) is tuple:
         return type(value)(scrub(item) for item in value)
+    if isinstance(value, BaseException):
+        return scrub_error(value)
     return value
 
 
-#: Exception attributes that may hold what a server sent.
-_ERROR_FIELDS: Final = ("message", "body", "reason", "url")
-
-
 def scrub_error(error: BaseException) -> BaseException:
-    """Remove secrets from ``error``'s args and data attributes, in place; return it."""
-    error.args = tuple(scrub(arg) for arg in error.args)
-    for name in _ERROR_FIELDS:
-        if name in vars(error):
-            setattr(error, name, scrub(getattr(error, name)))
+    """Remove secrets from ``error`` and its causes, in place; return it.
+
+    Every exception of the chain gets its args and data attributes scrubbed (a JSON error's
+    ``doc`` is the whole body the server sent); a cause that holds request data (aiohttp's
+    ``request_info``: the request headers) is cut off the chain.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.args = tuple(scrub(arg) for arg in current.args)
+        for name, value in list(getattr(current, "__dict__", {}).items()):
+            if not name.startswith("__"):
+                with contextlib.suppress(AttributeError, TypeError):
+                    setattr(current, name, scrub(value))
+        cause = current.__cause__
+        if cause is None and not current.__suppress_context__:
+            cause = current.__context__
+        if cause is not None and safe_cause(cause) is None:
+            current.__cause__, current.__suppress_context__ = None, True
+            cause = None
+        current = cause
     return error
 
 
