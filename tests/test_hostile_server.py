@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+import aiohttp
 import anyio
 import anyio.from_thread
 import attrs
@@ -43,6 +44,7 @@ from akool_async import (
     BatchEvent,
     DownloadError,
     FaceImage,
+    ParameterError,
     PlusSwap,
     RetryPolicy,
     SwapResult,
@@ -588,3 +590,17 @@ def test_cli_failure_paths_leak_no_secret(
     swept.extend(journal_rows(out / ".akool-journal.sqlite"))
     credit = [0, 0] if mode == "hostile_id" else [1, 1]  # that host answers quota well
     assert (codes, len(hostile.requests("api")) > 0) == (credit + [1] * (len(runs) - 2), True)
+
+
+async def test_a_caller_session_that_raises_for_status_still_gets_api_errors(
+    hostile: Hostile,
+) -> None:
+    """``raise_for_status=True`` on a caller-owned session changes nothing: a 400 is an APIError."""
+    hostile.mode = "echo"
+    async with (
+        aiohttp.ClientSession(raise_for_status=True) as session,
+        AsyncClient(api_key=API_KEY, base_url=hostile.api_url, retry=FAST, session=session) as c,
+    ):
+        with pytest.raises(ParameterError) as info:
+            await c.delete_results([JOB_ID])
+    assert (info.value.code, info.value.status, API_KEY in str(info.value)) == (1003, 400, False)
