@@ -117,7 +117,8 @@ def _json_default(value: object) -> object:
 def result_json(result: SwapResult | None) -> str | None:
     if result is None:
         return None
-    return json.dumps(converter.unstructure(result), default=_json_default, sort_keys=True)
+    # Masked: a hostile host may echo the key into a result field, and the journal is a file.
+    return redact(json.dumps(converter.unstructure(result), default=_json_default, sort_keys=True))
 
 
 @attrs.frozen
