@@ -545,8 +545,8 @@ async def test_failure_paths_leak_no_secret(
     assert (len(got_credentials) > 0, failed > 0) == (True, True)  # leaks were possible
 
 
-@pytest.mark.parametrize("mode", ["redirect", "echo", "hostile_id"])
-@pytest.mark.parametrize("auth", ["api_key", "token"])
+@pytest.mark.parametrize("mode", ["redirect", "loop", "echo", "hostile_id"])
+@pytest.mark.parametrize("auth", AUTHS)
 def test_cli_failure_paths_leak_no_secret(
     hostile: Hostile,
     swept: list[str],
@@ -557,7 +557,7 @@ def test_cli_failure_paths_leak_no_secret(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The CLI's stdout and stderr (--json, -vv), report and journal hold no secret."""
-    hostile.mode = mode
+    hostile.mode, hostile.token_refused = mode, auth == "token_refused"
     monkeypatch.setattr(_cli_context, "AsyncClient", functools.partial(AsyncClient, retry=FAST))
     for name in ("AKOOL_API_KEY", "AKOOL_CLIENT_ID", "AKOOL_CLIENT_SECRET"):
         monkeypatch.delenv(name, raising=False)
@@ -588,7 +588,8 @@ def test_cli_failure_paths_leak_no_secret(
     report = out / "report.jsonl"
     swept.append(report.read_text() if report.exists() else "")
     swept.extend(journal_rows(out / ".akool-journal.sqlite"))
-    credit = [0, 0] if mode == "hostile_id" else [1, 1]  # that host answers quota well
+    # That host answers quota well, once it has handed out a token.
+    credit = [0, 0] if mode == "hostile_id" and auth != "token_refused" else [1, 1]
     assert (codes, len(hostile.requests("api")) > 0) == (credit + [1] * (len(runs) - 2), True)
 
 
