@@ -71,7 +71,7 @@ from ._models import (
 from ._orchestrator import Batch
 from ._poll_config import PollConfig
 from ._poller import PollerStatistics
-from ._receiver import WebhookReceiver
+from ._receiver import WebhookReceiver, WebhookReceiverStatistics
 from ._retry import RetryPolicy
 from ._sync import BlockingBatch, Client
 from ._webhooks import WebhookEvent, WebhookVerifier
@@ -140,6 +140,7 @@ __all__ = [
     "WebhookASGIApp",
     "WebhookEvent",
     "WebhookReceiver",
+    "WebhookReceiverStatistics",
     "WebhookVerificationError",
     "WebhookVerifier",
     "bbox_from_region",

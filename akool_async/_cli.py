@@ -59,6 +59,7 @@ from ._cli_context import (
 )
 from ._cli_parser import build_parser
 from ._errors import AkoolError, ValidationError
+from ._redact import redact
 
 __all__ = ["build_parser", "main"]
 
@@ -82,7 +83,7 @@ class _Redactor(logging.Filter):
         message = record.getMessage()
         for secret in self._secrets:
             message = message.replace(secret, "***")
-        record.msg, record.args = message, None
+        record.msg, record.args = redact(message), None
         return True
 
 

@@ -32,6 +32,7 @@ from ._errors import JobFailedError
 from ._events import BatchEvent, BatchStatistics, Outcome, SwapRequest
 from ._manifest import ManifestEntry, read_manifest
 from ._models import SwapStatus
+from ._redact import redact
 
 __all__ = [
     "BatchRunResult",
@@ -174,7 +175,7 @@ def write_report(path: Path, records: Sequence[dict[str, Any]]) -> None:
     temp = path.with_name(f".{path.name}.tmp")
     with temp.open("w", encoding="utf-8") as handle:
         for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            handle.write(redact(json.dumps(record, ensure_ascii=False)) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temp, path)

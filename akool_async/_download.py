@@ -9,6 +9,10 @@ final name, so a file under the final name is always complete.
 Transport errors, HTTP 5xx / 408 / 429 and integrity failures are retried with backoff (a
 truncated or corrupted transfer is usually transient); other HTTP errors (403/404: the link
 expired after 7 days, or the file is gone) are not. Whatever is left is a ``DownloadError``.
+
+Result hosts are not the API: a download carries no credentials (the client adds its key or
+token per API request, never to the session), may follow redirects (CDNs do) but only to
+http(s) URLs, and names its file after the job's ``_id`` only when that is 24 hex digits.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ import anyio
 import attrs
 
 from ._events import DownloadError
-from ._models import SwapResult
+from ._models import SwapResult, is_record_id
+from ._redact import describe
 from ._retry import RetryPolicy
 
 __all__ = [
@@ -48,6 +53,7 @@ _MD5_ETAG = re.compile(r'(?:W/)?"?([0-9a-fA-F]{32})"?')
 _SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 _RETRY_STATUS: Final = frozenset({408, 429})
+_MAX_REDIRECTS: Final = 10
 
 
 @attrs.frozen(kw_only=True)
@@ -104,6 +110,10 @@ async def download(
     Raises:
         DownloadError: no intact copy after the allowed attempts, or a non-retryable answer.
     """
+    if urlsplit(url).scheme.lower() not in ("http", "https"):
+        raise DownloadError(
+            f"download of {url!r} refused: not an http(s) URL", url=url, reason="not http(s)"
+        )
     attempt = 0
     while True:
         attempt += 1
@@ -131,7 +141,11 @@ async def _attempt(
     temp = destination.with_name(f".{destination.name}.{secrets.token_hex(4)}.part")
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=30.0, sock_read=read_timeout)
     try:
-        async with session.get(url, timeout=timeout) as response:
+        # No headers of ours: the session holds no credentials (the client adds them per API
+        # request), and aiohttp refuses a redirect to anything but http(s).
+        async with session.get(
+            url, timeout=timeout, max_redirects=_MAX_REDIRECTS, raise_for_status=False
+        ) as response:
             status = response.status
             if status >= 500 or status in _RETRY_STATUS:
                 raise _Retryable(f"HTTP {status}", status)
@@ -163,8 +177,15 @@ async def _attempt(
             raise _Retryable("MD5 mismatch with the ETag (corrupted transfer)", status)
         await anyio.to_thread.run_sync(os.replace, temp, destination)
         return Downloaded(path=destination, sha256=sha.hexdigest(), size=size)
+    except (aiohttp.TooManyRedirects, aiohttp.RedirectClientError) as exc:
+        # RedirectClientError: a redirect to a non-http(s) or malformed URL.
+        if isinstance(exc, aiohttp.TooManyRedirects):
+            reason = "too many redirects"
+        else:
+            reason = "redirected to a non-http(s) or invalid URL"
+        raise DownloadError(f"download of {url} failed: {reason}", url=url, reason=reason) from None
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise _Retryable(f"transport error: {exc!r}") from exc
+        raise _Retryable(f"transport error: {describe(exc)}") from exc
     except OSError as exc:  # after aiohttp's own OSError subclasses: this one is ours
         raise DownloadError(
             f"cannot write {str(destination)!r}: {exc}", url=url, reason=f"local I/O: {exc}"
@@ -192,6 +213,12 @@ async def save_result(
         DownloadError: no URL, the deadline passed, or ``download`` gave up.
     """
     url = result.url
+    if not is_record_id(result.id):
+        raise DownloadError(
+            f"job _id {result.id[:40]!r} is not 24 hex digits: it cannot name a file",
+            url=url or "",
+            reason="invalid _id",
+        )
     if not url:
         raise DownloadError(
             f"job {result.id} succeeded without a result URL", url="", reason="no URL"

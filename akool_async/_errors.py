@@ -36,6 +36,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from ._redact import redact
+
 __all__ = [
     "APIError",
     "AccountBannedError",
@@ -65,7 +67,14 @@ __all__ = [
 
 
 class AkoolError(Exception):
-    """Base class of every exception raised by akool_async."""
+    """Base class of every exception raised by akool_async.
+
+    Its message never holds a configured secret or a bearer token handed out: they are
+    masked (``***``) as the exception is built, whatever put them there.
+    """
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact(arg) if isinstance(arg, str) else arg for arg in args))
 
 
 class ValidationError(AkoolError, ValueError):

@@ -60,6 +60,7 @@ __all__ = [
     "TokenRequest",
     "VideoSwap",
     "bbox_from_region",
+    "is_record_id",
     "validate_ids",
 ]
 
@@ -212,6 +213,11 @@ def bbox_from_region(region: Sequence[float]) -> tuple[float, float, float, floa
             f"needs finite numbers and a positive size, got {region!r}", field="region"
         )
     return (x, y, x + w, y + h)
+
+
+def is_record_id(value: object) -> bool:
+    """Whether ``value`` is a record ``_id``: 24 hex digits (a MongoDB ObjectId)."""
+    return isinstance(value, str) and _ID_RE.fullmatch(value) is not None
 
 
 def validate_ids(ids: Iterable[str], *, field: str = "ids") -> tuple[str, ...]:

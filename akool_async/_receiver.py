@@ -12,6 +12,11 @@ AKOOL retries any callback that does not get HTTP 200 (contract 5.5), so the rec
   raised (the identity is then not recorded, so AKOOL's retry is handled again);
 * 503 when nobody listens yet, so that AKOOL keeps the event instead of it being dropped.
 
+Rejected bodies (400, 413) are counted (``statistics()``), not logged one by one: anyone can
+POST to a public URL, and 20,000 junk bodies must not become 20,000 WARNING lines. The first
+rejection is logged at once; later ones are summed up in at most one WARNING per
+``rejection_log_interval`` (the count, the reasons, the last sender and why).
+
 Replays and idempotency. The receiver verifies with ``check_replay=False`` and deduplicates on
 the event identity instead: a byte-identical retry after our 500 must be handled again, and a
 byte-identical duplicate after our 200 must get 200, not 400. The timestamp window still bounds
@@ -30,11 +35,14 @@ import asyncio
 import collections
 import inspect
 import logging
+import math
+import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Final, NamedTuple, Self
 
 import anyio
+import attrs
 from aiohttp import web
 
 from akool_async._errors import ClientStateError, ValidationError, WebhookVerificationError
@@ -44,7 +52,7 @@ from akool_async._webhooks import WebhookEvent, WebhookVerifier
 if TYPE_CHECKING:
     from akool_async._asgi import WebhookASGIApp
 
-__all__ = ["EventCallback", "WebhookEventStream", "WebhookReceiver"]
+__all__ = ["EventCallback", "WebhookEventStream", "WebhookReceiver", "WebhookReceiverStatistics"]
 
 _log = logging.getLogger("akool_async.webhooks")
 
@@ -61,6 +69,71 @@ class _Answer(NamedTuple):
     status: int
     body: Mapping[str, str]
     headers: Mapping[str, str] = {}
+
+
+@attrs.frozen(kw_only=True)
+class WebhookReceiverStatistics:
+    """A snapshot of a ``WebhookReceiver``'s counters.
+
+    Attributes:
+        accepted: Deliveries handed to every listener without error (200).
+        duplicates: Deliveries of an event already handled (200, no listener called).
+        failed: Deliveries on which a listener raised (500: AKOOL retries).
+        unheard: Deliveries that found no listener (503).
+        rejected: Bodies refused: failed verification (400) or too large (413).
+        rejected_by_reason: ``rejected`` per reason: a ``WebhookVerificationError.reason``
+            (``"signature"``, ``"json"``, ``"timestamp"``...) or ``"size"``.
+    """
+
+    accepted: int
+    duplicates: int
+    failed: int
+    unheard: int
+    rejected: int
+    rejected_by_reason: Mapping[str, int]
+
+
+class _Rejections:
+    """Counts rejected deliveries and logs them at a bounded rate (event-loop only)."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.total: collections.Counter[str] = collections.Counter()
+        self._pending: collections.Counter[str] = collections.Counter()
+        self._last = ""
+        self._next_report = -math.inf
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, reason: str, remote: str | None, why: str) -> None:
+        self.total[reason] += 1
+        self._pending[reason] += 1
+        self._last = f"from {remote}: {why}"
+        now = time.monotonic()
+        if now >= self._next_report:
+            self.report()
+        elif self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self._next_report - now, self.report)
+
+    def report(self) -> None:
+        """Log what was rejected since the last report (nothing if nothing was)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        count = sum(self._pending.values())
+        if count == 1:
+            _log.warning("rejected an AKOOL webhook %s", self._last)
+        elif count > 1:
+            reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(self._pending.items()))
+            _log.warning(
+                "rejected %d AKOOL webhooks since the last report (%s); the last %s",
+                count,
+                reasons,
+                self._last,
+            )
+        self._pending.clear()
+        if count:
+            self._next_report = time.monotonic() + self.interval
 
 
 class _Handled:
@@ -99,6 +172,8 @@ class WebhookReceiver:
         on_event: An optional first listener (same as ``subscribe(on_event)``).
         max_body_size: Bodies longer than this many bytes get 413 (AKOOL's are ~300 bytes).
         dedupe_size: How many job ids the duplicate filter remembers (least recent go first).
+        rejection_log_interval: Seconds between WARNING lines about rejected bodies: the
+            first rejection is logged at once, later ones as one summary per interval.
     """
 
     def __init__(
@@ -108,7 +183,10 @@ class WebhookReceiver:
         *,
         max_body_size: int = 64 * 1024,
         dedupe_size: int = 10_000,
+        rejection_log_interval: float = 60.0,
     ) -> None:
+        if not 0 <= rejection_log_interval < math.inf:
+            raise ValidationError("must be a finite number >= 0", field="rejection_log_interval")
         if max_body_size < 1:
             raise ValidationError("must be at least 1", field="max_body_size")
         if dedupe_size < 1:
@@ -121,6 +199,8 @@ class WebhookReceiver:
         self._streams: set[WebhookEventStream] = set()
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
+        self._rejections = _Rejections(rejection_log_interval)
+        self._counts: collections.Counter[str] = collections.Counter()
         if on_event is not None:
             self.subscribe(on_event)
 
@@ -155,6 +235,18 @@ class WebhookReceiver:
         finish before the 200, use ``subscribe`` with an async callback instead.
         """
         return WebhookEventStream(self, max_buffer)
+
+    def statistics(self) -> WebhookReceiverStatistics:
+        """A snapshot of the delivery counters (rejections included)."""
+        rejected = self._rejections.total
+        return WebhookReceiverStatistics(
+            accepted=self._counts["accepted"],
+            duplicates=self._counts["duplicates"],
+            failed=self._counts["failed"],
+            unheard=self._counts["unheard"],
+            rejected=sum(rejected.values()),
+            rejected_by_reason=dict(rejected),
+        )
 
     # -- HTTP ------------------------------------------------------------------------------
 
@@ -199,11 +291,12 @@ class WebhookReceiver:
             return _Answer(405, {"error": "method not allowed"}, {"Allow": "POST"})
         body = await self._read_body(content_length, chunks)
         if body is None:
+            self._rejections.add("size", remote, f"body over {self._max_body_size} bytes")
             return _Answer(413, {"error": "body too large"})
         try:
             event = self._verifier.verify(body, check_replay=False)
         except WebhookVerificationError as exc:
-            _log.warning("rejected an AKOOL webhook from %s: %s", remote, exc)
+            self._rejections.add(exc.reason, remote, str(exc))
             return _Answer(400, {"error": "verification failed"})
         status = await self._dispatch(event)
         if status == 200:
@@ -230,10 +323,12 @@ class WebhookReceiver:
             await pending.wait()
         if self._handled.covers(event):
             _log.debug("duplicate AKOOL webhook for %s status %d", event.id, event.status)
+            self._counts["duplicates"] += 1
             return 200
         listeners = list(self._listeners)
         if not listeners:
             _log.warning("no listener for the AKOOL webhook of %s; answering 503", event.id)
+            self._counts["unheard"] += 1
             return 503
         done = self._inflight[identity] = asyncio.Event()
         try:
@@ -248,8 +343,10 @@ class WebhookReceiver:
                     failed = True
                     _log.exception("a listener failed on the AKOOL webhook of %s", event.id)
             if failed:
+                self._counts["failed"] += 1
                 return 500
             self._handled.record(event)
+            self._counts["accepted"] += 1
             return 200
         finally:
             del self._inflight[identity]
@@ -292,7 +389,8 @@ class WebhookReceiver:
         return self._url
 
     async def aclose(self) -> None:
-        """Stop the standalone server (if any) and end every ``events()`` iterator."""
+        """Stop the server (if any), end every ``events()`` iterator, log unreported rejections."""
+        self._rejections.report()
         for stream in list(self._streams):
             stream._end()
         runner, self._runner, self._url = self._runner, None, None

@@ -37,6 +37,7 @@ import attrs
 from akool_async import _crypto
 from akool_async._errors import ValidationError, WebhookVerificationError
 from akool_async._models import SwapStatus
+from akool_async._redact import register
 
 __all__ = ["WebhookEvent", "WebhookVerifier"]
 
@@ -300,6 +301,7 @@ class WebhookVerifier:
             raise ValidationError("must be a non-empty string", field="client_id")
         if not isinstance(client_secret, str):
             raise ValidationError("must be a string", field="client_secret")
+        register(client_secret)  # masked in every text the SDK makes from here on
         if tolerance is not None and (
             isinstance(tolerance, bool)
             or not isinstance(tolerance, int | float)

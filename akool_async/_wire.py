@@ -19,6 +19,8 @@ Decoding rules (the single translation boundary; contract sections 1, 4 and 8):
   auth failures) is decoded by its ``code``.
 * A 2xx JSON body of the wrong shape (no ``code``, ``data`` of the wrong type, a missing
   ``_id``...) is a ``TransportError``: cattrs, KeyError and TypeError never escape.
+* A record ``_id`` that is not 24 hex digits (a submit's, or a listbyids item's) is such a
+  shape error too: ids name files (downloads, the journal), so ``../`` never gets that far.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from ._models import (
     SwapJob,
     SwapStatus,
     Token,
+    is_record_id,
 )
 
 __all__ = [
@@ -324,6 +327,13 @@ def _structure(
         raise _malformed(endpoint, status, body, f"unexpected shape: {why[:500]}") from exc
 
 
+def _check_ids(endpoint: Endpoint[Any, Any], status: int, body: bytes, ids: list[str]) -> None:
+    for record_id in ids:
+        if not is_record_id(record_id):
+            why = f"'_id' {record_id[:40]!r} is not 24 hex digits"
+            raise _malformed(endpoint, status, body, why)
+
+
 def _submit(endpoint: Endpoint[Any, Any], request: Any, data: SubmitData) -> SwapJob:
     return SwapJob(
         id=data.id, job_id=data.job_id, url=data.url, kind=request.kind, media=request.media
@@ -402,9 +412,13 @@ def decode(
         raise _malformed(endpoint, status, body, "'data' is not an object")
     if response_type is SwapJob:
         submitted = _structure(endpoint, status, body, data, SubmitData)
+        _check_ids(endpoint, status, body, [submitted.id])
         return cast("T", _submit(endpoint, request, submitted))
     if response_type in (ResultPage, Credit):
-        return cast("T", _structure(endpoint, status, body, data, response_type))
+        decoded = _structure(endpoint, status, body, data, response_type)
+        if isinstance(decoded, ResultPage):
+            _check_ids(endpoint, status, body, [item.id for item in decoded.result])
+        return cast("T", decoded)
     raise TypeError(f"no decoder for {response_type.__name__}")  # a table error, not the wire's
 
 
