@@ -35,6 +35,7 @@ import contextlib
 import contextvars
 import enum
 import functools
+import hashlib
 import math
 from collections import Counter
 from collections.abc import (
@@ -47,7 +48,7 @@ from collections.abc import (
 )
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Generic
+from typing import TYPE_CHECKING, Any, Final, Generic, cast
 
 import anyio
 import attrs
@@ -78,7 +79,8 @@ from ._events import (
     R,
     submit_events,
 )
-from ._journal import Journal, JournalRecord, JournalState
+from ._journal import JournalRecord, JournalState
+from ._journals import JournalBackend, JournalSpec, open_journal
 from ._models import CreditQuery, SwapJob, SwapResult
 from ._records import (
     SUBMIT_ENDPOINTS,
@@ -95,6 +97,7 @@ from ._retry import RetryPolicy
 
 if TYPE_CHECKING:
     from ._client import AsyncClient
+    from ._journal_pg import Claim, PgJournal
     from ._poller import Poller, Waiter
 
 __all__ = ["BatchOptions", "BatchRun"]
@@ -112,7 +115,7 @@ class BatchOptions:
     max_pending: int
     job_timeout: float | None
     deadline: float | None
-    journal: Path | None
+    journal: JournalSpec | None
     download_dir: Path | None
     fail_fast: bool
     resubmit_ambiguous: bool
@@ -120,6 +123,10 @@ class BatchOptions:
     on_event: Callable[[BatchEvent], None] | None
     download_retry: RetryPolicy = DOWNLOAD_RETRY
     buffer: int = 64
+    #: A shared (PostgreSQL) journal's batch name, lease seconds and this worker's name.
+    batch_id: str | None = None
+    lease: float | None = None
+    worker_id: str | None = None
 
 
 class _Slot:
@@ -144,6 +151,7 @@ class _Item(Generic[R]):
     """One input request on its way through the batch."""
 
     __slots__ = (
+        "claim",
         "index",
         "job",
         "key",
@@ -157,7 +165,7 @@ class _Item(Generic[R]):
         "waiter",
     )
 
-    def __init__(self, index: int, request: R, slot: _Slot) -> None:
+    def __init__(self, index: int, request: R, slot: _Slot, claim: Claim | None = None) -> None:
         self.index = index
         self.request = request
         self.slot = slot
@@ -165,6 +173,8 @@ class _Item(Generic[R]):
         self.text = ""
         self.occurrence = 0
         self.resumed = False
+        #: From a shared journal: the lease on this request and what its row already says.
+        self.claim = claim
         # While its job is pending (no task): the job, its waiter and the waiter's timeout.
         self.job: SwapJob | None = None
         self.waiter: Waiter | None = None
@@ -225,6 +235,33 @@ class _Reader(Generic[R]):
         return index, request
 
 
+class _ClaimReader(Generic[R]):
+    """A shared batch's input: the requests the journal leases to this worker, one at a time."""
+
+    def __init__(self, journal: PgJournal, requests: list[R]) -> None:
+        self._journal = journal
+        self._requests = requests
+
+    async def next(self) -> tuple[int, R, Claim] | None:
+        claim = await self._journal.claim()
+        if claim is None:
+            return None
+        return claim.index, self._requests[claim.index], claim
+
+
+def _shared_keys(requests: list[Any]) -> list[tuple[str, str, str]]:
+    """``(key, canonical JSON, kind)`` per request; a request that is not one gets a stand-in."""
+    keys = []
+    for request in requests:
+        try:
+            key, text = request_key(request)
+        except ValidationError:
+            text = f"invalid:{type(request).__name__}"
+            key = hashlib.sha256(text.encode()).hexdigest()
+        keys.append((key, text, type(request).__name__))
+    return keys
+
+
 class _Pending(enum.Enum):
     """What ``_resolve`` returns when the request's job was handed to the poller."""
 
@@ -256,7 +293,8 @@ class BatchRun(Generic[R]):
         self.started = False
         self.finished = False
         self.closing = False
-        self._journal: Journal | None = None
+        self._journal: JournalBackend | None = None
+        self._keys: list[tuple[str, str, str]] = []
         # asyncio's semaphore, not anyio's: an uncontended acquire does not yield to the loop
         # (anyio's is a full checkpoint); the submit path checks for cancellation itself.
         self._admission = asyncio.Semaphore(options.max_pending)
@@ -284,11 +322,24 @@ class BatchRun(Generic[R]):
         counters.client_at_start = self._client_counters()
         try:
             async with AsyncExitStack() as stack:
-                if self._options.journal is not None:
+                options = self._options
+                if options.journal is not None:
                     # Outside the work scope: cleanup writes of cancelled tasks still land.
                     self._journal = await stack.enter_async_context(
-                        Journal(self._options.journal, base_url=self._client.base_url)
+                        open_journal(
+                            options.journal,
+                            base_url=self._client.base_url,
+                            batch_id=options.batch_id,
+                            lease=options.lease,
+                            worker_id=options.worker_id,
+                            resubmit_ambiguous=options.resubmit_ambiguous,
+                        )
                     )
+                reader: _Reader[R] | _ClaimReader[R]
+                if self._journal is not None and self._journal.claims:
+                    reader = await self._join_shared(stack)
+                else:
+                    reader = _Reader(self._requests)
                 with self.scope:
                     if self._options.check_credit:
                         await self._check_credit()
@@ -296,7 +347,6 @@ class BatchRun(Generic[R]):
                         async with anyio.create_task_group() as tg:
                             self._tg = tg  # for requests finishing with something to await
                             async with anyio.create_task_group() as workers:
-                                reader = _Reader(self._requests)
                                 for _ in range(self._options.concurrency):
                                     workers.start_soon(self._worker, reader)
                             # Pending jobs have no task: keep the group open until they end.
@@ -322,6 +372,20 @@ class BatchRun(Generic[R]):
             self.send.close()
             self.done.set()
 
+    async def _join_shared(self, stack: AsyncExitStack) -> _ClaimReader[R]:
+        """Read the whole input, join the shared batch with it, share the throttle gate."""
+        journal = cast("PgJournal", self._journal)
+        if isinstance(self._requests, Iterable):
+            requests = list(self._requests)
+        else:
+            requests = [request async for request in self._requests]
+        self.total = len(requests)
+        self._keys = _shared_keys(requests)
+        await journal.load(self._keys)
+        journal.attach_gate(self._client._shared.gate)
+        stack.callback(journal.detach_gate)
+        return _ClaimReader(journal, requests)
+
     def cancel(self) -> None:
         """Stop the batch (from the event loop thread)."""
         self.closing = True
@@ -335,7 +399,7 @@ class BatchRun(Generic[R]):
 
     # -- feeding ----------------------------------------------------------------------------
 
-    async def _worker(self, reader: _Reader[R]) -> None:
+    async def _worker(self, reader: _Reader[R] | _ClaimReader[R]) -> None:
         """One of ``concurrency`` workers: take the next request and submit it, until the end.
 
         A worker takes a place under ``max_pending`` *before* reading, so at the cap the
@@ -368,8 +432,8 @@ class BatchRun(Generic[R]):
                 self.fail(exc)
                 return
 
-    async def _job(self, index: int, request: R) -> None:
-        item = _Item(index, request, _Slot(self._counters.states))
+    async def _job(self, index: int, request: R, claim: Claim | None = None) -> None:
+        item = _Item(index, request, _Slot(self._counters.states), claim)
         if self._options.on_event is not None:
             # This task's own context: the client reports this request's retries through it.
             submit_events.set(functools.partial(self._report, index))
@@ -396,6 +460,8 @@ class BatchRun(Generic[R]):
     # -- one request ------------------------------------------------------------------------
 
     async def _resolve(self, item: _Item[R]) -> Outcome[R] | _Pending:
+        if item.claim is not None:
+            return await self._resolve_claimed(item, item.claim)
         try:
             if self._journal is None:
                 submit_endpoint(item.request)  # the key only identifies journal rows
@@ -412,6 +478,27 @@ class BatchRun(Generic[R]):
                 resumed = await self._from_record(item, record)
                 if resumed is not None:
                     return resumed
+        job = await self._submit(item)
+        if isinstance(job, Outcome):
+            return job
+        return await self._await_job(item, job)
+
+    async def _resolve_claimed(self, item: _Item[R], claim: Claim) -> Outcome[R] | _Pending:
+        """A request leased from a shared journal: its row decides, as on a resume."""
+        item.key, item.text, _ = self._keys[item.index]
+        item.occurrence = claim.occurrence
+        try:
+            submit_endpoint(item.request)
+        except ValidationError as exc:
+            try:
+                await self._record_unsubmitted(item, "rejected", exc)
+            except JournalError as journal_error:
+                return item.outcome(error=journal_error)
+            return item.outcome(error=exc)
+        if claim.record is not None:
+            resumed = await self._from_record(item, claim.record)
+            if resumed is not None:
+                return resumed
         job = await self._submit(item)
         if isinstance(job, Outcome):
             return job

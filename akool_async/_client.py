@@ -285,8 +285,16 @@ class _Gate:
     def __init__(self) -> None:
         self.open_at = 0.0
         self.streak = 0
+        #: Told the seconds of every throttle this client saw (a shared journal publishes them).
+        self.listeners: list[Callable[[float], None]] = []
 
     def close_for(self, seconds: float) -> None:
+        self.hold_for(seconds)
+        for listener in self.listeners:
+            listener(seconds)
+
+    def hold_for(self, seconds: float) -> None:
+        """Close the gate for ``seconds`` (another worker's throttle: nobody is told)."""
         self.open_at = max(self.open_at, time.monotonic() + seconds)
 
     def remaining(self) -> float:
