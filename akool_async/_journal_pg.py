@@ -179,7 +179,7 @@ _LOAD_COLUMNS: Final = (
     "state",
     "updated_at",
 )
-_NOW: Final = "extract(epoch from clock_timestamp())"
+_NOW: Final = "extract(epoch from clock_timestamp())::float8"
 
 
 def _record(row: Mapping[str, Any]) -> JournalRecord:
@@ -280,7 +280,10 @@ class PgJournal:
         self._loaded = False
         self._gate: Any = None
         self._throttles_out: MemoryObjectSendStream[float] | None = None
+        self._throttles_in: MemoryObjectReceiveStream[float] | None = None
         self._entered = False
+        #: Cancelling it stops the heartbeat (as a hung worker's would stop): tests use it.
+        self.heartbeat_scope = anyio.CancelScope()
         #: The poll interval while waiting for others' requests (or their leases) to end.
         self.poll_interval = min(1.0, self.lease / 4)
         self.commits = 0
@@ -316,6 +319,9 @@ class PgJournal:
         except BaseException:
             await self._pool.close()
             raise
+        # The heartbeat and the throttle publisher run here once the batch is loaded.
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
         return self
 
     async def __aexit__(
@@ -324,27 +330,37 @@ class PgJournal:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        with anyio.CancelScope(shield=True):
-            try:
-                if self._tg is not None:
-                    self._tg.cancel_scope.cancel()
-                    await self._tg.__aexit__(None, None, None)
-                if self._listener is not None:
-                    with contextlib.suppress(Exception):
-                        await self._listener.close()
-                if self._loaded and self._pool is not None:
-                    # A clean exit ends the lease now: what we hold is claimable at once.
-                    with contextlib.suppress(Exception):
-                        await self._execute(
-                            "UPDATE akool_journal_workers SET lease_until = " + _NOW + ""
-                            " WHERE batch_id=$1 AND worker_id=$2",
-                            self.batch_id,
-                            self.worker_id,
-                        )
-            finally:
-                if self._pool is not None:
-                    await self._pool.close()
+        if self._throttles_out is not None:
+            self._throttles_out.close()
+        try:
+            if self._tg is not None:
+                self._tg.cancel_scope.cancel()
+                await self._tg.__aexit__(None, None, None)
+        finally:
+            if self._throttles_in is not None:
+                self._throttles_in.close()
+            with anyio.CancelScope(shield=True):
+                await self._release()
         return None
+
+    async def _release(self) -> None:
+        """Stop listening, end the lease (a clean exit), close the pool."""
+        try:
+            if self._listener is not None:
+                with contextlib.suppress(Exception):
+                    await self._listener.close()
+            if self._loaded and self._pool is not None:
+                # A clean exit ends the lease now: what we hold is claimable at once.
+                with contextlib.suppress(JournalError):
+                    await self._execute(
+                        f"UPDATE akool_journal_workers SET lease_until={_NOW}"
+                        " WHERE batch_id=$1 AND worker_id=$2",
+                        self.batch_id,
+                        self.worker_id,
+                    )
+        finally:
+            if self._pool is not None:
+                await self._pool.close()
 
     def _failed(self, what: str, exc: BaseException) -> JournalError:
         return JournalError(
@@ -446,11 +462,10 @@ class PgJournal:
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise self._failed("cannot load the batch", exc) from exc
         self._loaded = True
-        self._tg = anyio.create_task_group()
-        await self._tg.__aenter__()
+        assert self._tg is not None
         self._tg.start_soon(self._heartbeat)
         send, receive = anyio.create_memory_object_stream[float](math.inf)
-        self._throttles_out = send
+        self._throttles_out, self._throttles_in = send, receive
         self._tg.start_soon(self._publisher, receive)
         await self._listen()
 
@@ -471,6 +486,10 @@ class PgJournal:
 
     async def _heartbeat(self) -> None:
         """Renew this worker's lease every third of it, for as long as the journal is open."""
+        with self.heartbeat_scope:
+            await self._renew_forever()
+
+    async def _renew_forever(self) -> None:
         while True:
             await anyio.sleep(self.lease / 3)
             try:
