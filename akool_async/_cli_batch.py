@@ -27,6 +27,7 @@ import anyio
 import attrs
 
 from ._cli_context import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PROG, CliError, Context
+from ._cli_shared import shared_options
 from ._client import AsyncClient
 from ._errors import JobFailedError
 from ._events import BatchEvent, BatchStatistics, Outcome, SwapRequest
@@ -108,10 +109,13 @@ async def run_batch(
     entries: Sequence[ManifestEntry],
     *,
     out_dir: Path | None,
-    journal: Path | None = None,
+    journal: Path | str | None = None,
     concurrency: int = 64,
     job_timeout: float | None = 3 * 3600.0,
     resubmit_ambiguous: bool = False,
+    batch_id: str | None = None,
+    worker_id: str | None = None,
+    lease: float | None = None,
     progress: bool = True,
     label: str = "swaps",
     on_record: Callable[[dict[str, Any]], None] | None = None,
@@ -142,6 +146,9 @@ async def run_batch(
         job_timeout=job_timeout,
         resubmit_ambiguous=resubmit_ambiguous,
         on_event=on_event,
+        batch_id=batch_id,
+        worker_id=worker_id,
+        lease=lease,
     )
 
     async def tick() -> None:
@@ -226,6 +233,13 @@ def _summary(ctx: Context, result: BatchRunResult, report: Path, out_dir: Path) 
 async def cmd_batch(ctx: Context) -> int:
     """``akool-async batch MANIFEST --out DIR ...``."""
     args = ctx.args
+    if args.status:
+        from ._cli_shared import cmd_batch_status
+
+        return await cmd_batch_status(ctx)
+    if args.manifest is None or args.out is None:
+        raise CliError("batch needs a MANIFEST and --out DIR (or --status)", EXIT_USAGE)
+    shared = shared_options(ctx)
     if not ctx.json:
         ctx.require_rich("akool-async batch")
     try:
@@ -237,8 +251,10 @@ async def cmd_batch(ctx: Context) -> int:
             f"cannot read the manifest {str(args.manifest)!r}: {exc.strerror}", EXIT_USAGE
         ) from None
     out_dir: Path = args.out
-    journal: Path = args.journal or out_dir / ".akool-journal.sqlite"
-    report: Path = args.report or out_dir / "report.jsonl"
+    journal: Path | str = shared.journal or (
+        Path(args.journal) if args.journal else out_dir / ".akool-journal.sqlite"
+    )
+    report: Path = args.report or out_dir / shared.report_name
     client = ctx.client()  # no credentials: ValidationError (exit 2) before anything is sent
     await anyio.Path(out_dir).mkdir(parents=True, exist_ok=True)
     finished = 0
@@ -264,6 +280,9 @@ async def cmd_batch(ctx: Context) -> int:
             concurrency=args.concurrency,
             job_timeout=args.job_timeout,
             resubmit_ambiguous=args.resubmit_ambiguous,
+            batch_id=shared.batch_id,
+            worker_id=shared.worker_id,
+            lease=args.lease,
             progress=not ctx.json,
             on_record=on_record,
         )

@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL server from Debian's binaries, for the shared-journal tests and benchmarks.
+"""A throwaway PostgreSQL server from Debian's binaries, for the shared-journal tests and bench.
 
 ``initdb`` refuses to run as root, so as root every server command runs as the ``postgres``
 system user (``runuser -u postgres --``) in a temporary directory it owns. The server listens

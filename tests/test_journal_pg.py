@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 import pytest
 
-from akool_async import AsyncClient, JournalError, PlusSwap, ValidationError
+from akool_async import AsyncClient, JournalError, ValidationError
 from akool_async._client import _Gate
 from akool_async._journal_pg import PgJournal, read_batch_status
 from akool_async._records import request_key
@@ -203,13 +202,19 @@ async def test_throttles_are_shared(postgres_url: str, batch_id: str) -> None:
     ):
         await a.load(keys(1))
         await b.load(keys(1))
-        gate_a, gate_b = _Gate(), _Gate()
+        held = anyio.Event()
+
+        class Gate(_Gate):
+            def hold_for(self, seconds: float) -> None:
+                super().hold_for(seconds)
+                held.set()
+
+        gate_a, gate_b = _Gate(), Gate()
         a.attach_gate(gate_a)
         b.attach_gate(gate_b)
         gate_a.close_for(5.0)
         with anyio.fail_after(5):
-            while gate_b.remaining() == 0:
-                await anyio.sleep(0.01)
+            await held.wait()
         status = await read_batch_status(postgres_url, batch_id)
     assert 4.0 < gate_b.remaining() <= 5.0
     assert (a.throttles_published, a.throttles_received, b.throttles_received) == (1, 0, 1)
@@ -277,7 +282,3 @@ async def test_an_unreachable_database_is_a_journal_error() -> None:
         async with journal:
             pass
     assert "hunter2" not in str(info.value)
-
-
-async def _unused() -> AsyncIterator[None]:  # keeps the import of PlusSwap honest for typing
-    yield None if PlusSwap else None

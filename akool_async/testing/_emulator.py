@@ -90,6 +90,8 @@ class Emulator:
         )
         self._runner: web.AppRunner | None = None
         self.base_url = ""
+        #: Called with every job a submit creates (the process's ``--submit-log`` uses it).
+        self.submit_listeners: list[Callable[[Job], None]] = []
 
     def __repr__(self) -> str:
         return f"Emulator(base_url={self.base_url!r}, api_key='***', client_id={self.client_id!r})"
@@ -206,6 +208,8 @@ class Emulator:
             request=body,
         )
         self._webhooks.schedule_job(job)
+        for listener in self.submit_listeners:
+            listener(job)
         return job
 
     def force_status(self, job_id: str, status: int) -> None:
