@@ -525,13 +525,25 @@ class PgJournal:
             return self._claimed.pop()
 
     async def _claim_some(self) -> list[Claim]:
+        """Lease up to ``_CLAIM_BATCH`` rows: fresh ones first, else ones whose owner is gone."""
         self.claim_rounds += 1
+        # The common case is an index range scan of 'queued' rows nobody holds.
+        claims = await self._claim_where("i.state='queued' AND i.owner IS NULL")
+        if claims:
+            return claims
+        return await self._claim_where(
+            "i.state = ANY($3::text[]) AND (i.owner IS NULL OR NOT EXISTS (SELECT 1 FROM"
+            " akool_journal_workers w WHERE w.batch_id=$1 AND w.worker_id=i.owner"
+            f" AND w.lease_until > {_NOW}))",
+            list(self._claimable),
+        )
+
+    async def _claim_where(self, condition: str, *extra: object) -> list[Claim]:
+        limit = "$3" if not extra else "$4"
         rows = await self._fetch(
             "WITH c AS (SELECT i.key, i.occurrence FROM akool_journal_intents i"
-            " WHERE i.batch_id=$1 AND i.state = ANY($3::text[]) AND (i.owner IS NULL OR NOT"
-            " EXISTS (SELECT 1 FROM akool_journal_workers w WHERE w.batch_id=$1"
-            f" AND w.worker_id=i.owner AND w.lease_until > {_NOW}))"
-            " ORDER BY i.idx LIMIT $4 FOR UPDATE OF i SKIP LOCKED)"
+            f" WHERE i.batch_id=$1 AND {condition}"
+            f" ORDER BY i.idx LIMIT {limit} FOR UPDATE OF i SKIP LOCKED)"
             " UPDATE akool_journal_intents i SET owner=$2, previous_owner=i.owner,"
             " claims=i.claims + 1,"
             " state=CASE WHEN i.state='submitting' THEN 'ambiguous' ELSE i.state END,"
@@ -545,7 +557,7 @@ class PgJournal:
             f" RETURNING {_SELECT}",
             self.batch_id,
             self.worker_id,
-            list(self._claimable),
+            *extra,
             _CLAIM_BATCH,
         )
         if rows:
