@@ -50,6 +50,7 @@ import hashlib
 import logging
 import math
 import os
+import random
 import socket
 import uuid
 from collections.abc import Mapping, Sequence
@@ -736,7 +737,8 @@ class PgJournal:
             return
         if math.isfinite(seconds) and seconds > 0:
             self.throttles_received += 1
-            self._gate.hold_for(seconds)
+            # Spread: workers whose gates all reopened at one instant would throttle together.
+            self._gate.hold_for(seconds * random.uniform(1.0, 2.0))
 
 
 # -- reading a batch (the CLI's --status) -----------------------------------------------------

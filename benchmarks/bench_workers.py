@@ -33,9 +33,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 PROFILES = {
-    "full": {"journal_jobs": 4000, "jobs": 2000},
-    "quick": {"journal_jobs": 800, "jobs": 400},
+    "full": {"journal_jobs": 4000, "jobs": 2000, "rate_jobs": 1200},
+    "quick": {"journal_jobs": 800, "jobs": 400, "rate_jobs": 200},
 }
+#: The account's rate limit (requests per second, every endpoint) in the rate-limit part.
+RATE = 100
 TASKS = 32
 
 
@@ -125,7 +127,7 @@ async def end_to_end(args: argparse.Namespace) -> dict[str, Any]:
 
     requests = [
         PlusSwap(source_url=f"https://example.com/f-{i}.jpg", target_url=f"https://x.com/t-{i}.jpg")
-        for i in range(args.jobs)
+        for i in range(args.start, args.start + args.jobs)
     ]
     shared = args.journal.startswith("postgresql://")
     cpu = _cpu()
@@ -135,7 +137,7 @@ async def end_to_end(args: argparse.Namespace) -> dict[str, Any]:
     async with client:
         batch = client.swap_many(
             requests,
-            concurrency=64,
+            concurrency=args.concurrency,
             journal=args.journal,
             batch_id=args.batch_id if shared else None,
             check_credit=False,
@@ -156,6 +158,8 @@ def worker_main(argv: list[str]) -> None:
     parser.add_argument("--batch-id", default="")
     parser.add_argument("--jobs", type=int, required=True)
     parser.add_argument("--base-url", default="")
+    parser.add_argument("--start", type=int, default=0)
+    parser.add_argument("--concurrency", type=int, default=64)
     args = parser.parse_args(argv)
     func = journal_only if args.mode == "journal" else end_to_end
     print(json.dumps(anyio.run(func, args)), flush=True)
@@ -164,14 +168,18 @@ def worker_main(argv: list[str]) -> None:
 # -- the driver --------------------------------------------------------------------------------
 
 
-def run_workers(count: int, argv: list[str]) -> tuple[float, list[dict[str, Any]]]:
+def run_workers(
+    count: int, argv: list[str], each: list[list[str]] | None = None
+) -> tuple[float, list[dict[str, Any]]]:
     """Start ``count`` worker processes together; wall seconds until the last one ends."""
     started = time.perf_counter()
     processes = [
         subprocess.Popen(
-            [sys.executable, __file__, "worker", *argv], stdout=subprocess.PIPE, text=True
+            [sys.executable, __file__, "worker", *argv, *(each[n] if each else [])],
+            stdout=subprocess.PIPE,
+            text=True,
         )
-        for _ in range(count)
+        for n in range(count)
     ]
     results = []
     for process in processes:
@@ -182,10 +190,10 @@ def run_workers(count: int, argv: list[str]) -> tuple[float, list[dict[str, Any]
     return time.perf_counter() - started, results
 
 
-def start_emulator() -> tuple[subprocess.Popen[str], str]:
+def start_emulator(*extra: str) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
         [sys.executable, "-m", "akool_async.testing", "--port", "0", "--latency-scale", "0.05",
-         "--queue-seconds", "0", "0", "--concurrency", "5000", "--credit", "1e9"],
+         "--queue-seconds", "0", "0", "--concurrency", "5000", "--credit", "1e9", *extra],
         stdout=subprocess.PIPE,
         text=True,
     )  # fmt: skip
@@ -197,7 +205,9 @@ def start_emulator() -> tuple[subprocess.Popen[str], str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="a short run")
-    parser.add_argument("--only", choices=("journal", "batch"), help="one of the two parts")
+    parser.add_argument(
+        "--only", choices=("journal", "batch", "rate"), help="one of the three parts"
+    )
     args = parser.parse_args()
     profile = PROFILES["quick" if args.quick else "full"]
     from tests._postgres import PostgresServer
@@ -209,7 +219,7 @@ def main() -> None:
         tempfile.TemporaryDirectory() as tmp,
     ):
         n = profile["journal_jobs"]
-        if args.only == "batch":
+        if args.only in ("batch", "rate"):
             n = 0
         wall, results = run_workers(
             1, ["journal", "--journal", f"{tmp}/j.sqlite", "--jobs", str(n)]
@@ -224,7 +234,7 @@ def main() -> None:
             figures["journal"][f"postgres x{workers}"] = _journal_figures(n, wall, results)
         emulator, base_url = start_emulator()
         try:
-            n = 0 if args.only == "journal" else profile["jobs"]
+            n = 0 if args.only in ("journal", "rate") else profile["jobs"]
             common = ["batch", "--jobs", str(n), "--base-url", base_url]
             wall, results = run_workers(1, [*common, "--journal", f"{tmp}/e.sqlite"])
             figures["end_to_end"]["sqlite x1"] = _batch_figures(n, wall, results)
@@ -237,6 +247,8 @@ def main() -> None:
         finally:
             emulator.terminate()
             emulator.wait()
+        if args.only in (None, "rate"):
+            figures["rate_limit"] = _rate_limit(profile["rate_jobs"], server.url, tmp)
     print(f"{'journal only':<16}{'jobs/s':>10}{'claims/s':>10}{'cpu ms/job':>12}")
     for name, row in figures["journal"].items():
         print(f"{name:<16}{row['jobs_per_s']:>10.0f}{row['claims_per_s']:>10.0f}"
@@ -245,7 +257,38 @@ def main() -> None:
     for name, row in figures["end_to_end"].items():
         print(f"{name:<16}{row['jobs_per_s']:>10.0f}{row['cpu_ms_per_job']:>12.2f}"
               f"{row['throttled']:>10}")  # fmt: skip
+    if "rate_limit" in figures:
+        print(f"{'rate limit':<16}{'1005s':>10}{'wall s':>10}")
+        for name, row in figures["rate_limit"].items():
+            print(f"{name:<16}{row['throttled']:>10}{row['wall']:>10.1f}")
     print(json.dumps(figures))
+
+
+def _rate_limit(n: int, url: str, tmp: str) -> dict[str, Any]:
+    """4 workers under one account limit: one shared batch vs 4 uncoordinated SQLite batches."""
+    figures = {}
+    emulator, base_url = start_emulator("--rps", str(RATE), "--burst", str(RATE // 4))
+    try:
+        common = ["batch", "--base-url", base_url, "--concurrency", "8"]
+        wall, results = run_workers(
+            4,
+            [*common, "--jobs", str(n), "--journal", url, "--batch-id", f"rate-{uuid.uuid4()}"],
+        )
+        figures["shared x4"] = _batch_figures(n, wall, results)
+        quarter = n // 4
+        wall, results = run_workers(
+            4,
+            [*common, "--jobs", str(quarter)],
+            [
+                ["--start", str(100_000 + k * quarter), "--journal", f"{tmp}/r{k}.sqlite"]
+                for k in range(4)
+            ],
+        )
+        figures["separate x4"] = _batch_figures(quarter * 4, wall, results)
+    finally:
+        emulator.terminate()
+        emulator.wait()
+    return figures
 
 
 def _journal_figures(n: int, wall: float, results: list[dict[str, Any]]) -> dict[str, Any]:
