@@ -91,6 +91,8 @@ _SCHEMA: Final = (
     error_code    INTEGER,
     path          TEXT,              -- downloaded file
     sha256        TEXT,              -- of the downloaded file
+    size          INTEGER,           -- of the downloaded file, in bytes
+    ref           TEXT,              -- the webhook reference of the last submit (akool_ref)
     updated_at    REAL    NOT NULL,
     PRIMARY KEY (key, occurrence)
 ) WITHOUT ROWID""",
@@ -116,8 +118,12 @@ _COLUMNS: Final = (
     "error_code",
     "path",
     "sha256",
+    "size",
+    "ref",
     "updated_at",
 )
+#: Columns added after schema 1 was released: added to older files when they are opened.
+_ADDED: Final = {"size": "INTEGER", "ref": "TEXT"}
 #: Columns a caller may set with ``Journal.update``.
 _UPDATABLE: Final = frozenset(_COLUMNS) - {"key", "occurrence", "updated_at", "attempts"}
 
@@ -144,6 +150,8 @@ class JournalRecord:
     error_code: int | None
     path: str | None
     sha256: str | None
+    size: int | None
+    ref: str | None
     updated_at: float
 
     @classmethod
@@ -216,6 +224,10 @@ def _prepare(conn: sqlite3.Connection, path: Path, base_url: str) -> None:
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         for statement in _SCHEMA:
             conn.execute(statement)
+        have = {row[1] for row in conn.execute("PRAGMA table_info(intents)")}
+        for name, kind in _ADDED.items():
+            if name not in have:
+                conn.execute(f"ALTER TABLE intents ADD COLUMN {name} {kind}")
         recorded = conn.execute("SELECT value FROM meta WHERE name='base_url'").fetchone()
         if recorded is None:
             conn.execute("INSERT INTO meta VALUES ('base_url', ?)", (base_url,))
@@ -385,20 +397,27 @@ class Journal:
         return result
 
     async def begin_submit(
-        self, key: str, occurrence: int, *, index: int, kind: str, request: str
+        self,
+        key: str,
+        occurrence: int,
+        *,
+        index: int,
+        kind: str,
+        request: str,
+        ref: str | None = None,
     ) -> None:
         """Durably record that the request is about to be sent (state ``submitting``)."""
 
         def work(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "INSERT INTO intents (key, occurrence, idx, kind, request, state, attempts,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, 'submitting', 1, ?)"
+                " ref, updated_at) VALUES (?, ?, ?, ?, ?, 'submitting', 1, ?, ?)"
                 " ON CONFLICT (key, occurrence) DO UPDATE SET idx=excluded.idx,"
                 " state='submitting', attempts=attempts + 1, job_id=NULL, job_ref=NULL,"
                 " job_url=NULL, status=NULL, result=NULL, error_type=NULL,"
-                " error_message=NULL, error_code=NULL, path=NULL, sha256=NULL,"
-                " updated_at=excluded.updated_at",
-                (key, occurrence, index, kind, request, time.time()),
+                " error_message=NULL, error_code=NULL, path=NULL, sha256=NULL, size=NULL,"
+                " ref=excluded.ref, updated_at=excluded.updated_at",
+                (key, occurrence, index, kind, request, ref, time.time()),
             )
 
         await self._run(work)
@@ -467,6 +486,18 @@ class Journal:
                 raise sqlite3.IntegrityError(f"no journal row for {key[:12]}#{occurrence}")
 
         await self._run(work)
+
+    async def job_ids(self) -> list[str]:
+        """The job ids of every row that has one."""
+
+        def work(conn: sqlite3.Connection) -> list[str]:
+            return [
+                row[0]
+                for row in conn.execute("SELECT job_id FROM intents WHERE job_id IS NOT NULL")
+            ]
+
+        result: list[str] = await self._run(work)
+        return result
 
     async def counts(self) -> Mapping[str, int]:
         """Rows per state."""

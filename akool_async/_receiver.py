@@ -30,8 +30,10 @@ from types import TracebackType
 from typing import Final, Self
 
 import anyio
+import attrs
 from aiohttp import web
 
+from akool_async._ambiguity import REFERENCE_PARAM
 from akool_async._errors import ClientStateError, ValidationError, WebhookVerificationError
 from akool_async._models import SwapStatus
 from akool_async._webhooks import WebhookEvent, WebhookVerifier
@@ -155,6 +157,9 @@ class WebhookReceiver:
         except WebhookVerificationError as exc:
             _log.warning("rejected an AKOOL webhook from %s: %s", request.remote, exc)
             return web.json_response({"error": "verification failed"}, status=400)
+        reference = request.query.get(REFERENCE_PARAM)
+        if reference:
+            event = attrs.evolve(event, reference=reference)
         status = await self._dispatch(event)
         if status == 200:
             return web.json_response({})
