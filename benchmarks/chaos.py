@@ -51,9 +51,9 @@ def main() -> int:
                 run = functools.partial(
                     run_chaos, jobs, work / label, seed=args.seed, ambiguous_wait=wait
                 )
-                figures = anyio.run(run)
-                print("\n".join(figures.lines()), flush=True)
-                broken |= bool(figures.problems) or figures.duplicates > 0 or figures.lost > 0
+                found = anyio.run(run)
+                print("\n".join(found.lines()), flush=True)
+                broken |= bool(found.problems) or found.duplicates > 0 or found.lost > 0
             print("\nRESULT:", "FAILED" if broken else "ok")
             return 1 if broken else 0
 

@@ -24,12 +24,14 @@ from akool_async import (
     AccountBannedError,
     AmbiguousSubmitError,
     AsyncClient,
+    AuthenticationError,
     DownloadError,
     JournalError,
     Outcome,
     PollConfig,
     RetryPolicy,
     SwapResult,
+    SwapStatus,
     WebhookReceiver,
     WebhookVerifier,
 )
@@ -71,9 +73,12 @@ def jobs_per_input(emu: Emulator, n: int) -> list[int]:
 
 
 async def until(condition: Callable[[], bool]) -> None:
-    """Wait (bounded) until something happening in the emulator's handlers is true."""
+    """Wait (bounded) until something happening in the emulator's handlers is true.
+
+    The emulator has no event for "a request arrived" (it counts them), so this polls.
+    """
     with anyio.fail_after(10):
-        while not condition():
+        while not condition():  # noqa: ASYNC110
             await anyio.sleep(0.005)
 
 
@@ -81,17 +86,17 @@ async def stopped_batch(
     client: AsyncClient, n: int, ready: Callable[[], Awaitable[None]], **options: Any
 ) -> None:
     """Start a batch of n inputs, wait for ``ready``, then cancel it as Ctrl-C would."""
+
+    async def stop() -> None:
+        await ready()
+        scope.cancel()
+
     with anyio.CancelScope() as scope:
-        async with client.swap_many([swap(i) for i in range(n)], **options) as batch:
-            async with anyio.create_task_group() as tg:
-
-                async def stop() -> None:
-                    await ready()
-                    scope.cancel()
-
-                tg.start_soon(stop)
-                async for _ in batch:
-                    pass
+        batch = client.swap_many([swap(i) for i in range(n)], **options)
+        async with batch, anyio.create_task_group() as tg:
+            tg.start_soon(stop)
+            async for _ in batch:
+                pass
 
 
 # -- 1. a graceful stop ------------------------------------------------------------------------
@@ -130,9 +135,7 @@ async def test_stop_without_grace_is_honestly_ambiguous(
     assert max(jobs_per_input(emu, 4)) <= 1
 
 
-async def test_stop_while_throttled_marks_submits_unsent(
-    emu: Emulator, tmp_path: Path
-) -> None:
+async def test_stop_while_throttled_marks_submits_unsent(emu: Emulator, tmp_path: Path) -> None:
     """Submits refused with 1005 and waiting in backoff (at the gate) when stopped are unsent."""
     journal = tmp_path / "batch.sqlite"
     slow_gate = RetryPolicy(max_attempts=5, initial_delay=30.0, max_delay=30.0, jitter=False)
@@ -200,6 +203,15 @@ async def test_a_ban_stops_admission_and_a_resume_retries(
     assert jobs_per_input(emu, 10) == [1] * 10
 
 
+async def test_a_refused_api_key_stops_admission(emu: Emulator, tmp_path: Path) -> None:
+    """With an API key, a 1101 is the account's answer: one submit, the rest never sent."""
+    async with AsyncClient(api_key="not-the-key", base_url=emu.base_url, retry=FAST_RETRY) as bad:
+        outcomes = await run(bad, 6, journal=tmp_path / "batch.sqlite", concurrency=1)
+    states = Counter(record.state for record in read_journal(tmp_path / "batch.sqlite"))
+    assert [type(o.error) for o in outcomes.values()] == [AuthenticationError] * 6
+    assert (emu.stats.requests["faceswap_plus"], states) == (1, {"unsent": 6})
+
+
 # -- 4. states that are not final are asked again ------------------------------------------------
 
 
@@ -245,7 +257,8 @@ async def test_tampered_files_are_downloaded_again(
     paths = [first[i].path for i in range(3)]
     assert all(path is not None for path in paths)
     originals = [path.read_bytes() for path in paths if path is not None]
-    assert paths[0] is not None and paths[1] is not None
+    assert paths[0] is not None
+    assert paths[1] is not None
     paths[0].write_bytes(originals[0][:10])
     paths[1].write_bytes(bytes(len(originals[1])))
     downloads = emu.stats.requests["result_file"]
@@ -313,14 +326,14 @@ async def test_a_trickling_host_trips_the_throughput_floor(
             http, f"{bad_host}/trickle.png", tmp_path / "r.png", retry=ONE_TRY, min_rate=(100, 0.3)
         )
     assert info.value.reason.startswith("too slow")
-    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert sorted([p.name async for p in anyio.Path(tmp_path).iterdir()]) == []
 
 
 async def test_a_download_has_a_total_timeout(
     bad_host: str, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     """A host that never answers ends in a DownloadError once download_timeout passes."""
-    result = SwapResult(id="a" * 24, status=3, url=f"{bad_host}/hang.png")
+    result = SwapResult(id="a" * 24, status=SwapStatus.SUCCESS, url=f"{bad_host}/hang.png")
     with pytest.raises(DownloadError) as info:
         await save_result(http, result, tmp_path, total_timeout=0.2)
     assert info.value.reason == "timeout"
@@ -334,7 +347,8 @@ async def test_an_html_page_is_not_a_result(
     with pytest.raises(DownloadError) as info:
         await download(http, f"{bad_host}/page.png", tmp_path / "a.png", retry=fast)
     done = await download(http, f"{bad_host}/page-once.png", tmp_path / "b.png", retry=fast)
-    assert (info.value.reason, info.value.attempts) == ("not a media file: Content-Type text/html", 2)
+    reason = "not a media file: Content-Type text/html"
+    assert (info.value.reason, info.value.attempts) == (reason, 2)
     assert (done.path.read_bytes(), (tmp_path / "a.png").exists()) == (b"\x89PNG result", False)
 
 
@@ -409,4 +423,5 @@ async def test_ambiguous_submit_without_a_job_is_reported_after_the_wait(
     async with client.swap_many([swap(i) for i in range(3)], ambiguous_wait=0.1) as batch:
         outcomes = {o.index: o async for o in batch}
     errors = Counter(type(o.error).__name__ for o in outcomes.values())
-    assert (errors, jobs_per_input(emu, 3).count(1)) == ({"AmbiguousSubmitError": 1, "NoneType": 2}, 2)
+    expected = {"AmbiguousSubmitError": 1, "NoneType": 2}
+    assert (errors, jobs_per_input(emu, 3).count(1)) == (expected, 2)

@@ -331,3 +331,37 @@ def test_sigterm_stops_cleanly(emulator: EmulatorThread, tmp_path: Path) -> None
     code, stdout, stderr = finish(child)
     assert (code, stdout, stderr.splitlines()[0]) == (143, "", "interrupted")
     assert ("Traceback" not in stderr, "Unclosed" not in stderr) == (True, True)
+
+
+def test_sigint_with_submits_in_flight_leaves_no_ambiguity(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    """Ctrl-C while 8 submits wait for their answer: the grace journals them, no ambiguity."""
+    emu = emulator.emulator
+    emulator.call(lambda: emu.faults.inject("faceswap_plus", "slow", times=8, delay=1.0))
+    manifest = plus_manifest(tmp_path / "m.jsonl", 8, tag="grace")
+    out = tmp_path / "out"
+    child = start_batch(emulator, manifest, out, "--concurrency", "8")
+    wait_for(lambda: submits(emulator) == 8)
+    child.send_signal(signal.SIGINT)
+    code, _, _ = finish(child)
+    resumed, _, stderr = finish(start_batch(emulator, manifest, out))
+    records = read_report(out / "report.jsonl")
+    assert (code, resumed, stderr) == (130, 0, "")
+    assert [(r["status"], r["resumed"]) for r in records] == [("ok", True)] * 8
+    assert sorted(emu.stats.jobs_by_target.values()) == [1] * 8
+
+
+def test_deadline_and_download_timeout_options(
+    emulator: EmulatorThread, cli: Cli, tmp_path: Path
+) -> None:
+    """--deadline ends a batch of slow jobs with timeouts; the next run finishes them."""
+    emulator.call(lambda: emulator.emulator.configure(image_seconds=(1.5, 2.0)))
+    manifest = plus_manifest(tmp_path / "m.jsonl", 3, tag="deadline")
+    out = str(tmp_path / "out")
+    options = ("--download-timeout", "60", "--poll-interval", "0.2")
+    first = cli("--json", "batch", str(manifest), "--out", out, "--deadline", "0.3", *options)
+    second = cli("--json", "batch", str(manifest), "--out", out, *options)
+    errors = {json.loads(line)["error_type"] for line in first.out.splitlines()}
+    assert (first.code, errors) == (1, {"JobTimeoutError"})
+    assert (second.code, submits(emulator)) == (0, 3)
