@@ -18,14 +18,26 @@ Per request, with a journal (``_journal.py``)::
     wait:   terminal status (+ download) -> final row -> outcome
 
 Stopping. Cancelling the batch (``aclose``, a break out of ``async with``, the caller's
-cancellation) cancels every task at once and stops polling for the pending jobs (their rows
-stay 'submitted', so a resume re-attaches to them). A request whose submit was in flight may
-have created a job, so its row stays 'submitting' and a resume reports it as ambiguous; a
-request that had recorded 'submitting' but had not started sending is marked 'unsent'.
-Running out of credit (1006, or a balance <= 0 before the start) and the batch ``deadline``
-stop *admitting* instead: submits in flight finish, submitted jobs go on being awaited
-(credit case) or time out (deadline case), and every request not yet submitted gets an error
-outcome without a submit.
+cancellation, the client closing) cancels every task and stops polling for the pending jobs
+(their rows stay 'submitted', so a resume re-attaches to them). Submits are the exception:
+each runs in a shielded scope (``_Flight``), and the client calls ``submit_sending`` right
+before an attempt's request goes out. At the stop, a submit that was sent gets
+``cancel_grace`` seconds for its answer (its job id is journaled); one that was not (waiting
+at the throttle gate, for a token, in backoff after a refusal) is abandoned at once and
+journaled 'unsent'. Only a submit still without an answer after its grace stays
+'submitting', which a resume reports as ambiguous. Running out of credit (1006, or a
+balance <= 0 before the start), an account refusal (1200; 1101/1102 with an API key) and
+the batch ``deadline`` stop *admitting* instead: submits in flight finish, submitted jobs
+go on being awaited (credit case) or time out (deadline case), and every request not yet
+submitted gets an error outcome without a submit.
+
+Ambiguity. With ``use_webhooks`` in force, each submit's webhook URL carries a reference
+(``_ambiguity.py``); an ambiguous submit then waits, in a task of its own (they are few),
+for a callback naming it and, if one comes, is bound to that job like a submit that got
+its answer. The wait ends ``ambiguous_wait`` seconds after everything else finished.
+
+Journal write failures after a job exists never lose it: the outcome carries the job and the
+``JournalError`` and the job id is logged at WARNING.
 """
 
 from __future__ import annotations
@@ -745,6 +757,7 @@ class BatchRun(Generic[R]):
                 if not isinstance(exc, JournalError):
                     await self._record_unsent(item)  # cancelled before anything went out
                 raise
+        ref = item.ref or ""
         references = (
             self._orchestrator.references
             if item.ref is not None and self._orchestrator is not None
@@ -760,14 +773,14 @@ class BatchRun(Generic[R]):
             sending = submit_sending.set(flight.sending)
             reporting = submit_events.set(flight.report)
             if references is not None:
-                references.expect(item.ref)  # type: ignore[arg-type]
+                references.expect(ref)
             try:
                 self._counters.submits += 1
                 self._counters.requests[endpoint.name] += 1
                 job: SwapJob = await self._client._call(endpoint, request)
             except BaseException as exc:
                 if references is not None and not isinstance(exc, AmbiguousSubmitError):
-                    references.forget(item.ref)  # type: ignore[arg-type]
+                    references.forget(ref)
                 if isinstance(exc, AkoolError):
                     raise
                 if not flight.sent:
@@ -780,7 +793,7 @@ class BatchRun(Generic[R]):
                 abandoned = True
             else:
                 if references is not None:
-                    references.forget(item.ref)  # type: ignore[arg-type]
+                    references.forget(ref)
                 with anyio.CancelScope(shield=True):
                     error = await self._record(
                         item, "submitted", job_id=job.id, job_ref=job.job_id,

@@ -15,7 +15,15 @@ A row walks through these states (``JournalState``)::
 
 ``submitting`` is committed *before* the request goes out and ``submitted`` (with the job id)
 right after the response; a row still ``submitting`` when a journal is opened belonged to a
-process that died mid-submit, so it becomes ``ambiguous``.
+process that died mid-submit, so it becomes ``ambiguous``. A graceful stop does not leave
+such rows behind: a submit not yet sent becomes ``unsent``, one sent gets a grace for its
+answer (``_batch.py``). An ``ambiguous`` row bound to its job by a webhook carrying its
+``ref`` (``_ambiguity.py``) becomes ``submitted``.
+
+What a resume does with a row: ``unsent`` and ``rejected`` (but for a 1003) are submitted
+again; ``submitted``, ``timed_out``, ``not_found`` and a success without a URL are asked
+about again (re-attached by job id); ``failed`` (status 4), a 1003 refusal, ``ambiguous``
+and a ``succeeded`` row whose file still has its ``size`` and ``sha256`` are replayed.
 
 Durability: WAL mode with ``synchronous=FULL``. WAL alone (``synchronous=NORMAL``) already
 survives ``kill -9``, but after a power cut it may lose the last commits; losing a
