@@ -419,6 +419,11 @@ class BatchRun(Generic[R]):
         self.stop_submits()
         self.scope.cancel()
 
+    @property
+    def grace(self) -> float:
+        """Seconds a stop waits for the answers of submits already sent."""
+        return self._options.cancel_grace
+
     def stop_submits(self) -> None:
         """A graceful stop: submits already sent get ``cancel_grace`` seconds for an answer.
 

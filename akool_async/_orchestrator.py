@@ -250,8 +250,15 @@ class _OrchestratorMixin:
         orchestrator = entry[1]
         if orchestrator.detach_webhooks is not None:
             orchestrator.detach_webhooks()  # the receiver outlives us: stop feeding this poller
-        for run in list(orchestrator.batches):
-            run.stop_submits()  # submits already sent get their grace for an answer
+        # Batches stop as on aclose(): submits already sent get their grace for an answer,
+        # with their journal still open; their iterators raise ClientStateError.
+        running = [run for run in orchestrator.batches if not run.finished]
+        for run in running:
+            run.fail(ClientStateError("the client was closed while the batch ran"))
+        with anyio.CancelScope(shield=True):
+            for run in running:
+                with anyio.move_on_after(run.grace + 1.0):
+                    await run.done.wait()
         # Running batches see this cancellation as the client closing under them: their
         # iterators raise ClientStateError once their outcomes are drained.
         orchestrator.task_group.cancel_scope.cancel()

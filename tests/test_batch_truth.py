@@ -32,6 +32,7 @@ from akool_async import (
     RetryPolicy,
     SwapResult,
     SwapStatus,
+    ValidationError,
     WebhookReceiver,
     WebhookVerifier,
 )
@@ -155,6 +156,32 @@ async def test_stop_while_throttled_marks_submits_unsent(emu: Emulator, tmp_path
     assert states == {"unsent": 8}
     assert [o.ok for o in outcomes.values()] == [True] * 8
     assert jobs_per_input(emu, 8) == [1] * 8
+
+
+async def test_client_closing_mid_submit_gives_the_grace_too(emu: Emulator, tmp_path: Path) -> None:
+    """Closing the client while 4 submits await their answer still journals their jobs."""
+    journal = tmp_path / "batch.sqlite"
+    emu.faults.inject("faceswap_plus", "slow", times=4, delay=0.3)
+    client = AsyncClient(api_key=emu.api_key, base_url=emu.base_url, retry=FAST_RETRY)
+    async with client:
+        batch = client.swap_many([swap(i) for i in range(4)], journal=journal, concurrency=4)
+        await batch.__aenter__()
+        await until(lambda: emu.stats.requests["faceswap_plus"] >= 4)
+    states = Counter(record.state for record in read_journal(journal))
+    await batch.aclose()
+    assert (states, jobs_per_input(emu, 4)) == ({"submitted": 4}, [1] * 4)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("cancel_grace", -1), ("cancel_grace", float("inf")), ("download_timeout", 0),
+     ("ambiguous_wait", "soon")],
+)  # fmt: skip
+async def test_bad_new_options_are_refused(client: AsyncClient, option: str, value: Any) -> None:
+    """A bad cancel_grace, download_timeout or ambiguous_wait is a ValidationError up front."""
+    with pytest.raises(ValidationError) as info:
+        client.swap_many([swap(0)], **{option: value})
+    assert info.value.field == option
 
 
 # -- 2. a journal that cannot be written --------------------------------------------------------
