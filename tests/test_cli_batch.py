@@ -365,3 +365,21 @@ def test_deadline_and_download_timeout_options(
     errors = {json.loads(line)["error_type"] for line in first.out.splitlines()}
     assert (first.code, errors) == (1, {"JobTimeoutError"})
     assert (second.code, submits(emulator)) == (0, 3)
+
+
+def test_jobs_the_journal_could_not_record_are_printed(
+    emulator: EmulatorThread, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk after the submits: the summary names every job created, with its line."""
+    from akool_async._errors import JournalError
+    from akool_async._journal import Journal
+
+    async def full_disk(*args: Any, **fields: Any) -> None:
+        raise JournalError("journal write failed: database or disk is full")
+
+    monkeypatch.setattr(Journal, "update", full_disk)
+    manifest = plus_manifest(tmp_path / "m.jsonl", 3, tag="full")
+    run = cli("batch", str(manifest), "--out", str(tmp_path / "out"), "--poll-interval", "0.2")
+    jobs = set(emulator.emulator.jobs)
+    printed = {line.split()[3] for line in run.out.splitlines() if "could not record" in line}
+    assert (run.code, len(jobs), printed) == (1, 3, jobs)
