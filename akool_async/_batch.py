@@ -705,13 +705,17 @@ class BatchRun(Generic[R]):
                 self._counters.retries += 1
                 self._event("retried", item.index, error=error, attempt=throttles + 1)
                 continue
-            if isinstance(error, InsufficientCreditError) and self._credit_error is None:
+            refresh = isinstance(error, InsufficientCreditError) and self._credit_error is None
+            if refresh:
+                assert isinstance(error, InsufficientCreditError)
                 self._credit_error = error  # stop admitting; jobs already paid for go on
-                await self._refresh_credit()
             if self._account_error is None and self._account_refused(error):
                 assert isinstance(error, APIError)
                 self._account_error = error  # stop admitting, as for credit
-            return await self._submit_failed(item, error)
+            outcome = await self._submit_failed(item, error)  # journaled first: then a stop
+            if refresh:  # during the balance read is no false ambiguity
+                await self._refresh_credit()
+            return outcome
         self._event("submitted", item.index, job_id=job.id)
         return job
 
