@@ -229,8 +229,9 @@ def _summary(ctx: Context, result: BatchRunResult, report: Path, out_dir: Path) 
     if ambiguous:
         ctx.say(
             f"{ambiguous} swap{'s' if ambiguous > 1 else ''} may or may not have been submitted "
-            "(the process stopped mid-submit): check your AKOOL dashboard, or re-run with "
-            "--resubmit-ambiguous to submit them again (they may be paid twice)"
+            "(the answer was lost: a kill mid-submit, or a connection lost after sending): "
+            "check your AKOOL dashboard, or re-run with --resubmit-ambiguous to submit them "
+            "again (they may be paid twice)"
         )
 
 
