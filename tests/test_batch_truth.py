@@ -452,3 +452,38 @@ async def test_ambiguous_submit_without_a_job_is_reported_after_the_wait(
     errors = Counter(type(o.error).__name__ for o in outcomes.values())
     expected = {"AmbiguousSubmitError": 1, "NoneType": 2}
     assert (errors, jobs_per_input(emu, 3).count(1)) == (expected, 2)
+
+
+# -- plumbing -----------------------------------------------------------------------------------
+
+
+def test_a_reference_joins_the_webhook_query() -> None:
+    """The reference is added to the URL's query, replacing an earlier one, keeping the rest."""
+    from akool_async._ambiguity import with_reference
+
+    url = "https://hooks.example.com/akool?tenant=7&akool_ref=old"
+    assert with_reference(url, "abc") == "https://hooks.example.com/akool?tenant=7&akool_ref=abc"
+
+
+async def test_a_journal_from_before_gains_the_new_columns(tmp_path: Path) -> None:
+    """A journal written without the size and ref columns opens, and its rows read back."""
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "PRAGMA application_id=1095453233; PRAGMA user_version=1;"
+        "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;"
+        "INSERT INTO meta VALUES ('base_url', 'http://127.0.0.1:1');"
+        "CREATE TABLE intents (key TEXT NOT NULL, occurrence INTEGER NOT NULL, idx INTEGER"
+        " NOT NULL, kind TEXT NOT NULL, request TEXT NOT NULL, state TEXT NOT NULL, attempts"
+        " INTEGER NOT NULL DEFAULT 0, job_id TEXT, job_ref TEXT, media TEXT, job_url TEXT,"
+        " status INTEGER, result TEXT, error_type TEXT, error_message TEXT, error_code"
+        " INTEGER, path TEXT, sha256 TEXT, updated_at REAL NOT NULL,"
+        " PRIMARY KEY (key, occurrence)) WITHOUT ROWID;"
+        "INSERT INTO intents (key, occurrence, idx, kind, request, state, updated_at)"
+        " VALUES ('k', 0, 0, 'PlusSwap', '{}', 'unsent', 0);"
+    )
+    conn.close()
+    async with Journal(path, base_url="http://127.0.0.1:1") as journal:
+        await journal.update("k", 0, "unsent", size=5, ref="r")
+    [record] = read_journal(path)
+    assert (record.state, record.size, record.ref) == ("unsent", 5, "r")
