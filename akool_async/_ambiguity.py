@@ -8,6 +8,11 @@ that query value on the ``WebhookEvent`` (``event.reference``). If the job exist
 names both the job ``_id`` and the reference, and the batch binds the request to that job
 instead of reporting it as ambiguous (or resubmitting it and paying twice).
 
+The reference is not covered by the callback's signature (the URL is not signed), but the job
+``_id`` it is bound to always comes from a verified body, a reference is 64 random bits that
+only AKOOL and the receiver see, and the receiver handles each ``(_id, status)`` once, so a
+replayed body with another reference changes nothing.
+
 ``References`` is the rendezvous between callbacks and the batch requests expecting them; it
 lives on the event loop of the client that owns it.
 """
