@@ -137,8 +137,9 @@ class Batch(Generic[R]):
     async def aclose(self) -> None:
         """Stop the batch if it is still running and wait until it has stopped. Idempotent.
 
-        Jobs already submitted keep running on AKOOL; with a journal, running the same input
-        again re-attaches to them.
+        Submits whose request already went out get up to ``cancel_grace`` seconds for their
+        answer, so that their job ids are known (and journaled). Jobs already submitted keep
+        running on AKOOL; with a journal, running the same input again re-attaches to them.
         """
         run = self._run
         if run.started and not run.finished:
