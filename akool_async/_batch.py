@@ -72,6 +72,7 @@ from ._download import (
     DOWNLOAD_RETRY,
     MIN_RATE,
     RATE_WINDOW,
+    part_files,
     save_result,
     sha256_of_file,
     sweep_parts,
@@ -447,10 +448,13 @@ class BatchRun(Generic[R]):
     async def _sweep_parts(self) -> None:
         """Delete the ``.part`` files of this batch's jobs (a killed run leaves them)."""
         assert self._journal is not None
-        assert self._options.download_dir is not None
+        directory = self._options.download_dir
+        assert directory is not None
         with anyio.CancelScope(shield=True), contextlib.suppress(JournalError):
-            ids = await self._journal.job_ids()
-            await anyio.to_thread.run_sync(sweep_parts, self._options.download_dir, ids)
+            parts = await anyio.to_thread.run_sync(part_files, directory)
+            if parts:  # usually none: the journal is asked only about the files found
+                ours = await self._journal.known_jobs(parts)
+                await anyio.to_thread.run_sync(sweep_parts, directory, ours)
 
     # -- feeding ----------------------------------------------------------------------------
 

@@ -47,6 +47,7 @@ __all__ = [
     "Downloaded",
     "download",
     "file_name",
+    "part_files",
     "save_result",
     "sha256_of_file",
     "sweep_parts",
@@ -296,24 +297,35 @@ async def save_result(
     )
 
 
-def sweep_parts(directory: Path, job_ids: Collection[str]) -> int:
-    """Delete the temporary files that downloads of these jobs left behind (a killed run).
-
-    Only files named like ours (``.<job id><extension>.<8 hex>.part``) whose job id is in
-    ``job_ids`` are removed: another batch's downloads in the same directory are left alone.
-    Call it in a worker thread. Returns how many files were removed.
-    """
-    stems = {_SAFE_NAME.sub("_", job_id) or "result" for job_id in job_ids}
-    removed = 0
+def part_files(directory: Path) -> dict[str, list[Path]]:
+    """Our temporary files in ``directory`` (``.<job id><extension>.<8 hex>.part``), by the
+    file stem they were for (the job id). Call it in a worker thread."""
+    parts: dict[str, list[Path]] = {}
     try:
         entries = list(os.scandir(directory))
     except OSError:
-        return 0
+        return parts
     for entry in entries:
         match = _PART.fullmatch(entry.name)
-        if match is None or PurePosixPath(match["name"]).stem not in stems:
+        if match is not None:
+            parts.setdefault(PurePosixPath(match["name"]).stem, []).append(Path(entry.path))
+    return parts
+
+
+def sweep_parts(directory: Path, job_ids: Collection[str]) -> int:
+    """Delete the temporary files that downloads of these jobs left behind (a killed run).
+
+    Only files named like ours whose job id is in ``job_ids`` are removed: another batch's
+    downloads in the same directory are left alone. Call it in a worker thread. Returns how
+    many files were removed.
+    """
+    stems = {_SAFE_NAME.sub("_", job_id) or "result" for job_id in job_ids}
+    removed = 0
+    for stem, paths in part_files(directory).items():
+        if stem not in stems:
             continue
-        with contextlib.suppress(OSError):
-            os.unlink(entry.path)
-            removed += 1
+        for path in paths:
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed += 1
     return removed

@@ -43,7 +43,7 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal, Self
@@ -495,16 +495,20 @@ class Journal:
 
         await self._run(work)
 
-    async def job_ids(self) -> list[str]:
-        """The job ids of every row that has one."""
+    async def known_jobs(self, job_ids: Collection[str]) -> set[str]:
+        """Those of ``job_ids`` that are the job of some row."""
+        wanted = list(job_ids)
 
-        def work(conn: sqlite3.Connection) -> list[str]:
-            return [
-                row[0]
-                for row in conn.execute("SELECT job_id FROM intents WHERE job_id IS NOT NULL")
-            ]
+        def work(conn: sqlite3.Connection) -> set[str]:
+            found: set[str] = set()
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                rows = conn.execute(f"SELECT job_id FROM intents WHERE job_id IN ({marks})", chunk)
+                found.update(row[0] for row in rows)
+            return found
 
-        result: list[str] = await self._run(work)
+        result: set[str] = await self._run(work)
         return result
 
     async def counts(self) -> Mapping[str, int]:
