@@ -366,6 +366,19 @@ async def test_a_download_has_a_total_timeout(
     assert info.value.reason == "timeout"
 
 
+async def test_a_hanging_result_host_ends_in_the_batch_and_resumes(
+    client: AsyncClient, emu: Emulator, tmp_path: Path
+) -> None:
+    """A result download held past download_timeout is a DownloadError; a resume finishes it."""
+    journal, out = tmp_path / "batch.sqlite", tmp_path / "out"
+    emu.faults.inject("result_file", "slow", times=1, delay=1.0)
+    first = await run(client, 1, journal=journal, download_dir=out, download_timeout=0.2)
+    again = await run(client, 1, journal=journal, download_dir=out)
+    error = first[0].error
+    assert (type(error), getattr(error, "reason", None)) == (DownloadError, "timeout")
+    assert (again[0].ok, again[0].resumed, jobs_per_input(emu, 1)) == (True, True, [1])
+
+
 async def test_an_html_page_is_not_a_result(
     bad_host: str, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
