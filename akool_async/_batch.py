@@ -549,9 +549,13 @@ class BatchRun(Generic[R]):
                     return resumed
         job = await self._submit(item)
         if isinstance(job, Outcome):
-            if isinstance(job.error, AmbiguousSubmitError) and self._resolvable(item):
-                self._spawn(self._resolve_reference, item, job)
-                return _WAITING
+            if isinstance(job.error, AmbiguousSubmitError) and item.ref is not None:
+                if self._resolvable(item):
+                    self._spawn(self._resolve_reference, item, job)
+                    return _WAITING
+                assert self._orchestrator is not None
+                # Not waited for now; its callback is remembered for a resume in this process.
+                self._orchestrator.references.forget(item.ref)
             return job
         return await self._await_job(item, job)
 
@@ -575,8 +579,8 @@ class BatchRun(Generic[R]):
                 why = str(error) if error else "interrupted while it may have reached AKOOL"
                 error = AmbiguousSubmitError(f"the submit was {why}", request=item.request)
             outcome = item.outcome(job=job, error=error)
-            if record.ref is not None and self._resolvable(item):
-                item.ref = record.ref  # its job's callback may still come
+            item.ref = record.ref  # with webhooks, its job's callback may still come
+            if self._resolvable(item):
                 self._spawn(self._resolve_reference, item, outcome)
                 return _WAITING
             return outcome
@@ -737,12 +741,7 @@ class BatchRun(Generic[R]):
         """The request to send: with a webhook reference when callbacks come to us."""
         orchestrator = self._orchestrator
         request = item.request
-        if (
-            orchestrator is None
-            or orchestrator.webhook_url is None
-            or request.webhook_url is not None
-            or self._options.ambiguous_wait is None
-        ):
+        if orchestrator is None or orchestrator.webhook_url is None or request.webhook_url:
             item.ref = None
             return request
         item.ref = new_reference()

@@ -493,7 +493,9 @@ class _OrchestratorMixin:
                 a per-request reference; a submit that turns out ambiguous waits for a
                 callback naming its reference (then it is bound to that job: nothing is
                 resubmitted) until this many seconds after every other request finished
-                (bounded by ``job_timeout`` and ``deadline``). None: report it at once.
+                (bounded by ``job_timeout`` and ``deadline``); so does, on resume, a journal
+                row left ambiguous with its reference (a callback received meanwhile by this
+                client binds it at once). None: report it at once.
 
         Returns:
             A ``Batch``: iterate it, ideally inside ``async with``.

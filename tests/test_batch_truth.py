@@ -500,3 +500,22 @@ async def test_a_journal_from_before_gains_the_new_columns(tmp_path: Path) -> No
         await journal.update("k", 0, "unsent", size=5, ref="r")
     [record] = read_journal(path)
     assert (record.state, record.size, record.ref) == ("unsent", 5, "r")
+
+
+async def test_a_resume_binds_an_ambiguous_row_by_its_reference(
+    client: AsyncClient, emu: Emulator, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """A callback that came after its batch reported the submit ambiguous binds it on resume."""
+    journal = tmp_path / "batch.sqlite"
+    client.use_webhooks(receiver, url=receiver.url)
+    emu.faults.inject("faceswap_plus", "drop_after", times=1)
+    first = await run(client, 2, journal=journal, ambiguous_wait=None)
+    await emu.wait_for_webhooks(2)
+    again = await run(client, 2, journal=journal)
+    assert sorted(type(o.error).__name__ for o in first.values()) == [
+        "AmbiguousSubmitError",
+        "NoneType",
+    ]
+    assert [(o.ok, o.resumed) for o in again.values()] == [(True, True)] * 2
+    assert jobs_per_input(emu, 2) == [1, 1]
+    assert {r.state for r in read_journal(journal)} == {"succeeded"}
