@@ -126,6 +126,7 @@ class ChaosFigures:
     token_refreshes: int
     ambiguous_submits: int
     ambiguous_with_job: int
+    ambiguous_with_callback: int
     resolved: int
     resubmitted_ambiguous: int
     after_resubmit_duplicates: int
@@ -149,7 +150,8 @@ class ChaosFigures:
             f" (refreshes after expiry: {self.token_refreshes})",
             f"ambiguous submits: {self.ambiguous:,} (client counter {self.ambiguous_submits:,});"
             f" of them with a job on the server: {self.ambiguous_with_job:,}; bound to their"
-            f" job by a webhook reference: {self.resolved:,}",
+            f" job by a webhook reference: {self.resolved:,}; left with a delivered callback:"
+            f" {self.ambiguous_with_callback:,}",
             f"duplicates outside ambiguous: {self.duplicates}  lost: {self.lost}"
             f"  verified files: {self.verified_files:,}",
             f"after the user's explicit resubmit of the ambiguous ones: resubmitted "
@@ -266,6 +268,11 @@ async def run_chaos(
                 problems.append(f"{missing} inputs had no outcome")
             lost += missing
             with_job = sum(counts[target(i)] >= 1 for i in ambiguous)
+            delivered = {a.job_id for a in emu.webhook_attempts if a.outcome == "delivered"}
+            called_back = {
+                t for job in emu.jobs.values() if job.id in delivered for t in job.target_urls
+            }
+            with_callback = sum(target(i) in called_back for i in ambiguous)
             for i in range(n):
                 outcome = outcomes.get(i)
                 jobs = counts[target(i)]
@@ -337,6 +344,7 @@ async def run_chaos(
         token_refreshes=client_stats.token_refreshes,
         ambiguous_submits=client_stats.ambiguous_submits,
         ambiguous_with_job=with_job,
+        ambiguous_with_callback=with_callback,
         resolved=stats.resolved,
         resubmitted_ambiguous=resubmitted,
         after_resubmit_duplicates=after_dupes,
