@@ -111,6 +111,8 @@ async def run_batch(
     journal: Path | None = None,
     concurrency: int = 64,
     job_timeout: float | None = 3 * 3600.0,
+    download_timeout: float | None = 3600.0,
+    deadline: float | None = None,
     resubmit_ambiguous: bool = False,
     progress: bool = True,
     label: str = "swaps",
@@ -140,6 +142,8 @@ async def run_batch(
         journal=journal,
         download_dir=out_dir,
         job_timeout=job_timeout,
+        download_timeout=download_timeout,
+        deadline=deadline,
         resubmit_ambiguous=resubmit_ambiguous,
         on_event=on_event,
     )
@@ -214,12 +218,21 @@ def _summary(ctx: Context, result: BatchRunResult, report: Path, out_dir: Path) 
         )
     if len(failures) > _FAILURES_SHOWN:
         ctx.say(f"... and {len(failures) - _FAILURES_SHOWN} more in {report}")
+    unjournaled = [
+        record for record in failures if record["error_type"] == "JournalError" and record["job_id"]
+    ]
+    for record in unjournaled:  # paid for: the report and this line are their only record
+        ctx.say(
+            f"line {record['line']}: job {record['job_id']} was created but the journal could "
+            "not record it (a resume will not know it): keep this job id"
+        )
     ambiguous = sum(1 for record in failures if record["error_type"] == "AmbiguousSubmitError")
     if ambiguous:
         ctx.say(
             f"{ambiguous} swap{'s' if ambiguous > 1 else ''} may or may not have been submitted "
-            "(the process stopped mid-submit): check your AKOOL dashboard, or re-run with "
-            "--resubmit-ambiguous to submit them again (they may be paid twice)"
+            "(the answer was lost: a kill mid-submit, or a connection lost after sending): "
+            "check your AKOOL dashboard, or re-run with --resubmit-ambiguous to submit them "
+            "again (they may be paid twice)"
         )
 
 
@@ -263,6 +276,8 @@ async def cmd_batch(ctx: Context) -> int:
             journal=journal,
             concurrency=args.concurrency,
             job_timeout=args.job_timeout,
+            download_timeout=args.download_timeout,
+            deadline=args.deadline,
             resubmit_ambiguous=args.resubmit_ambiguous,
             progress=not ctx.json,
             on_record=on_record,

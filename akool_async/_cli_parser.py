@@ -294,6 +294,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds a job may take (default: 10800)",
     )
+    batch.add_argument(
+        "--download-timeout",
+        type=_seconds,
+        default=3600.0,
+        metavar="S",
+        help="seconds one result's download may take, retries included (default: 3600)",
+    )
+    batch.add_argument(
+        "--deadline",
+        type=_seconds,
+        default=None,
+        metavar="S",
+        help="seconds for the whole batch: then nothing more is submitted, and what is "
+        "still running is reported (and resumed by the next run)",
+    )
     _poll_option(batch)
     batch.add_argument(
         "--format", choices=("jsonl", "csv"), help="manifest format (default: from the name)"
