@@ -70,6 +70,7 @@ from ._orchestrator import Batch
 from ._poll_config import PollConfig
 from ._poller import PollerStatistics
 from ._receiver import WebhookReceiver
+from ._report import write_report_html
 from ._retry import RetryPolicy
 from ._sync import BlockingBatch, Client
 from ._webhooks import WebhookEvent, WebhookVerifier
@@ -137,4 +138,5 @@ __all__ = [
     "WebhookVerifier",
     "bbox_from_region",
     "error_for_code",
+    "write_report_html",
 ]

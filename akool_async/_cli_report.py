@@ -1,0 +1,28 @@
+"""``akool-async report DIR``: (re)build the HTML gallery of a batch, also mid-batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ._cli_context import EXIT_OK, Context
+from ._report import write_report_html
+
+__all__ = ["cmd_report"]
+
+
+async def cmd_report(ctx: Context) -> int:
+    """``akool-async report DIR [--journal FILE] [--output FILE] [--inputs ...]``."""
+    args = ctx.args
+    page: Path = await write_report_html(
+        args.dir,
+        journal=args.journal,
+        output=args.output,
+        thumbnails=args.thumbnails,
+        inputs=args.inputs,
+        secrets=ctx.secrets,
+    )
+    if ctx.json:
+        ctx.emit({"report": str(page)})
+    else:
+        ctx.say(f"open {page}")
+    return EXIT_OK
