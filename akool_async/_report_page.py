@@ -64,6 +64,7 @@ border-radius:8px;padding:8px;cursor:pointer;content-visibility:auto;
 contain-intrinsic-size:auto 230px;outline:none}
 .card:focus{box-shadow:0 0 0 3px #8ab4f8}
 .card[hidden]{display:none}
+.card:not([data-filled]){min-height:236px}
 .pics{display:grid;grid-template-columns:1fr 1fr 1.4fr;gap:4px;align-items:end}
 .pic{display:flex;flex-direction:column;min-width:0}
 .pic small{color:var(--mut);font-size:10px;text-transform:uppercase}
@@ -184,9 +185,24 @@ a{color:#1a5fb4}
     p.appendChild(box);
     return p;
   }
-  function build(c, i) {
+  // A card is an empty shell until it comes near the view (or, up to 2,000 cards, the browser
+  // is idle): 10,000 shells are cheap, 10,000 filled cards (440,000 nodes) are not.
+  var filler = "IntersectionObserver" in window ? new IntersectionObserver(function (es) {
+    es.forEach(function (e) { if (e.isIntersecting) fill(Number(e.target.dataset.i)); });
+  }, {rootMargin: "800px"}) : null;
+  function shell(c, i) {
     var a = el("article", "card st-" + c.s);
     a.tabIndex = 0; a.dataset.i = i; a.dataset.state = c.s; a.dataset.kind = c.k;
+    a.addEventListener("click", function () { open(i); });
+    if (filler) filler.observe(a);
+    return a;
+  }
+  var filled = 0;
+  function fill(i) {
+    var a = els[i], c = cards[i];
+    if (!a || a.dataset.filled) return;
+    a.dataset.filled = "1"; filled++;
+    if (filler) filler.unobserve(a);
     var pics = el("div", "pics");
     pics.appendChild(pic("source", c.src[0], false));
     pics.appendChild(pic("target", c.tgt[0], false));
@@ -211,8 +227,15 @@ a{color:#1a5fb4}
         c.res.xp ? "URL expired " + c.res.x : "URL expires " + c.res.x));
     }
     if (foot.childNodes.length) a.appendChild(foot);
-    a.addEventListener("click", function () { open(i); });
-    return a;
+    if (filled === cards.length) document.body.dataset.filled = "1";
+  }
+  var idle = window.requestIdleCallback || function (f) {
+    return setTimeout(function () { f({timeRemaining: function () { return 8; }}); }, 16);
+  };
+  var nextFill = 0, IDLE_FILL = 2000;
+  function fillIdle(deadline) {
+    while (nextFill < cards.length && deadline.timeRemaining() > 2) fill(nextFill++);
+    if (nextFill < cards.length) idle(fillIdle);
   }
   function matches(c) {
     if (filters.state.size && !filters.state.has(c.s)) return false;
@@ -264,17 +287,21 @@ a{color:#1a5fb4}
   q.addEventListener("input", function () { query = q.value.trim().toLowerCase(); apply(); });
 
   // Build the cards in chunks: the first screen paints at once, the rest follows.
-  var next = 0, CHUNK = 400;
+  var next = 0, CHUNK = 2000;
   function chunk() {
     var frag = document.createDocumentFragment(), end = Math.min(cards.length, next + CHUNK);
     for (; next < end; next++) {
-      var e = build(cards[next], next);
+      var e = shell(cards[next], next);
       e.hidden = !matches(cards[next]);
       els[next] = e; frag.appendChild(e);
     }
     grid.appendChild(frag);
     if (next < cards.length) setTimeout(chunk, 0);
-    else { apply(); document.body.dataset.ready = "1"; }
+    else {
+      apply(); document.body.dataset.ready = "1";
+      if (performance.mark) performance.mark("akool-cards-ready");
+      if (cards.length <= IDLE_FILL) idle(fillIdle);  // beyond: filled as they come in view
+    }
   }
   apply();
   chunk();

@@ -100,6 +100,7 @@ async def page(gallery: Gallery, tmp_path: Path) -> AsyncIterator[Page]:
     async with Chromium(CHROMIUM, tmp_path) as browser, browser.page(1280, 800) as tab:
         await tab.navigate(gallery.page.as_uri())
         await tab.wait_for("document.body.dataset.ready === '1'")
+        await tab.wait_for("document.body.dataset.filled === '1'")
         yield tab
 
 
