@@ -291,7 +291,7 @@ async def cmd_demo(ctx: Context) -> int:
         ("wall time", f"{wall:.1f} s"),
         ("results", f"{files} files, {size / 1e6:.1f} MB in {out_dir}/"),
         ("report", str(report)),
-        ("gallery", f"open {page}"),
+        ("gallery", str(page)),
     ]
     print_table(
         ctx.stdout,
@@ -299,4 +299,5 @@ async def cmd_demo(ctx: Context) -> int:
         key_value_table("akool-async demo", rows),
         key_value_table("Requests by endpoint", requests_rows(requests)),
     )
+    ctx.say(f"open {page} to see every swap side by side")
     return EXIT_OK

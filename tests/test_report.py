@@ -74,6 +74,7 @@ async def _run_demo_batch(out: Path) -> Gallery:
         client.poll_config = DEMO_POLL
         async with client:
             entries = await build_demo_requests(client, emu.base_url, JOBS)
+            emu.faults.inject("faceswap_pro", "drop_after")  # one ambiguous submit
             remember_batch(out, entries, journal=journal)
             result = await run_batch(
                 ctx, client, entries, out_dir=out, journal=journal, progress=False
@@ -115,9 +116,10 @@ async def click(tab: Page, selector: str) -> None:
 
 
 def test_demo_batch_has_failures(gallery: Gallery) -> None:
-    """The demo-sized batch has successes and failed swaps (what the browser tests look at)."""
+    """The demo-sized batch has successes, failed swaps and one ambiguous submit."""
     stats = gallery.result.statistics
-    assert (stats.outcomes, stats.succeeded > 0, stats.failed > 0) == (JOBS, True, True)
+    actual = (stats.outcomes, stats.succeeded > 0, stats.failed > 0, stats.ambiguous)
+    assert actual == (JOBS, True, True, 1)
 
 
 @needs_chromium
@@ -196,6 +198,19 @@ async def test_failed_card_shows_its_reason(gallery: Gallery, page: Page) -> Non
     expected = [f"{r['error_type']}: {r['error_message']}" for r in failed]
     assert expected == shown_errors
     assert all(r["error_message"] for r in failed)
+
+
+@needs_chromium
+async def test_ambiguous_card_shows_its_reason_and_what_to_do(gallery: Gallery, page: Page) -> None:
+    """An ambiguous card shows its error, and its large view says how to settle it."""
+    (record,) = [r for r in gallery.result.records if r["error_type"] == "AmbiguousSubmitError"]
+    shown_error = await page.evaluate(
+        "document.querySelector('.card.st-ambiguous .err').textContent"
+    )
+    await click(page, ".card.st-ambiguous")
+    details = await page.evaluate("document.getElementById('big-side').textContent")
+    expected = (f"AmbiguousSubmitError: {record['error_message']}", True)
+    assert expected == (shown_error, "--resubmit-ambiguous" in details)
 
 
 @needs_chromium
