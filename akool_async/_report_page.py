@@ -41,8 +41,7 @@ h1{font-size:18px;margin:0 0 10px}
 .stat{border:1px solid var(--line);border-left:4px solid var(--c);border-radius:6px;
 padding:4px 12px;min-width:96px}
 .stat b{display:block;font-size:20px}.stat span{color:var(--mut)}
-dl.info{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,max-content));
-gap:2px 18px;margin:0;color:var(--mut)}
+dl.info{display:flex;flex-wrap:wrap;gap:4px 28px;margin:0;color:var(--mut)}
 dl.info dt{font-size:11px;text-transform:uppercase}dl.info dd{margin:0 0 6px;color:var(--fg)}
 .st-succeeded{--c:var(--succeeded)}.st-failed{--c:var(--failed)}
 .st-ambiguous{--c:var(--ambiguous)}.st-error{--c:var(--error)}
@@ -169,7 +168,7 @@ a{color:#1a5fb4}
     i.loading = "lazy"; i.decoding = "async"; i.alt = alt; i.src = src;
     return i;
   }
-  function pic(label, m, isResult) {
+  function pic(label, m, isResult, running) {
     var p = el("div", "pic"), box = el("div", "box");
     p.appendChild(el("small", null, label));
     if (m && (m.t || m.f || m.s)) {
@@ -180,7 +179,7 @@ a{color:#1a5fb4}
       box.textContent = isResult ? "no file" : "not loaded";
       box.title = m.u;
     } else {
-      box.textContent = isResult ? "no result yet" : "-";
+      box.textContent = !isResult ? "-" : (running ? "no result yet" : "no result");
     }
     p.appendChild(box);
     return p;
@@ -206,7 +205,7 @@ a{color:#1a5fb4}
     var pics = el("div", "pics");
     pics.appendChild(pic("source", c.src[0], false));
     pics.appendChild(pic("target", c.tgt[0], false));
-    pics.appendChild(pic("result", c.res, true));
+    pics.appendChild(pic("result", c.res, true, c.s === "running" || c.s === "pending"));
     a.appendChild(pics);
     var meta = el("div", "meta");
     meta.appendChild(el("span", "badge", c.s));

@@ -36,7 +36,8 @@ sys.path.insert(0, str(ROOT))
 from PIL import Image  # noqa: E402
 
 from akool_async import write_report_html  # noqa: E402
-from akool_async._report import REPORT_FILES, _Thumbnailer  # noqa: E402
+from akool_async._report import REPORT_FILES  # noqa: E402
+from akool_async._report_media import Thumbnailer  # noqa: E402
 from tests._browser import Chromium  # noqa: E402
 
 
@@ -63,7 +64,7 @@ def bench_thumbnails(work: Path, count: int) -> dict[str, Any]:
     photos.mkdir()
     for i in range(count):
         shutil.copyfile(source, photos / f"p{i:05d}.jpg")
-    thumb = _Thumbnailer(work / "thumbs", enabled=True)
+    thumb = Thumbnailer(work / "thumbs", enabled=True)
     before = peak_rss()
     started = time.perf_counter()
     for path in sorted(photos.iterdir()):
