@@ -10,8 +10,11 @@ A batch run by ``akool-async batch --out DIR`` leaves:
 - ``DIR/report.jsonl`` at the end, and the downloaded result files.
 
 ``write_report_html`` merges them (the journal wins, being the freshest) into one
-self-contained page: inline CSS and JS, the data as inline JSON, nothing fetched from anywhere
-but the folder itself (``file://`` and offline work). A journal held by a running batch is
+self-contained page: inline CSS and JS, the data as inline JSON, nothing loaded from anywhere
+but the folder itself (``file://`` and offline work), except with ``inputs="link"`` (the
+default) the inputs' own URLs (and live result URLs without a local copy); with
+``inputs="fetch"`` or ``"none"`` its Content-Security-Policy forbids the browser any other
+source. A journal held by a running batch is
 locked (``locking_mode=EXCLUSIVE``), so mid-batch it is read from a copy of its files, taken
 again if either file changed while being copied.
 
@@ -230,7 +233,8 @@ def _card(
             expires = item.finished_at + RESULT_LIFETIME.total_seconds()
             result["x"] = datetime.fromtimestamp(expires, UTC).strftime("%Y-%m-%d %H:%M UTC")
             result["xp"] = now >= expires
-        if "f" not in result and not result.get("xp") and not _is_signed(item.result_url):
+        live = inputs == "link" and not result.get("xp") and not _is_signed(item.result_url)
+        if "f" not in result and live:
             result["f"] = item.result_url  # no local copy: the live URL, while it lasts
     if result:
         card["res"] = result
@@ -286,9 +290,10 @@ def render_page(
     *,
     title: str,
     thumbnails: bool,
+    remote: bool = True,
 ) -> str:
-    """The whole page as one string."""
-    from ._report_page import CSP, PAGE
+    """The whole page as one string; ``remote=False``: the browser loads nothing outside."""
+    from ._report_page import CSP, CSP_LOCAL, PAGE
 
     def esc(text: str) -> str:
         return html.escape(text, quote=True)
@@ -305,7 +310,7 @@ def render_page(
     # Inside <script>, "</" could end the element early and "<!--" open a comment.
     data = data.replace("<", "\\u003c")
     return (
-        PAGE.replace("{{CSP}}", CSP)
+        PAGE.replace("{{CSP}}", CSP if remote else CSP_LOCAL)
         .replace("{{TITLE}}", esc(title))
         .replace("{{STATS}}", state_cells)
         .replace("{{INFO}}", info)
@@ -339,6 +344,7 @@ def _build(
         _summary_rows(items, summary, now),
         title=f"akool-async batch: {directory.resolve().name}",
         thumbnails=thumb.available,
+        remote=inputs == "link",
     )
     page = scrub(page) or ""
     if thumb.available:  # without Pillow, thumbnails made earlier are left alone

@@ -11,13 +11,19 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["CSP", "PAGE"]
+__all__ = ["CSP", "CSP_LOCAL", "PAGE"]
 
 #: Only the folder (and, in link mode, the inputs' http(s) URLs) may be loaded; no fetch/XHR.
 CSP: Final = (
     "default-src 'none'; img-src 'self' file: data: http: https:; "
     "media-src 'self' file: http: https:; style-src 'unsafe-inline'; "
     "script-src 'unsafe-inline'; connect-src 'none'; form-action 'none'"
+)
+#: Only the folder: for pages whose inputs were fetched (or are not shown).
+CSP_LOCAL: Final = (
+    "default-src 'none'; img-src 'self' file: data:; media-src 'self' file:; "
+    "style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'none'; "
+    "form-action 'none'"
 )
 
 PAGE: Final = """<!doctype html>
