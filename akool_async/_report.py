@@ -55,7 +55,7 @@ from ._report_data import (
     guess_media,
     remember_batch,
 )
-from ._report_media import Thumbnailer, fetch_inputs
+from ._report_media import Thumbnailer, cached_inputs, fetch_inputs
 
 __all__ = [
     "BATCH_FILE",
@@ -348,7 +348,7 @@ def _build(
     )
     page = scrub(page) or ""
     if thumb.available:  # without Pillow, thumbnails made earlier are left alone
-        thumb.prune(fetched.values())
+        thumb.prune(fetched.values(), inputs=inputs != "none")
     output.parent.mkdir(parents=True, exist_ok=True)
     temp = output.with_name(f".{output.name}.tmp")
     temp.write_text(page, encoding="utf-8")
@@ -399,10 +399,14 @@ async def write_report_html(
     items, summary = await anyio.to_thread.run_sync(
         lambda: collect_items(directory, journal=journal, records=records)
     )
-    fetched: dict[str, Path] = {}
+    urls = [url for item in items for url in (*item.sources, *item.targets)]
+    files = target.parent / REPORT_FILES
     if inputs == "fetch":
-        urls = [url for item in items for url in (*item.sources, *item.targets)]
-        fetched = await fetch_inputs(urls, target.parent / REPORT_FILES)
+        fetched = await fetch_inputs(urls, files)
+    elif inputs == "link":  # copies an earlier build fetched are still used
+        fetched = await anyio.to_thread.run_sync(cached_inputs, urls, files)
+    else:
+        fetched = {}
     return await anyio.to_thread.run_sync(
         lambda: _build(
             directory,

@@ -20,7 +20,15 @@ import anyio
 
 from ._report_data import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
-__all__ = ["FETCH_LIMIT", "MAX_PIXELS", "THUMB_SIZE", "Thumbnailer", "fetch_inputs"]
+__all__ = [
+    "FETCH_LIMIT",
+    "MAX_PIXELS",
+    "THUMB_SIZE",
+    "Thumbnailer",
+    "cached_inputs",
+    "fetch_inputs",
+    "input_cache_path",
+]
 
 THUMB_SIZE: Final = 320
 #: Inputs larger than this are not fetched for the report.
@@ -84,48 +92,80 @@ class Thumbnailer:
         self.used.add(target)
         return target
 
-    def prune(self, keep: Iterable[Path]) -> None:
-        """Delete report files of earlier builds that this one no longer uses."""
+    def prune(self, keep: Iterable[Path], *, inputs: bool = True) -> None:
+        """Delete report files of earlier builds that this one no longer uses.
+
+        Args:
+            keep: Fetched inputs this build uses.
+            inputs: Whether fetched inputs not in ``keep`` go too (not when none are shown).
+        """
         if not self.files_dir.is_dir():
             return
         wanted = {path.name for path in (*self.used, *keep)}
+        prefixes = ("t-", "i-") if inputs else ("t-",)
         for path in self.files_dir.iterdir():
-            if path.name.startswith(("t-", "i-")) and path.name not in wanted:
+            if path.name.startswith(prefixes) and path.name not in wanted:
                 path.unlink(missing_ok=True)
 
 
+def input_cache_path(url: str, files_dir: Path) -> Path:
+    """Where ``fetch_inputs`` keeps the copy of ``url``."""
+    suffix = Path(urlsplit(url).path).suffix.lower()
+    suffix = suffix if suffix in IMAGE_SUFFIXES + VIDEO_SUFFIXES else ".bin"
+    return files_dir / f"i-{hashlib.sha256(url.encode()).hexdigest()[:24]}{suffix}"
+
+
+def cached_inputs(urls: Iterable[str], files_dir: Path) -> dict[str, Path]:
+    """The inputs an earlier ``fetch_inputs`` already copied (nothing is downloaded)."""
+    found = {url: input_cache_path(url, files_dir) for url in set(urls)}
+    return {url: path for url, path in found.items() if path.is_file()}
+
+
 async def fetch_inputs(urls: Iterable[str], files_dir: Path) -> dict[str, Path]:
-    """Download each http(s) input once into ``report-files/`` (cached by URL hash)."""
+    """Download each http(s) image input once into ``report-files/`` (cached by URL hash).
+
+    Videos are not fetched (too large to copy for a preview). A failed download leaves the
+    input out (the page then shows its URL only); at most 8 downloads run at once, each
+    streamed to disk and dropped beyond ``FETCH_LIMIT`` bytes.
+    """
     import aiohttp
 
-    wanted = sorted({url for url in urls if url.startswith(("http://", "https://"))})
+    wanted = sorted(
+        url
+        for url in set(urls)
+        if url.startswith(("http://", "https://"))
+        and not urlsplit(url).path.lower().endswith(VIDEO_SUFFIXES)
+    )
     fetched: dict[str, Path] = {}
     await anyio.Path(files_dir).mkdir(parents=True, exist_ok=True)
     limiter = anyio.CapacityLimiter(8)
     timeout = aiohttp.ClientTimeout(total=60, sock_connect=10)
 
     async def one(session: aiohttp.ClientSession, url: str) -> None:
-        suffix = Path(urlsplit(url).path).suffix.lower()
-        suffix = suffix if suffix in IMAGE_SUFFIXES + VIDEO_SUFFIXES else ".bin"
-        target = files_dir / f"i-{hashlib.sha256(url.encode()).hexdigest()[:24]}{suffix}"
+        target = input_cache_path(url, files_dir)
         if await anyio.Path(target).exists():
             fetched[url] = target
             return
+        temp = anyio.Path(target.with_name(f".{target.name}.tmp"))
         async with limiter:
             try:
                 async with session.get(url) as response:
                     if response.status != 200:
                         return
-                    data = bytearray()
-                    async for chunk in response.content.iter_chunked(1 << 16):
-                        data += chunk
-                        if len(data) > FETCH_LIMIT:
-                            return
-            except (aiohttp.ClientError, TimeoutError, ValueError):
+                    size = 0
+                    async with await anyio.open_file(temp, "wb") as handle:
+                        async for chunk in response.content.iter_chunked(1 << 16):
+                            size += len(chunk)
+                            if size > FETCH_LIMIT:
+                                break
+                            await handle.write(chunk)
+                    if size > FETCH_LIMIT:
+                        await temp.unlink(missing_ok=True)
+                        return
+            except (aiohttp.ClientError, TimeoutError, ValueError, OSError):
+                await temp.unlink(missing_ok=True)
                 return
-        temp = target.with_name(f".{target.name}.tmp")
-        await anyio.Path(temp).write_bytes(bytes(data))
-        os.replace(temp, target)
+        await temp.rename(target)
         fetched[url] = target
 
     async with aiohttp.ClientSession(timeout=timeout) as session, anyio.create_task_group() as tg:

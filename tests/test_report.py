@@ -403,3 +403,15 @@ def test_cli_report_on_an_empty_folder_is_a_usage_error(cli: Cli, tmp_path: Path
     """``report DIR`` on a folder without a batch exits 2 with one error line."""
     run = cli("report", str(tmp_path))
     assert (run.code, "holds no batch" in run.err) == (2, True)
+
+
+async def test_a_rebuild_keeps_the_inputs_fetched_earlier(gallery: Gallery, tmp_path: Path) -> None:
+    """Rebuilt later (inputs linked, the default), the page still shows the fetched copies."""
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(gallery.out, out)
+    page = await write_report_html(out)
+    sources = [card["src"][0] for card in page_data(page)["cards"]]
+    remote = [m["s"] for m in sources if m.get("s", "").startswith("http")]
+    assert (remote, all(m.get("s", "").startswith("report-files/") for m in sources)) == ([], True)
