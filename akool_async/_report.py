@@ -88,21 +88,24 @@ _URL_IN_TEXT: Final = re.compile(r"https?://[^\s'\"<>]+")
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its user-info and credential-looking query values masked."""
+    """``url`` with its user-info and credential-looking query values masked.
+
+    A URL without either comes back unchanged (not even re-encoded).
+    """
     try:
         parts = urlsplit(url)
     except ValueError:
         return "***"
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if "@" not in parts.netloc and not any(_SECRET_PARAM.search(name) for name, _ in pairs):
+        return url
     netloc = parts.netloc
     if "@" in netloc:
         netloc = "***@" + netloc.rsplit("@", 1)[1]
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode(
-            [(name, "***" if _SECRET_PARAM.search(name) else value) for name, value in pairs],
-            safe="*",
-        )
+    query = urlencode(
+        [(name, "***" if _SECRET_PARAM.search(name) else value) for name, value in pairs],
+        safe="*",
+    )
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
