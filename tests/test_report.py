@@ -12,7 +12,9 @@ import io
 import json
 import os
 import re
+import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,13 +23,13 @@ import anyio
 import attrs
 import pytest
 
-from akool_async import AsyncClient, write_report_html
+from akool_async import AsyncClient, JournalError, ValidationError, write_report_html
 from akool_async._cli_batch import BatchRunResult, run_batch, write_report
 from akool_async._cli_context import Context
 from akool_async._demo import DEMO_POLL, build_demo_requests, demo_emulator_config
 from akool_async._journal import Journal
 from akool_async._report import remember_batch
-from akool_async.testing import DEFAULT_API_KEY, DEFAULT_CLIENT_SECRET, Emulator
+from akool_async.testing import DEFAULT_API_KEY, DEFAULT_CLIENT_SECRET, Emulator, EmulatorThread
 from tests._browser import Chromium, Page
 from tests._support import Cli
 
@@ -415,3 +417,54 @@ async def test_a_rebuild_keeps_the_inputs_fetched_earlier(gallery: Gallery, tmp_
     sources = [card["src"][0] for card in page_data(page)["cards"]]
     remote = [m["s"] for m in sources if m.get("s", "").startswith("http")]
     assert (remote, all(m.get("s", "").startswith("report-files/") for m in sources)) == ([], True)
+
+
+def test_report_mid_batch_from_a_running_cli_batch(
+    cli: Cli, emulator: EmulatorThread, manifest: Path, tmp_path: Path
+) -> None:
+    """``report DIR`` while ``batch`` runs in another process shows its swaps still running."""
+    emulator.call(lambda: emulator.emulator.configure(image_seconds=(4.0, 5.0)))
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AKOOL_")}
+    env |= {"AKOOL_BASE_URL": emulator.base_url, "AKOOL_API_KEY": DEFAULT_API_KEY}
+    command = [sys.executable, "-m", "akool_async", "--json", "batch", str(manifest)]
+    child = subprocess.Popen(
+        [*command, "--out", str(out), "--poll-interval", "0.3"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        # Another process's progress cannot be awaited: poll its folder.
+        deadline = time.monotonic() + 30
+        while not running_swaps(out):
+            assert time.monotonic() < deadline, "the batch never got its jobs submitted"
+            time.sleep(0.05)
+        during = cli("report", str(out), "--inputs", "none")
+        states_during = [card["s"] for card in page_data(out / "report.html")["cards"]]
+        assert child.wait(timeout=60) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.wait()
+        assert child.stderr is not None
+        child.stderr.close()
+    after = cli("report", str(out), "--inputs", "none")
+    states_after = [card["s"] for card in page_data(out / "report.html")["cards"]]
+    assert (
+        during.code,
+        after.code,
+        "running" in states_during and "succeeded" not in states_during,
+        states_after,
+    ) == (0, 0, True, ["succeeded"] * 3)
+
+
+def running_swaps(out: Path) -> bool:
+    """Whether the batch in ``out`` has swaps submitted and not finished."""
+    from akool_async._report_data import collect_items
+
+    try:
+        items, _ = collect_items(out)
+    except (ValidationError, JournalError):
+        return False  # nothing written yet
+    return any(item.state == "running" for item in items)
