@@ -266,9 +266,12 @@ def _summary_rows(
     stats = summary.get("statistics") or {}
     finished = sum(1 for item in items if item.state not in ("running", "pending"))
     seconds = stats.get("seconds")
-    if seconds is None and "first_update" in summary:
-        start = summary.get("started_at") or summary["first_update"]
-        seconds = max(summary["last_update"] - start, 0.0)
+    busy = finished < len(items)
+    if seconds is None:
+        start = summary.get("started_at") or summary.get("first_update")
+        if start is not None:
+            end = now if busy or "last_update" not in summary else summary["last_update"]
+            seconds = max(end - start, 0.0)
     credits = stats.get("credits_used")
     rows = [
         ("swaps", f"{len(items):,}"),
@@ -281,8 +284,10 @@ def _summary_rows(
         ),
         ("built", datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")),
     ]
-    if not stats:
-        rows.append(("batch", "in progress, or its statistics were not recorded"))
+    if busy:
+        rows.append(("batch", f"unfinished: {len(items) - finished:,} swaps have no outcome yet"))
+    elif not stats:
+        rows.append(("batch", "finished; its statistics were not recorded"))
     return rows
 
 

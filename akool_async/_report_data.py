@@ -160,7 +160,19 @@ def remember_batch(
                 "request": _wire_body(canonical),
             }
         )
-    document: dict[str, Any] = {"version": 1, "entries": lines, "written_at": time.time()}
+    path = directory / BATCH_FILE
+    now = time.time()
+    started = now
+    if statistics is not None:  # the end of a batch: keep when it started
+        earlier = _read_json_file(path)
+        if isinstance(earlier, dict) and isinstance(earlier.get("started_at"), float):
+            started = earlier["started_at"]
+    document: dict[str, Any] = {
+        "version": 1,
+        "entries": lines,
+        "started_at": started,
+        "written_at": now,
+    }
     if journal is not None and Path(journal) != directory / _DEFAULT_JOURNAL:
         document["journal"] = str(Path(journal).resolve())
     if statistics is not None:
@@ -176,7 +188,6 @@ def remember_batch(
             "throttles": statistics.throttles,
             "seconds": seconds if seconds is not None else statistics.elapsed,
         }
-    path = directory / BATCH_FILE
     directory.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.tmp")
     temp.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
