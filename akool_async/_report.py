@@ -396,7 +396,7 @@ async def write_report_html(
 
     Raises:
         ValidationError: ``directory`` holds no batch, or ``inputs`` is unknown.
-        JournalError: the journal cannot be read.
+        JournalError: the ``journal`` given is missing, or a journal cannot be read.
     """
     if inputs not in ("link", "fetch", "none"):
         raise ValidationError(
@@ -449,6 +449,8 @@ async def finish_batch_report(
             seconds=result.seconds,
         )
     )
+    if journal is not None and not await anyio.Path(journal).is_file():
+        journal = None  # nothing was journaled (an empty manifest)
     return await write_report_html(
         directory, journal=journal, records=result.records, inputs=inputs, secrets=secrets
     )

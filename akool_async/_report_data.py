@@ -259,7 +259,7 @@ def collect_items(
 
     Raises:
         ValidationError: ``directory`` holds nothing of a batch.
-        JournalError: the journal exists but cannot be read.
+        JournalError: the ``journal`` given is missing, or a journal cannot be read.
     """
     directory = Path(directory)
     batch = _read_json_file(directory / BATCH_FILE)
@@ -268,6 +268,8 @@ def collect_items(
         recorded = batch.get("journal")
         journal = recorded if recorded and Path(recorded).is_file() else None
         journal = journal or directory / _DEFAULT_JOURNAL
+    elif not Path(journal).is_file():
+        raise JournalError(f"no journal at {str(journal)!r}")
     journal_path = Path(journal)
     if records is None:
         records = _read_records(directory / "report.jsonl")

@@ -468,3 +468,10 @@ def running_swaps(out: Path) -> bool:
     except (ValidationError, JournalError):
         return False  # nothing written yet
     return any(item.state == "running" for item in items)
+
+
+def test_cli_report_with_a_missing_journal_is_an_error(cli: Cli, gallery: Gallery) -> None:
+    """``report DIR --journal FILE`` with no such file exits 2 naming it."""
+    missing = gallery.out / "nope.sqlite"
+    run = cli("report", str(gallery.out), "--journal", str(missing), "--output", "/dev/null")
+    assert (run.code, f"no journal at '{missing}'" in run.err) == (2, True)
