@@ -328,12 +328,16 @@ a{color:#1a5fb4}
       (c.r ? " \\u00b7 " + c.r : "") + " \\u00b7 " + c.s;
     if (c.res && c.res.f) {
       main.appendChild(c.res.v ? video(c.res.f, c.res.t, true) : image(c.res.f, "result"));
-    } else main.appendChild(el("p", "mut", "no result file"));
+    } else {
+      main.appendChild(el("p", "mut", c.s === "running" || c.s === "pending" ?
+        "no result yet" : c.res && c.res.u ? "no local file: the result URL is below" :
+        "no result (" + c.s + ")"));
+    }
     var inputs = el("div", "inputs");
     [["source", c.src], ["target", c.tgt]].forEach(function (pair) {
       pair[1].forEach(function (m, n) {
         inputs.appendChild(el("small", "mut", pair[0] + (pair[1].length > 1 ? " " + (n + 1) : "")));
-        if (m.s && !m.v) inputs.appendChild(image(m.t || m.s, pair[0]));
+        if (m.s && !m.v) inputs.appendChild(image(m.s, pair[0]));
         else if (m.s) inputs.appendChild(video(m.s, null, true));
         inputs.appendChild(el("span", "hash", m.u));
       });
