@@ -43,13 +43,14 @@ class Thumbnailer:
     def __init__(self, files_dir: Path, *, enabled: bool) -> None:
         self.files_dir = files_dir
         self.image: Any = None
+        self.ops: Any = None
         if enabled:
             try:
-                from PIL import Image
+                from PIL import Image, ImageOps
             except ImportError:
-                self.image = None
+                pass
             else:
-                self.image = Image
+                self.image, self.ops = Image, ImageOps
         self.made = 0
         self.reused = 0
         self.used: set[Path] = set()
@@ -81,7 +82,8 @@ class Thumbnailer:
                 # JPEG: decode straight at (at least) twice the thumbnail size, not in full.
                 img.draft("RGB", (THUMB_SIZE * 2, THUMB_SIZE * 2))
                 img.thumbnail((THUMB_SIZE, THUMB_SIZE))
-                rgb = img.convert("RGB")
+                # Phone photos are stored sideways with an EXIF orientation: apply it.
+                rgb = self.ops.exif_transpose(img).convert("RGB")
             self.files_dir.mkdir(parents=True, exist_ok=True)
             temp = target.with_name(f".{target.name}.tmp")
             rgb.save(temp, "JPEG", quality=80, optimize=True)

@@ -475,3 +475,22 @@ def test_cli_report_with_a_missing_journal_is_an_error(cli: Cli, gallery: Galler
     missing = gallery.out / "nope.sqlite"
     run = cli("report", str(gallery.out), "--journal", str(missing), "--output", "/dev/null")
     assert (run.code, f"no journal at '{missing}'" in run.err) == (2, True)
+
+
+def test_thumbnails_are_small_upright_and_reused(tmp_path: Path) -> None:
+    """A large sideways phone photo becomes an upright 320 px thumbnail, made once."""
+    from PIL import Image
+
+    from akool_async._report_media import Thumbnailer
+
+    photo = tmp_path / "phone.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    Image.new("RGB", (2400, 1800), (200, 40, 40)).save(photo, "JPEG", exif=exif)
+    thumbnailer = Thumbnailer(tmp_path / "report-files", enabled=True)
+    first = thumbnailer(photo)
+    again = thumbnailer(photo)
+    assert first is not None
+    with Image.open(first) as thumb:
+        size = thumb.size
+    assert ((240, 320), first, 1, 1) == (size, again, thumbnailer.made, thumbnailer.reused)
