@@ -28,11 +28,12 @@ import attrs
 
 from ._cli_context import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PROG, CliError, Context
 from ._client import AsyncClient
-from ._errors import JobFailedError
+from ._errors import AkoolError, JobFailedError
 from ._events import BatchEvent, BatchStatistics, Outcome, SwapRequest
 from ._manifest import ManifestEntry, read_manifest
 from ._models import SwapStatus
 from ._redact import redact
+from ._report import finish_batch_report, remember_batch
 
 __all__ = [
     "BatchRunResult",
@@ -236,6 +237,23 @@ def _summary(ctx: Context, result: BatchRunResult, report: Path, out_dir: Path) 
         )
 
 
+async def _gallery(
+    ctx: Context,
+    out_dir: Path,
+    entries: Sequence[ManifestEntry],
+    result: BatchRunResult,
+    journal: Path | None,
+) -> Path | None:
+    """Build ``DIR/report.html``; a failure is a warning (the JSON report is what counts)."""
+    try:
+        return await finish_batch_report(
+            out_dir, entries, result, journal=journal, secrets=ctx.secrets
+        )
+    except (OSError, AkoolError) as exc:
+        ctx.note(f"warning: the HTML report could not be written: {exc}")
+        return None
+
+
 async def cmd_batch(ctx: Context) -> int:
     """``akool-async batch MANIFEST --out DIR ...``."""
     args = ctx.args
@@ -254,6 +272,7 @@ async def cmd_batch(ctx: Context) -> int:
     report: Path = args.report or out_dir / "report.jsonl"
     client = ctx.client()  # no credentials: ValidationError (exit 2) before anything is sent
     await anyio.Path(out_dir).mkdir(parents=True, exist_ok=True)
+    await anyio.to_thread.run_sync(lambda: remember_batch(out_dir, entries, journal=journal))
     finished = 0
 
     def on_record(record: dict[str, Any]) -> None:
@@ -283,6 +302,9 @@ async def cmd_batch(ctx: Context) -> int:
             on_record=on_record,
         )
     await anyio.to_thread.run_sync(write_report, report, result.records)
+    page = await _gallery(ctx, out_dir, entries, result, journal)
     if not ctx.json:
         _summary(ctx, result, report, out_dir)
+        if page is not None:
+            ctx.say(f"gallery: open {page}")
     return EXIT_OK if result.ok else EXIT_FAILED

@@ -321,6 +321,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     batch.set_defaults(handler="batch")
 
+    report = add(
+        "report",
+        "(re)build the HTML gallery of a batch: DIR/report.html",
+        description="Build DIR/report.html from what a batch left in DIR (its journal, "
+        "report.jsonl and the downloaded files); works at any time, also while the batch "
+        "runs. One self-contained page: open it in a browser, offline, or share the folder.",
+    )
+    report.add_argument("dir", type=Path, metavar="DIR", help="the batch's --out directory")
+    report.add_argument(
+        "--journal", type=Path, metavar="FILE", help="the batch journal (default: the batch's)"
+    )
+    report.add_argument(
+        "--output", type=Path, metavar="FILE", help="the page (default: DIR/report.html)"
+    )
+    report.add_argument(
+        "--inputs",
+        choices=("link", "fetch", "none"),
+        default="link",
+        help="source and target pictures: loaded from their URLs (link, the default), "
+        "downloaded into DIR/report-files now (fetch: the page needs nothing outside DIR), "
+        "or only named (none)",
+    )
+    report.add_argument(
+        "--no-thumbnails",
+        dest="thumbnails",
+        action="store_false",
+        help="show the full images (default: thumbnails, with Pillow installed)",
+    )
+    report.set_defaults(handler="report")
+
     swap = add("swap", "submit one swap", description="Submit one face swap.")
     swap_kinds = swap.add_subparsers(dest="kind", metavar="KIND", required=True)
     _swap_parsers(swap_kinds, common)
