@@ -69,6 +69,7 @@ from ._models import (
 from ._orchestrator import Batch
 from ._poll_config import PollConfig
 from ._poller import PollerStatistics
+from ._ratelimit import RateLimit, RateLimitStatistics
 from ._receiver import WebhookReceiver
 from ._retry import RetryPolicy
 from ._sync import BlockingBatch, Client
@@ -119,7 +120,9 @@ __all__ = [
     "PollConfig",
     "PollerStatistics",
     "ProSwap",
+    "RateLimit",
     "RateLimitError",
+    "RateLimitStatistics",
     "RetryPolicy",
     "ServerError",
     "SwapJob",

@@ -47,7 +47,7 @@ from collections.abc import (
 )
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Generic
+from typing import TYPE_CHECKING, Any, Final, Generic, cast
 
 import anyio
 import attrs
@@ -370,9 +370,9 @@ class BatchRun(Generic[R]):
 
     async def _job(self, index: int, request: R) -> None:
         item = _Item(index, request, _Slot(self._counters.states))
-        if self._options.on_event is not None:
-            # This task's own context: the client reports this request's retries through it.
-            submit_events.set(functools.partial(self._report, index))
+        # This task's own context: the client reports this request's sends and retries
+        # through it.
+        submit_events.set(functools.partial(self._report, index))
         handed_off = False
         try:
             outcome = await self._resolve(item)
@@ -504,8 +504,7 @@ class BatchRun(Generic[R]):
                     kind=type(item.request).__name__, request=item.text,
                 )  # fmt: skip
             sending = True  # from here on the request may reach AKOOL
-            self._counters.submits += 1
-            self._counters.requests[endpoint.name] += 1
+            # Counted by ``_report("sending")`` as each attempt leaves the rate controller.
             return await self._client._call(endpoint, item.request)
         except BaseException as exc:
             if journal is not None and not sending and not isinstance(exc, JournalError):
@@ -749,13 +748,18 @@ class BatchRun(Generic[R]):
             return None
         return True
 
-    def _report(self, index: int, kind: EventKind, **data: Any) -> None:
+    def _report(self, index: int, kind: str, **data: Any) -> None:
         """An event from inside the client's retry loop: a raising hook stops the batch.
 
         (Its retries are in the statistics already: they come from the client's counters.)
+        ``"sending"``: an attempt passed the rate controller and is being sent now.
         """
+        if kind == "sending":
+            self._counters.submits += 1
+            self._counters.requests[data["name"]] += 1
+            return
         try:
-            self._event(kind, index, **data)
+            self._event(cast("EventKind", kind), index, **data)
         except Exception as exc:
             self.fail(exc)
 
