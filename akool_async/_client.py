@@ -199,7 +199,11 @@ async def _on_backoff(details: Mapping[str, Any]) -> None:
         failure.error,
     )
     client._emit(
-        "retried", endpoint=endpoint.name, attempt=details["tries"], delay=delay, error=failure.error
+        "retried",
+        endpoint=endpoint.name,
+        attempt=details["tries"],
+        delay=delay,
+        error=failure.error,
     )
     _tell_batch(endpoint, "retried", attempt=details["tries"], delay=delay, error=failure.error)
 

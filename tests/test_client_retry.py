@@ -1,4 +1,4 @@
-"""Retries, the rate controller's throttle handling and ambiguous submits, with the emulator's fault injection."""
+"""Retries, throttles and ambiguous submits, with the emulator's fault injection."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from akool_async import (
-    RateLimit,
     AmbiguousSubmitError,
     APIError,
     AsyncClient,
@@ -20,6 +19,7 @@ from akool_async import (
     FaceImage,
     ParameterError,
     PlusSwap,
+    RateLimit,
     RateLimitError,
     RetryPolicy,
     ServerError,
