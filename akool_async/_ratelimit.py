@@ -21,12 +21,16 @@ Discovering the account's rate (``RateLimit(rate=None)``, the default):
   decrease were admitted at the old rate and say nothing about the new one: they are
   counted, never decreased for again, so 64 refusals of one burst are one episode.
 * **CUBIC growth back** (RFC 8312, as botocore's adaptive retry mode): ``rate(t) = W + C (t -
-  K)^3`` with ``W`` the rate before the decrease, ``K = cbrt(W (1 - 0.7) / C)`` and ``C =
-  0.4``: quickly back to about ``W``, a plateau there, then probing beyond it. Against a
-  token-bucket server the time spent below its rate is banked in its bucket and used in
-  the probe above it, so the average stays close to the server's rate. The rate never
-  exceeds twice what was actually sent over the last second (no credit for idle time) nor a
-  known ``RateLimit.rate``.
+  K)^3`` with ``W`` the rate before the decrease and ``K`` the time to climb back to it:
+  quickly back to about ``W``, a plateau there, then probing beyond it. Unlike TCP's CUBIC
+  the scale is relative to ``W`` and smaller beyond ``W`` than below it (``0.1 W`` and
+  ``0.002 W``, ``K = 1.44 s``): an account's limit is mostly fixed, so probing it often only
+  collects refusals (measured against the emulator's limiter at 5, 20 and 100 requests/s;
+  botocore's absolute ``C = 0.4`` probed a 5/s limit every 3.5 s). Against a token-bucket
+  server the time spent below its rate is banked in its bucket and used in the probe above
+  it, so the average stays close to the server's rate. The rate never exceeds twice what
+  was actually sent over the last second (no credit for idle time) nor a known
+  ``RateLimit.rate``.
 * **Retry-After** closes both lanes until then (plus a little jitter); they reopen paced.
 
 A known limit (``RateLimit(rate=R)``) starts at ``R`` with no probing, so a client that keeps
@@ -36,7 +40,8 @@ backs off below ``R`` (another program shares the account) and grows back to it.
 Lanes. listbyids calls (the poller's) take their turn in a lane of their own, paced at
 ``poll_share`` of the rate, so that detection never queues behind thousands of submits; each
 poll also uses up one turn of the main lane, so the total stays within the rate and polls
-can never take more than their share from submits.
+can never take more than their share from submits waiting for a turn (when none is waiting,
+a poll may take the main lane's turn instead).
 """
 
 from __future__ import annotations
@@ -60,9 +65,15 @@ __all__ = ["RateController", "RateLimit", "RateLimitStatistics"]
 _PROBE_START: Final = 20.0
 _PROBE_GAIN: Final = 50.0
 _UNPACED: Final = 10_000.0
-#: CUBIC (RFC 8312; botocore's adaptive mode uses the same constants).
+#: The multiplicative decrease (CUBIC's beta, as in botocore's adaptive mode).
 _BETA: Final = 0.7
-_SCALE: Final = 0.4
+#: CUBIC's scale, relative to the rate before the decrease: ``0.1 W`` to climb back (``K``
+#: is then 1.44 s at any rate), ``0.002 W`` to probe beyond it (so a stable limit costs a
+#: refusal every 5-8 s: at 5 requests/s, a refusal in 25-40 requests).
+_CLIMB: Final = 0.1
+_PROBE: Final = 0.002
+#: A rate measured between two throttles is held just below (see ``refused``).
+_MARGIN: Final = 0.97
 #: The lowest rate a decrease goes to, in requests per second.
 _MIN_RATE: Final = 0.2
 #: Seconds over which the accepted and sent rates are measured.
@@ -117,7 +128,7 @@ class RateLimit:
     rate: float | None = attrs.field(default=None, validator=_rate)
     burst: int = attrs.field(default=1, validator=_burst)
     adaptive: bool = True
-    poll_share: float = attrs.field(default=0.1, validator=_share)
+    poll_share: float = attrs.field(default=0.05, validator=_share)
 
 
 @attrs.frozen(kw_only=True)
@@ -181,7 +192,9 @@ class RateController:
         self._epoch: float | None = None
         self._w_max = 0.0
         self._k = 0.0
+        self._climb = self._probe = 0.0
         self._decreased_at = -math.inf
+        self._cycle_accepted = 0
         # GCRA theoretical arrival times of the main and the poll lane.
         self._tat = -math.inf
         self._poll_tat = -math.inf
@@ -192,6 +205,8 @@ class RateController:
         self.episodes = 0
         self.refusals = 0
         self.waiting = 0
+        self._main_waiting = 0
+        self._poll_wake: asyncio.Event | None = None
         self.waits = 0
         self.wait_seconds = 0.0
 
@@ -203,7 +218,8 @@ class RateController:
             return self._rate
         now = self._clock() if now is None else now
         t = now - self._epoch
-        grown = self._w_max + _SCALE * (t - self._k) ** 3
+        x = t - self._k
+        grown = self._w_max + (self._climb if x < 0 else self._probe) * x**3
         cap = min(self._ceiling, max(self._w_max, 2.0 * self._measure(self._sent, now)))
         return max(_MIN_RATE, min(grown, cap))
 
@@ -225,6 +241,8 @@ class RateController:
         lock = self._poll_lock if poll else self._main_lock
         started = now
         self.waiting += 1
+        self._main_waiting += not poll
+        # (a poll's wait is cut short when the last main-lane waiter leaves: see ``_turn``)
         try:
             async with lock:
                 while True:
@@ -232,9 +250,19 @@ class RateController:
                     at = self._turn(now, poll)
                     if at <= now:
                         break
-                    await anyio.sleep(at - now)
+                    if poll:  # woken early when the main lane falls idle (see _turn)
+                        self._poll_wake = wake = asyncio.Event()
+                        with anyio.move_on_after(at - now):
+                            await wake.wait()
+                        self._poll_wake = None
+                    else:
+                        await anyio.sleep(at - now)
         finally:
             self.waiting -= 1
+            if not poll:
+                self._main_waiting -= 1
+                if not self._main_waiting and self._poll_wake is not None:
+                    self._poll_wake.set()
         if now - started > 0.0005:
             self.waits += 1
             self.wait_seconds += now - started
@@ -246,9 +274,11 @@ class RateController:
         rate = self.rate(now)
         if rate == math.inf:
             return now
+        main = self._tat - (self._burst - 1) / rate
         if poll:
-            return self._poll_tat
-        return self._tat - (self._burst - 1) / rate
+            # Its own lane; or the main lane's next turn when no other request wants it.
+            return self._poll_tat if self._main_waiting else min(self._poll_tat, main)
+        return main
 
     def _take(self, now: float, poll: bool) -> None:
         self._sent.append(now)
@@ -265,6 +295,7 @@ class RateController:
     def accepted(self, sent_at: float) -> None:
         """The server acted on (or at least did not refuse) a request sent at ``sent_at``."""
         self._accepted.append(self._clock())
+        self._cycle_accepted += 1
         if self._probing and self._epoch is None:
             self._rate += _PROBE_GAIN
             if self._rate >= _UNPACED:
@@ -283,12 +314,22 @@ class RateController:
             return False  # admitted at the old rate: the same episode
         self.episodes += 1
         rate = self.rate(now)
-        accepted = self._measure(self._accepted, now)
-        w_max = rate if len(self._accepted) < 2 else min(rate, accepted)
+        cycle = now - self._decreased_at
+        if self._epoch is not None and cycle >= _WINDOW:
+            # Between two throttles the server's bucket went from empty to empty: what it
+            # accepted meanwhile is its rate (less any refill it could not hold), measured
+            # exactly; just below it, the bucket banks a little for the next probe.
+            w_max = min(rate, _MARGIN * self._cycle_accepted / cycle)
+        else:
+            accepted = self._measure(self._accepted, now)
+            w_max = rate if len(self._accepted) < 2 else min(rate, accepted)
         w_max = max(w_max, _MIN_RATE)
+        self._cycle_accepted = 0
         self._probing = False
         self._w_max = w_max
-        self._k = (w_max * (1.0 - _BETA) / _SCALE) ** (1.0 / 3.0)
+        self._climb = _CLIMB * w_max
+        self._probe = _PROBE * w_max
+        self._k = ((1.0 - _BETA) / _CLIMB) ** (1.0 / 3.0)
         self._epoch = now
         self._decreased_at = now
         self._burst = 1
