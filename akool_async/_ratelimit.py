@@ -78,7 +78,8 @@ _MARGIN: Final = 0.97
 _MIN_RATE: Final = 0.2
 #: Seconds over which the accepted and sent rates are measured.
 _WINDOW: Final = 1.0
-#: Each pacing interval is scaled by a random factor in [1 - _JITTER, 1 + _JITTER].
+#: A reopening (after Retry-After or a decrease) is delayed by up to this share more, at
+#: random, so that clients sharing an account do not reopen in step.
 _JITTER: Final = 0.1
 
 
@@ -285,7 +286,7 @@ class RateController:
         rate = self.rate(now)
         if rate == math.inf:
             return
-        step = 1.0 / rate * self._rng.uniform(1.0 - _JITTER, 1.0 + _JITTER)
+        step = 1.0 / rate  # exact: a jittered short step could pass a strict server's limit
         self._tat = max(self._tat, now) + step
         if poll:
             self._poll_tat = max(self._poll_tat, now) + step / self.limit.poll_share
