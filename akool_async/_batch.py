@@ -472,7 +472,7 @@ class BatchRun(Generic[R]):
                     item.slot.move("pending")
                     break
             if isinstance(error, RateLimitError) and throttles < _THROTTLE_RESUBMITS:
-                # The client already waited at the shared gate and gave up; 1005 is a
+                # The client already retried it at the rate controller and gave up; 1005 is a
                 # refusal without action, so trying again later cannot create a second job.
                 throttles += 1
                 delay = _RESUBMIT_BACKOFF.delay(throttles - 1, retry_after=error.retry_after)
