@@ -31,6 +31,10 @@ Discovering the account's rate (``RateLimit(rate=None)``, the default):
   it, so the average stays close to the server's rate. The rate never exceeds twice what
   was actually sent over the last second (no credit for idle time) nor a known
   ``RateLimit.rate``.
+* **Undoing a decrease that did not help.** Below the rate it refused us at, a token-bucket
+  server refills and refuses nothing: refusals of a small share of the answers while the rate
+  climbs back are something else (a server refusing at random), so the decrease is undone
+  instead of repeated, which would spiral the rate down under random 1005s.
 * **Retry-After** closes both lanes until then (plus a little jitter); they reopen paced.
 
 A known limit (``RateLimit(rate=R)``) starts at ``R`` with no probing, so a client that keeps
@@ -74,6 +78,8 @@ _CLIMB: Final = 0.1
 _PROBE: Final = 0.002
 #: A rate measured between two throttles is held just below (see ``refused``).
 _MARGIN: Final = 0.97
+#: Refusals during the climb back below this share of the answers undo the decrease.
+_NOISE_SHARE: Final = 0.25
 #: The lowest rate a decrease goes to, in requests per second.
 _MIN_RATE: Final = 0.2
 #: Seconds over which the accepted and sent rates are measured.
@@ -196,6 +202,9 @@ class RateController:
         self._climb = self._probe = 0.0
         self._decreased_at = -math.inf
         self._cycle_accepted = 0
+        self._cycle_refused = 0
+        self._undo: tuple[Any, ...] | None = None
+        self.undone = 0
         # GCRA theoretical arrival times of the main and the poll lane.
         self._tat = -math.inf
         self._poll_tat = -math.inf
@@ -313,6 +322,13 @@ class RateController:
         adaptive = self.limit.adaptive or self.limit.rate is None
         if sent_at < self._decreased_at or not adaptive:
             return False  # admitted at the old rate: the same episode
+        if self._spurious(now):
+            return False
+        self._undo = (
+            self._epoch, self._w_max, self._k, self._climb, self._probe, self._probing,
+            self._rate, self._burst,
+        )  # fmt: skip
+        self._cycle_refused = 0
         self.episodes += 1
         rate = self.rate(now)
         cycle = now - self._decreased_at
@@ -339,6 +355,30 @@ class RateController:
         pause = self._rng.uniform(1.0, 1.0 + _JITTER) / new_rate
         self._tat = max(self._tat, now + pause)
         self._poll_tat = max(self._poll_tat, now + pause)
+        return True
+
+    def _spurious(self, now: float) -> bool:
+        """Whether a refusal shows the last decrease was not about the rate: undo it then.
+
+        A token-bucket server that refused us at rate ``W`` refills while we climb back from
+        ``0.7 W``, so it refuses nothing until we are back near ``W``. Refusals during that
+        climb, of a small share of the answers, are something else (a server refusing at
+        random, as the chaos suite's injected 1005s do): decreasing again for each of them
+        would spiral the rate down, so the last decrease is undone instead. A large share
+        (we are still far above the server's rate) is a new episode.
+        """
+        if self._undo is None or self._epoch is None or now - self._epoch >= self._k:
+            return False
+        self._cycle_refused += 1
+        answers = self._cycle_accepted + self._cycle_refused
+        if self._cycle_refused / answers >= _NOISE_SHARE:
+            return False
+        (
+            self._epoch, self._w_max, self._k, self._climb, self._probe, self._probing,
+            self._rate, self._burst,
+        ) = self._undo  # fmt: skip
+        self._undo = None
+        self.undone += 1
         return True
 
     # -- statistics -------------------------------------------------------------------------

@@ -106,6 +106,40 @@ def test_a_refusal_sent_after_the_decrease_is_a_new_episode() -> None:
     assert (rate.refused(sent), rate.statistics().throttle_episodes) == (True, 2)
 
 
+def test_random_refusals_during_the_climb_undo_the_decrease() -> None:
+    """A lone refusal while climbing back, among many accepted answers, undoes the decrease."""
+    clock = FakeClock()
+    rate = RateController(RateLimit(rate=100.0), clock=clock, seed=1)
+    rate.refused(clock())
+    for _ in range(20):
+        clock.now += 0.01
+        rate.accepted(clock())
+    sent = clock()
+    clock.now += 0.01
+    began = rate.refused(sent)
+    assert (began, rate.rate(), rate.undone, rate.statistics().throttle_episodes) == (
+        False,
+        100.0,
+        1,
+        1,
+    )
+
+
+def test_refusals_of_most_requests_during_the_climb_decrease_again() -> None:
+    """Still refused for most requests after a decrease: the rate is still too high."""
+    clock = FakeClock()
+    rate = RateController(RateLimit(rate=100.0), clock=clock, seed=1)
+    rate.refused(clock())
+    clock.now += 0.01
+    rate.accepted(clock())
+    began = []
+    for _ in range(3):
+        sent = clock()
+        clock.now += 0.01
+        began.append(rate.refused(sent))
+    assert (began, rate.undone, rate.statistics().throttle_episodes) == ([True] * 3, 0, 4)
+
+
 def test_rate_climbs_back_and_never_passes_a_known_limit() -> None:
     """After a decrease the rate grows back to the known limit and stays there."""
     clock = FakeClock()
