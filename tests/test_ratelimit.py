@@ -225,9 +225,9 @@ def _refused(emu: Emulator) -> tuple[int, int]:
     return refused, sum(emu.stats.requests.values())
 
 
-#: (rate, jobs): about 4 s of submits at 20 and 100/s, 8 s at 5/s (its one unavoidable
+#: (rate, jobs): about 4 s of submits at 20 and 100/s, 10 s at 5/s (its one unavoidable
 #: refusal, the first, must stay under 5% of the requests).
-SIZES = [(5.0, 40), (20.0, 80), (100.0, 400)]
+SIZES = [(5.0, 50), (20.0, 80), (100.0, 400)]
 
 
 @pytest.mark.parametrize("scope", ["account", "endpoint"])
