@@ -71,7 +71,9 @@ from ._models import (
 from ._orchestrator import Batch
 from ._poll_config import PollConfig
 from ._poller import PollerStatistics
+from ._ratelimit import RateLimit, RateLimitStatistics
 from ._receiver import WebhookReceiver, WebhookReceiverStatistics
+from ._report import write_report_html
 from ._retry import RetryPolicy
 from ._sync import BlockingBatch, Client
 from ._webhooks import WebhookEvent, WebhookVerifier
@@ -125,7 +127,9 @@ __all__ = [
     "PollConfig",
     "PollerStatistics",
     "ProSwap",
+    "RateLimit",
     "RateLimitError",
+    "RateLimitStatistics",
     "RetryPolicy",
     "ServerError",
     "SwapJob",
@@ -146,4 +150,5 @@ __all__ = [
     "bbox_from_region",
     "error_for_code",
     "map_faces",
+    "write_report_html",
 ]

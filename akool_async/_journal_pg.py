@@ -37,10 +37,13 @@ a request in flight (queued-and-claimed, submitting or submitted): as long as on
 could still die, and its requests would need somebody to take them over. On a clean exit a
 worker ends its lease at once, so what it held is claimable without waiting.
 
-Throttles. A worker's client closes its throttle gate on a 1005/429; the journal publishes
-the pause (``NOTIFY akool_journal_throttle`` plus ``throttle_until`` on the batch row) and every
-other worker of the batch closes its own gate for the same time: the account's rate limit is
-one limit, so one worker's throttle is everybody's.
+Throttles. The account's rate limit is one limit, so one worker's throttle is everybody's.
+When a 1005/429 begins a throttle episode in a worker's rate controller (``_ratelimit.py``),
+the journal publishes it (``NOTIFY akool_journal_throttle``, counted on the batch row), and
+every other worker's controller takes it as an episode of its own
+(``RateController.throttled_elsewhere``): each backs off multiplicatively from its own rate
+and climbs back, so the workers' rates together settle under the limit (AIMD's fairness),
+instead of each worker discovering the limit alone.
 """
 
 from __future__ import annotations
@@ -50,10 +53,9 @@ import hashlib
 import logging
 import math
 import os
-import random
 import socket
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
 
@@ -101,7 +103,7 @@ _SCHEMA: Final = (
     digest         text NOT NULL,   -- sha256 over the input's request keys, in order
     total          integer NOT NULL,
     created_at     double precision NOT NULL,
-    throttle_until double precision NOT NULL DEFAULT 0,
+    throttled_at   double precision NOT NULL DEFAULT 0,  -- the last shared throttle episode
     throttles      integer NOT NULL DEFAULT 0
 )""",
     """CREATE TABLE IF NOT EXISTS akool_journal_workers (
@@ -135,6 +137,8 @@ _SCHEMA: Final = (
     error_code     integer,
     path           text,
     sha256         text,
+    size           bigint,
+    ref            text,
     updated_at     double precision NOT NULL,
     owner          text,
     previous_owner text,
@@ -166,6 +170,8 @@ _RECORD_COLUMNS: Final = (
     "error_code",
     "path",
     "sha256",
+    "size",
+    "ref",
     "updated_at",
 )
 _SELECT: Final = ", ".join(f"i.{name}" for name in _RECORD_COLUMNS)
@@ -593,7 +599,14 @@ class PgJournal:
     # -- the per-request writes (as in the SQLite journal) ----------------------------------
 
     async def begin_submit(
-        self, key: str, occurrence: int, *, index: int, kind: str, request: str
+        self,
+        key: str,
+        occurrence: int,
+        *,
+        index: int,
+        kind: str,
+        request: str,
+        ref: str | None = None,
     ) -> None:
         """Durably record that the request is about to be sent, if this worker still owns it.
 
@@ -604,13 +617,15 @@ class PgJournal:
             "UPDATE akool_journal_intents i SET state='submitting', attempts=i.attempts + 1,"
             " job_id=NULL, job_ref=NULL, job_url=NULL, status=NULL, result=NULL,"
             " error_type=NULL, error_message=NULL, error_code=NULL, path=NULL, sha256=NULL,"
-            f" updated_at={_NOW} WHERE i.batch_id=$1 AND i.key=$2 AND i.occurrence=$3"
+            f" size=NULL, ref=$5, updated_at={_NOW}"
+            " WHERE i.batch_id=$1 AND i.key=$2 AND i.occurrence=$3"
             " AND i.owner=$4 AND EXISTS (SELECT 1 FROM akool_journal_workers w"
             f" WHERE w.batch_id=$1 AND w.worker_id=$4 AND w.lease_until > {_NOW})",
             self.batch_id,
             key,
             occurrence,
             self.worker_id,
+            ref,
         )
         if status != "UPDATE 1":
             raise JournalError(
@@ -670,6 +685,22 @@ class PgJournal:
         if status != "UPDATE 1":
             raise JournalError(f"no journal row for {key[:12]}#{occurrence}")
 
+    async def known_jobs(self, job_ids: Collection[str]) -> set[str]:
+        """Those of ``job_ids`` that are the job of a row of this batch no live worker holds.
+
+        (The batch deletes the ``.part`` files of these: in a shared directory, a live
+        worker's download in progress is not a leftover.)
+        """
+        rows = await self._fetch(
+            "SELECT i.job_id FROM akool_journal_intents i WHERE i.batch_id=$1"
+            " AND i.job_id = ANY($2::text[]) AND NOT EXISTS (SELECT 1 FROM"
+            " akool_journal_workers w WHERE w.batch_id=$1 AND w.worker_id=i.owner"
+            f" AND w.lease_until > {_NOW})",
+            self.batch_id,
+            list(job_ids),
+        )
+        return {row["job_id"] for row in rows}
+
     async def counts(self) -> Mapping[str, int]:
         """Rows per state, over the whole batch (every worker's)."""
         rows = await self._fetch(
@@ -681,36 +712,37 @@ class PgJournal:
 
     # -- the shared rate limit --------------------------------------------------------------
 
-    def attach_gate(self, gate: Any) -> None:
-        """Share throttles with the other workers through ``gate`` (the client's ``_Gate``).
-
-        This worker's throttles are published; the others' close ``gate`` for as long.
+    def attach_gate(self, rate: Any) -> None:
+        """Share throttle episodes with the other workers through ``rate`` (the client's
+        ``RateController``): this worker's episodes are published, and each of the others'
+        is one for this worker's controller too (``throttled_elsewhere``), so every worker
+        backs off multiplicatively from the rate it had, and the workers' rates together
+        settle under the account's one limit (AIMD's fairness, across processes).
         """
-        self._gate = gate
-        gate.listeners.append(self._on_local_throttle)
+        self._gate = rate
+        rate.episode_listeners.append(self._on_local_throttle)
 
     def detach_gate(self) -> None:
-        gate, self._gate = self._gate, None
-        if gate is not None:
+        rate, self._gate = self._gate, None
+        if rate is not None:
             with contextlib.suppress(ValueError):
-                gate.listeners.remove(self._on_local_throttle)
+                rate.episode_listeners.remove(self._on_local_throttle)
 
-    def _on_local_throttle(self, seconds: float) -> None:
+    def _on_local_throttle(self) -> None:
         if self._throttles_out is not None:
             with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
-                self._throttles_out.send_nowait(seconds)
+                self._throttles_out.send_nowait(self._gate.rate() if self._gate else 0.0)
 
     async def _publisher(self, receive: MemoryObjectReceiveStream[float]) -> None:
+        """Publish each throttle episode of ours (with our rate then, for people reading)."""
         async with receive:
             async for seconds in receive:
                 try:
                     await self._execute(
                         "WITH b AS (UPDATE akool_journal_batches SET throttles=throttles + 1,"
-                        f" throttle_until=greatest(throttle_until, {_NOW} + $2)"
-                        " WHERE batch_id=$1 RETURNING 1)"
-                        " SELECT pg_notify($3, $4)",
+                        f" throttled_at={_NOW} WHERE batch_id=$1 RETURNING 1)"
+                        " SELECT pg_notify($2, $3)",
                         self.batch_id,
-                        seconds,
                         _CHANNEL,
                         f"{seconds!r} {self.worker_id}\n{self.batch_id}",
                     )
@@ -728,17 +760,11 @@ class PgJournal:
 
     def _on_notify(self, conn: object, pid: int, channel: str, payload: str) -> None:
         head, _, batch_id = payload.partition("\n")
-        seconds_text, _, worker = head.partition(" ")
+        _, _, worker = head.partition(" ")
         if batch_id != self.batch_id or worker == self.worker_id or self._gate is None:
             return
-        try:
-            seconds = float(seconds_text)
-        except ValueError:
-            return
-        if math.isfinite(seconds) and seconds > 0:
-            self.throttles_received += 1
-            # Spread: workers whose gates all reopened at one instant would throttle together.
-            self._gate.hold_for(seconds * random.uniform(1.0, 2.0))
+        self.throttles_received += 1
+        self._gate.throttled_elsewhere()
 
 
 # -- reading a batch (the CLI's --status) -----------------------------------------------------

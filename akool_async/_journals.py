@@ -16,7 +16,7 @@ number of workers on one named batch). ``BatchRun`` talks to either through
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol, Self
@@ -56,7 +56,14 @@ class JournalBackend(Protocol):
     async def admit(self, key: str) -> tuple[int, JournalRecord | None]: ...
 
     async def begin_submit(
-        self, key: str, occurrence: int, *, index: int, kind: str, request: str
+        self,
+        key: str,
+        occurrence: int,
+        *,
+        index: int,
+        kind: str,
+        request: str,
+        ref: str | None = None,
     ) -> None: ...
 
     async def record_unsubmitted(
@@ -76,6 +83,8 @@ class JournalBackend(Protocol):
     async def update(
         self, key: str, occurrence: int, state: JournalState, **fields: object
     ) -> None: ...
+
+    async def known_jobs(self, job_ids: Collection[str]) -> set[str]: ...
 
     async def counts(self) -> Mapping[str, int]: ...
 

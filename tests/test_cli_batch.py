@@ -140,6 +140,44 @@ def test_batch_json_streams_one_record_per_line(
     assert sorted(streamed, key=lambda r: r["line"]) == read_report(report)
 
 
+def test_batch_rate_limit_keeps_to_the_account_limit(
+    emulator: EmulatorThread, cli: Cli, tmp_path: Path
+) -> None:
+    """--rate-limit paces the whole batch, so an account limited to it never answers 1005."""
+    emulator.call(lambda: emulator.emulator.configure(rate_limit=10.0, rate_burst=2))
+    manifest = plus_manifest(tmp_path / "m.jsonl", 6)
+    argv = ["--json", "--rate-limit", "10", "batch", str(manifest), "--out", str(tmp_path / "o")]
+    run = cli(*argv, "--poll-interval", "0.2")
+    codes = emulator.emulator.stats.codes
+    refused = sum(n for (_, code), n in codes.items() if code == 1005)
+    emulator.call(lambda: emulator.emulator.configure(rate_limit=None, rate_burst=None))
+    assert (run.code, len(run.out.splitlines()), refused) == (0, 6, 0)
+
+
+@pytest.mark.anyio
+async def test_progress_shows_a_rate_bound_batch() -> None:
+    """The progress line says when the batch is rate-bound, at what rate, with its ETA."""
+    import io
+
+    from akool_async import RateLimitStatistics
+    from akool_async._events import BatchCounters
+    from akool_async._progress import BatchProgress, _RateAwareRemaining
+
+    stream = io.StringIO()
+    stats = BatchCounters(read=10).snapshot(
+        total=100, polls=0, client=(0, 0), started=True, finished=False
+    )
+    limit = RateLimitStatistics(
+        rate=20.0, limit=None, phase="limited", measured=19.0, throttle_episodes=1,
+        refused=1, waiting=5, waits=5, wait_seconds=1.0,
+    )  # fmt: skip
+    with BatchProgress(stream, 100) as bar:
+        bar.update(stats, limit)
+        [task] = bar._progress.tasks
+        eta = _RateAwareRemaining().render(task).plain  # 90 left at 20/s
+    assert ("rate-bound at 20/s" in stream.getvalue(), eta) == (True, "0:00:04")
+
+
 def test_bad_manifest_submits_nothing(emulator: EmulatorThread, cli: Cli, tmp_path: Path) -> None:
     """A bad line anywhere is exit 2 naming line and field, and the emulator sees no request."""
     manifest = plus_manifest(tmp_path / "m.jsonl", 3)
@@ -331,3 +369,55 @@ def test_sigterm_stops_cleanly(emulator: EmulatorThread, tmp_path: Path) -> None
     code, stdout, stderr = finish(child)
     assert (code, stdout, stderr.splitlines()[0]) == (143, "", "interrupted")
     assert ("Traceback" not in stderr, "Unclosed" not in stderr) == (True, True)
+
+
+def test_sigint_with_submits_in_flight_leaves_no_ambiguity(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    """Ctrl-C while 8 submits wait for their answer: the grace journals them, no ambiguity."""
+    emu = emulator.emulator
+    emulator.call(lambda: emu.faults.inject("faceswap_plus", "slow", times=8, delay=1.0))
+    manifest = plus_manifest(tmp_path / "m.jsonl", 8, tag="grace")
+    out = tmp_path / "out"
+    child = start_batch(emulator, manifest, out, "--concurrency", "8")
+    wait_for(lambda: submits(emulator) == 8)
+    child.send_signal(signal.SIGINT)
+    code, _, _ = finish(child)
+    resumed, _, stderr = finish(start_batch(emulator, manifest, out))
+    records = read_report(out / "report.jsonl")
+    assert (code, resumed, stderr) == (130, 0, "")
+    assert [(r["status"], r["resumed"]) for r in records] == [("ok", True)] * 8
+    assert sorted(emu.stats.jobs_by_target.values()) == [1] * 8
+
+
+def test_deadline_and_download_timeout_options(
+    emulator: EmulatorThread, cli: Cli, tmp_path: Path
+) -> None:
+    """--deadline ends a batch of slow jobs with timeouts; the next run finishes them."""
+    emulator.call(lambda: emulator.emulator.configure(image_seconds=(1.5, 2.0)))
+    manifest = plus_manifest(tmp_path / "m.jsonl", 3, tag="deadline")
+    out = str(tmp_path / "out")
+    options = ("--download-timeout", "60", "--poll-interval", "0.2")
+    first = cli("--json", "batch", str(manifest), "--out", out, "--deadline", "0.3", *options)
+    second = cli("--json", "batch", str(manifest), "--out", out, *options)
+    errors = {json.loads(line)["error_type"] for line in first.out.splitlines()}
+    assert (first.code, errors) == (1, {"JobTimeoutError"})
+    assert (second.code, submits(emulator)) == (0, 3)
+
+
+def test_jobs_the_journal_could_not_record_are_printed(
+    emulator: EmulatorThread, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk after the submits: the summary names every job created, with its line."""
+    from akool_async._errors import JournalError
+    from akool_async._journal import Journal
+
+    async def full_disk(*args: Any, **fields: Any) -> None:
+        raise JournalError("journal write failed: database or disk is full")
+
+    monkeypatch.setattr(Journal, "update", full_disk)
+    manifest = plus_manifest(tmp_path / "m.jsonl", 3, tag="full")
+    run = cli("batch", str(manifest), "--out", str(tmp_path / "out"), "--poll-interval", "0.2")
+    jobs = set(emulator.emulator.jobs)
+    printed = {line.split()[3] for line in run.out.splitlines() if "could not record" in line}
+    assert (run.code, len(jobs), printed) == (1, 3, jobs)

@@ -10,8 +10,8 @@ import anyio
 import pytest
 
 from akool_async import AsyncClient, JournalError, ValidationError
-from akool_async._client import _Gate
 from akool_async._journal_pg import PgJournal, read_batch_status
+from akool_async._ratelimit import RateController, RateLimit
 from akool_async._records import request_key
 from akool_async.testing import Emulator
 from tests._support import FAST_POLL, FAST_RETRY, QUICK_JOBS, swap
@@ -195,29 +195,32 @@ async def drain_finishing(journal: PgJournal, loaded: list[tuple[str, str, str]]
 
 
 async def test_throttles_are_shared(postgres_url: str, batch_id: str) -> None:
-    """A throttle one worker's client sees closes every other worker's gate for as long."""
+    """A throttle episode in one worker's rate controller is one in every other worker's: it
+    lowers their rates too, without counting as their refusal or being published again."""
     async with (
         PgJournal(postgres_url, base_url=BASE, batch_id=batch_id) as a,
         PgJournal(postgres_url, base_url=BASE, batch_id=batch_id) as b,
     ):
         await a.load(keys(1))
         await b.load(keys(1))
-        held = anyio.Event()
+        shared = anyio.Event()
 
-        class Gate(_Gate):
-            def hold_for(self, seconds: float) -> None:
-                super().hold_for(seconds)
-                held.set()
+        class Controller(RateController):
+            def throttled_elsewhere(self) -> bool:
+                began = super().throttled_elsewhere()
+                shared.set()
+                return began
 
-        gate_a, gate_b = _Gate(), Gate()
-        a.attach_gate(gate_a)
-        b.attach_gate(gate_b)
-        gate_a.close_for(5.0)
+        rate_a, rate_b = RateController(RateLimit(rate=50)), Controller(RateLimit(rate=50))
+        a.attach_gate(rate_a)
+        b.attach_gate(rate_b)
+        assert rate_a.refused(rate_a._clock())  # a's own 1005: an episode
         with anyio.fail_after(5):
-            await held.wait()
+            await shared.wait()
         status = await read_batch_status(postgres_url, batch_id)
-    assert 4.0 < gate_b.remaining() <= 5.0
     assert (a.throttles_published, a.throttles_received, b.throttles_received) == (1, 0, 1)
+    assert (rate_b.episodes, rate_b.refusals, rate_b.shared_episodes) == (1, 0, 1)
+    assert rate_b.rate() < 50
     assert status.throttles == 1
 
 

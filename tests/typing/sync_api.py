@@ -19,6 +19,7 @@ from akool_async import (
     LegacyFaceDetection,
     Limits,
     PlusSwap,
+    RateLimit,
     RetryPolicy,
     SwapJob,
     SwapResult,
@@ -70,6 +71,8 @@ def batches(client: Client, requests: list[PlusSwap]) -> None:
             assert_type(outcome.request, PlusSwap)
     assert_type(batch.statistics(), BatchStatistics)
     client.swap_many(requests, concurrency="many")  # type: ignore[arg-type]
+    client.swap_many(requests, cancel_grace=2.0, download_timeout=None, ambiguous_wait=None)
+    assert_type(batch.statistics().resolved, int)
 
 
 def webhooks_and_statistics(client: Client) -> None:
@@ -83,6 +86,7 @@ def configuration(client: Client) -> None:
     assert_type(client.retry, RetryPolicy)
     assert_type(client.timeout, Timeout)
     assert_type(client.limits, Limits)
+    assert_type(client.rate_limit, RateLimit)
     assert_type(client.max_ids_per_request, int)
     assert_type(client.client_id, str | None)
     assert_type(client.base_url, str)
