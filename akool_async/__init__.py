@@ -46,6 +46,7 @@ from ._events import (
     Outcome,
 )
 from ._frames import AnalyzeFrames, Appearance, FrameAnalysis, Person, map_faces
+from ._journal_pg import BatchStatus, WorkerStatus, read_batch_status
 from ._models import (
     DetectedFace,
     DetectedFrame,
@@ -91,6 +92,7 @@ __all__ = [
     "BatchDeadlineError",
     "BatchEvent",
     "BatchStatistics",
+    "BatchStatus",
     "BlockingBatch",
     "Client",
     "ClientStateError",
@@ -147,8 +149,10 @@ __all__ = [
     "WebhookReceiverStatistics",
     "WebhookVerificationError",
     "WebhookVerifier",
+    "WorkerStatus",
     "bbox_from_region",
     "error_for_code",
     "map_faces",
+    "read_batch_status",
     "write_report_html",
 ]

@@ -34,10 +34,10 @@ sys.path.insert(0, str(HERE.parent))
 
 PROFILES = {
     "full": {"journal_jobs": 4000, "jobs": 2000, "rate_jobs": 1200},
-    "quick": {"journal_jobs": 800, "jobs": 400, "rate_jobs": 200},
+    "quick": {"journal_jobs": 800, "jobs": 400, "rate_jobs": 400},
 }
 #: The account's rate limit (requests per second, every endpoint) in the rate-limit part.
-RATE = 100
+RATE = 40
 TASKS = 32
 
 
@@ -269,7 +269,7 @@ def _rate_limit(n: int, url: str, tmp: str) -> dict[str, Any]:
     figures = {}
     emulator, base_url = start_emulator("--rps", str(RATE), "--burst", str(RATE // 4))
     try:
-        common = ["batch", "--base-url", base_url, "--concurrency", "8"]
+        common = ["batch", "--base-url", base_url, "--concurrency", "16"]
         wall, results = run_workers(
             4,
             [*common, "--jobs", str(n), "--journal", url, "--batch-id", f"rate-{uuid.uuid4()}"],

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -14,7 +16,7 @@ from akool_async._journal_pg import PgJournal, read_batch_status
 from akool_async._ratelimit import RateController, RateLimit
 from akool_async._records import request_key
 from akool_async.testing import Emulator
-from tests._support import FAST_POLL, FAST_RETRY, QUICK_JOBS, swap
+from tests._support import FAST_POLL, FAST_RETRY, QUICK_JOBS, Cli, swap
 
 pytestmark = pytest.mark.anyio
 
@@ -285,3 +287,58 @@ async def test_an_unreachable_database_is_a_journal_error() -> None:
         async with journal:
             pass
     assert "hunter2" not in str(info.value)
+
+
+def test_cli_refuses_sharing_options_without_a_shared_journal(cli: Cli, tmp_path: Path) -> None:
+    """--batch-id without a postgresql:// journal, or one without --batch-id, is a usage error."""
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(
+        '{"kind": "plus", "source_url": "https://x/a.jpg", "target_url": "https://x/b.jpg"}\n'
+    )
+    no_db = cli("--api-key", "k", "batch", str(manifest), "--out", str(tmp_path), "--batch-id", "b")
+    no_id = cli(
+        "--api-key", "k", "batch", str(manifest), "--out", str(tmp_path),
+        "--journal", "postgresql://127.0.0.1:1/x",
+    )  # fmt: skip
+    status = cli("batch", "--status", "--journal", str(tmp_path / "j.sqlite"))
+    assert (no_db.code, no_id.code, status.code) == (2, 2, 2)
+    assert "needs --journal postgresql://" in no_db.err
+    assert "needs --batch-id" in no_id.err
+    assert "--status needs" in status.err
+
+
+async def test_status_of_an_unknown_batch_is_a_journal_error(
+    postgres_url: str, batch_id: str
+) -> None:
+    """Asking for a batch the journal never saw is a JournalError naming it."""
+    async with PgJournal(postgres_url, base_url=BASE, batch_id="other-" + batch_id) as journal:
+        await journal.load(keys(1))  # the tables exist
+    with pytest.raises(JournalError, match=batch_id):
+        await read_batch_status(postgres_url, batch_id)
+
+
+def test_cli_status_shows_the_whole_batch(cli: Cli, postgres_url: str, batch_id: str) -> None:
+    """batch --status prints the batch's states and its workers (table and JSON)."""
+
+    async def make() -> None:
+        async with PgJournal(postgres_url, base_url=BASE, batch_id=batch_id, worker_id="w1") as j:
+            await j.load(keys(3))
+            claim = await j.claim()
+            assert claim is not None
+            key = keys(3)[claim.index][0]
+            await j.begin_submit(key, 0, index=claim.index, kind="PlusSwap", request="{}")
+            await j.update(key, 0, "succeeded")
+
+    anyio.run(make)
+    table = cli("batch", "--status", "--journal", postgres_url, "--batch-id", batch_id)
+    data = cli("--json", "batch", "--status", "--journal", postgres_url, "--batch-id", batch_id)
+    document = json.loads(data.out)
+    assert (table.code, data.code) == (0, 0)
+    assert (
+        document["states"],
+        document["total"],
+        document["finished"],
+    ) == ({"queued": 2, "succeeded": 1}, 3, 1)
+    assert [worker["worker_id"] for worker in document["workers"]] == ["w1"]
+    assert "w1" in table.out
+    assert "succeeded" in table.out
