@@ -81,7 +81,7 @@ __all__ = [
     "read_batch_status",
 ]
 
-log = logging.getLogger("akool_async.journal")
+log = logging.getLogger("akool_async")
 
 #: Seconds a worker's claims stay its own without a heartbeat.
 DEFAULT_LEASE: Final = 30.0
