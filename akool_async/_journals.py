@@ -16,16 +16,13 @@ number of workers on one named batch). ``BatchRun`` talks to either through
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Protocol, Self
+from typing import Protocol, Self
 
 from ._errors import ValidationError
 from ._journal import Journal, JournalRecord, JournalState
-
-if TYPE_CHECKING:
-    from ._journal_pg import Claim
 
 __all__ = ["JournalBackend", "JournalSpec", "is_shared_url", "journal_spec", "open_journal"]
 
@@ -87,16 +84,6 @@ class JournalBackend(Protocol):
     async def known_jobs(self, job_ids: Collection[str]) -> set[str]: ...
 
     async def counts(self) -> Mapping[str, int]: ...
-
-
-class ClaimingJournal(JournalBackend, Protocol):
-    """A shared journal: the input is loaded once, and requests are claimed under a lease."""
-
-    async def load(self, keys: Sequence[tuple[str, str, str]]) -> None: ...
-
-    async def claim(self) -> Claim | None: ...
-
-    def attach_gate(self, gate: object) -> None: ...
 
 
 def is_shared_url(value: object) -> bool:

@@ -342,3 +342,24 @@ def test_cli_status_shows_the_whole_batch(cli: Cli, postgres_url: str, batch_id:
     assert [worker["worker_id"] for worker in document["workers"]] == ["w1"]
     assert "w1" in table.out
     assert "succeeded" in table.out
+
+
+async def test_known_jobs_leave_out_what_live_workers_hold(
+    postgres_url: str, batch_id: str
+) -> None:
+    """Only jobs no live worker holds count as this batch's leftovers (a shared directory's
+    downloads in progress are not)."""
+    loaded = keys(2)
+    async with PgJournal(postgres_url, base_url=BASE, batch_id=batch_id) as a:
+        await a.load(loaded)
+        for _ in range(2):
+            claim = await a.claim()
+            assert claim is not None
+            key = loaded[claim.index][0]
+            await a.begin_submit(key, 0, index=claim.index, kind="PlusSwap", request="{}")
+            await a.update(key, 0, "submitted", job_id=f"{claim.index:024x}")
+        ids = {f"{n:024x}" for n in range(2)} | {"f" * 24}
+        held = await a.known_jobs(ids)
+        await expire(postgres_url, batch_id, a.worker_id)
+        left = await a.known_jobs(ids)
+    assert (set(), {f"{n:024x}" for n in range(2)}) == (held, left)
