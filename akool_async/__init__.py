@@ -73,6 +73,7 @@ from ._poll_config import PollConfig
 from ._poller import PollerStatistics
 from ._receiver import WebhookReceiver, WebhookReceiverStatistics
 from ._retry import RetryPolicy
+from ._storage import SavedFile, StorageError
 from ._sync import BlockingBatch, Client
 from ._webhooks import WebhookEvent, WebhookVerifier
 
@@ -127,7 +128,9 @@ __all__ = [
     "ProSwap",
     "RateLimitError",
     "RetryPolicy",
+    "SavedFile",
     "ServerError",
+    "StorageError",
     "SwapJob",
     "SwapKind",
     "SwapResult",

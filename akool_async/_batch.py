@@ -53,7 +53,7 @@ import anyio
 import attrs
 from anyio.abc import TaskGroup
 
-from ._download import DOWNLOAD_RETRY, save_result
+from ._download import DOWNLOAD_RETRY
 from ._endpoints import GET_CREDIT, Endpoint
 from ._errors import (
     AkoolError,
@@ -92,6 +92,14 @@ from ._records import (
     submit_endpoint,
 )
 from ._retry import RetryPolicy
+from ._storage import (
+    MEDIA_TYPES,
+    StorageError,
+    check_stored,
+    is_store_url,
+    media_refs,
+    save_anywhere,
+)
 
 if TYPE_CHECKING:
     from ._client import AsyncClient
@@ -113,7 +121,7 @@ class BatchOptions:
     job_timeout: float | None
     deadline: float | None
     journal: Path | None
-    download_dir: Path | None
+    download_dir: Path | str | None  # a str: an object-store URL (``_storage``)
     fail_fast: bool
     resubmit_ambiguous: bool
     check_credit: bool
@@ -436,11 +444,24 @@ class BatchRun(Generic[R]):
                 error = AmbiguousSubmitError(f"the submit was {why}", request=item.request)
             return item.outcome(job=job, error=error)
         if self._options.download_dir is not None and result is not None and job is not None:
-            have = record.path is not None and await anyio.Path(record.path).is_file()
+            have = record.path is not None and await self._have(record.path, record.sha256)
             if state == "download_failed" or (state == "succeeded" and not have):
                 return await self._fetch(item, job, result)
-        path = Path(record.path) if record.path else None
-        return item.outcome(job=job, result=result, error=error, path=path, sha256=record.sha256)
+        remote = record.path is not None and is_store_url(record.path)
+        path = Path(record.path) if record.path and not remote else None
+        return item.outcome(
+            job=job, result=result, error=error, path=path, sha256=record.sha256,
+            location=record.path,
+        )  # fmt: skip
+
+    async def _have(self, location: str, sha256: str | None) -> bool:
+        """Whether a recorded result file is still there (an object is re-read and hashed)."""
+        if not is_store_url(location):
+            return await anyio.Path(location).is_file()
+        try:
+            return await check_stored(location, sha256, self._client._media().storage_options)
+        except StorageError:
+            return False
 
     def _stop_error(self) -> AkoolError | None:
         if self._credit_error is not None:
@@ -456,6 +477,18 @@ class BatchRun(Generic[R]):
 
     async def _submit(self, item: _Item[R]) -> SwapJob | Outcome[R]:
         endpoint = SUBMIT_ENDPOINTS[type(item.request)]
+        request: Any = item.request
+        if type(request) in MEDIA_TYPES and media_refs(request):
+            # Local files and object-store URLs become presigned URLs before anything is sent
+            # (the journal remembers them); a missing file or a refusing store is an outcome.
+            try:
+                request = await self._client._media().resolve(
+                    request, lifetime=self._options.job_timeout, journal=self._journal
+                )
+            except (ValidationError, StorageError, JournalError) as exc:
+                if self._journal is not None and not isinstance(exc, JournalError):
+                    await self._record_unsubmitted(item, "unsent", exc)
+                return item.outcome(error=exc)
         throttles = 0
         while True:  # at most ``concurrency`` of these run: one per worker
             # Cancellation is still honoured before anything is counted or sent.
@@ -464,7 +497,7 @@ class BatchRun(Generic[R]):
             if error is None:
                 item.slot.move("submitting")
                 try:
-                    job = await self._send_once(item, endpoint)
+                    job = await self._send_once(item, endpoint, request)
                 except AkoolError as exc:
                     item.slot.move("waiting_input")
                     error = exc
@@ -493,7 +526,9 @@ class BatchRun(Generic[R]):
         self._event("submitted", item.index, job_id=job.id)
         return job
 
-    async def _send_once(self, item: _Item[R], endpoint: Endpoint[Any, SwapJob]) -> SwapJob:
+    async def _send_once(
+        self, item: _Item[R], endpoint: Endpoint[Any, SwapJob], request: Any
+    ) -> SwapJob:
         """Journal the intent (durably), then send the submit once (with the client's retries)."""
         journal = self._journal
         sending = False
@@ -506,7 +541,7 @@ class BatchRun(Generic[R]):
             sending = True  # from here on the request may reach AKOOL
             self._counters.submits += 1
             self._counters.requests[endpoint.name] += 1
-            return await self._client._call(endpoint, item.request)
+            return await self._client._call(endpoint, request)
         except BaseException as exc:
             if journal is not None and not sending and not isinstance(exc, JournalError):
                 # Cancelled before anything went out: say so, so that a resume resubmits it.
@@ -682,19 +717,21 @@ class BatchRun(Generic[R]):
 
         self._counters.requests["download"] += 1
         try:
-            done = await save_result(
-                self._client._session(),
+            done = await save_anywhere(
+                self._client,
                 result,
                 self._options.download_dir,
                 deadline=self._deadline_at,
                 retry=self._options.download_retry,
                 on_retry=on_retry,
             )
-        except (DownloadError, ClientStateError) as exc:
+        except (DownloadError, ClientStateError, StorageError) as exc:
             await self._record(item, "download_failed", result, exc)
             return item.outcome(job=job, result=result, error=exc)
-        await self._record(item, "succeeded", result, None, path=str(done.path), sha256=done.sha256)
-        return item.outcome(job=job, result=result, path=done.path, sha256=done.sha256)
+        await self._record(item, "succeeded", result, None, path=done.location, sha256=done.sha256)
+        return item.outcome(
+            job=job, result=result, path=done.path, sha256=done.sha256, location=done.location
+        )
 
     async def _record(self, item: _Item[R], state: JournalState, *args: Any, **fields: Any) -> None:
         """Move the item's journal row to ``state``: ``(result, error)`` or explicit columns."""

@@ -1,0 +1,640 @@
+"""Media where batch users keep it: local files and object stores in, object stores out.
+
+AKOOL fetches every input by URL, so a request's media fields (``PlusSwap.source_url``,
+``FaceImage.path``, ``FaceInfo.face_url``...; the model fields marked ``MEDIA``) also take a
+local file (``pathlib.Path`` or ``file://``) or an object-store URL (``s3://``, ``gs://``...).
+``MediaResolver`` turns those into http(s) URLs in one step *before the wire* (the wire and the
+server only ever see http(s) URLs):
+
+* a local file is hashed (SHA-256), uploaded once to ``upload_to`` under a content-addressed
+  key ``<upload_to>/<sha256><ext>`` (an existing object of the same size is not uploaded again,
+  so the same face used by 10,000 swaps is one PUT, also across runs), and replaced by a
+  presigned GET URL;
+* an object-store URL is checked (it exists, the credentials are accepted) and presigned in
+  place.
+
+A presigned URL must outlive the job: it is signed for ``lifetime + PRESIGN_MARGIN`` seconds
+(``lifetime`` is the batch's ``job_timeout``, or ``DEFAULT_LIFETIME``) and reused while at
+least ``lifetime`` seconds of it are left. Within a run every file is hashed, uploaded and
+signed once (single-flight per file and per object); with a batch journal the resolution of
+every input is recorded in its ``media`` table (file size, mtime, SHA-256, object, URL,
+expiry), so a resume neither re-hashes an unchanged file, nor uploads, nor re-signs what is
+still valid.
+
+Outputs: ``store_result`` puts a verified result (``_download``) into an object store (a local
+temporary file first, then ``put_file``: multipart for large files, never whole in memory)
+and ``check_stored`` re-reads a stored object to check its SHA-256 on resume.
+
+fsspec (and s3fs, gcsfs, adlfs) is imported lazily: the core never needs it; without it, an
+object-store URL gives an ``ImportError`` naming the ``akool-async[storage]`` extra.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import shutil
+import stat as stat_module
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+import anyio
+import attrs
+
+from ._download import DOWNLOAD_RETRY, Downloaded, file_name, save_result
+from ._errors import AkoolError, ValidationError
+from ._events import DownloadError
+from ._models import (
+    OBJECT_SCHEMES,
+    DetectFaces,
+    ImageSwap,
+    LegacyDetect,
+    PlusSwap,
+    ProSwap,
+    SwapResult,
+    VideoSwap,
+)
+from ._redact import describe
+from ._retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from ._client import AsyncClient
+    from ._journal import Journal
+
+__all__ = [
+    "DEFAULT_LIFETIME",
+    "MEDIA_TYPES",
+    "PRESIGN_MARGIN",
+    "MediaResolver",
+    "SavedFile",
+    "download_one",
+    "StorageError",
+    "check_stored",
+    "is_store_url",
+    "media_refs",
+    "store_result",
+]
+
+T = TypeVar("T")
+
+#: Seconds a presigned URL must stay valid when no ``job_timeout`` says otherwise.
+DEFAULT_LIFETIME: Final = 24 * 3600.0
+#: Extra seconds a presigned URL is signed for on top of the lifetime it must have.
+PRESIGN_MARGIN: Final = 3600.0
+#: The longest a SigV4 presigned URL may live (S3's limit: 7 days).
+MAX_PRESIGN: Final = 7 * 86_400.0
+
+_HASH_CHUNK: Final = 1024 * 1024
+_PIP_HINT: Final = "install the storage extra: pip install 'akool-async[storage]'"
+
+_MEDIA_TABLE: Final = """CREATE TABLE IF NOT EXISTS media (
+    ref        TEXT PRIMARY KEY,  -- the input as given: file:// or object-store URL
+    size       INTEGER,           -- local file: size in bytes when it was hashed
+    mtime_ns   INTEGER,           -- local file: modification time when it was hashed
+    sha256     TEXT,              -- local file: content hash (the object's key)
+    object     TEXT NOT NULL,     -- the object-store URL the input resolved to
+    url        TEXT NOT NULL,     -- the presigned GET URL sent to AKOOL
+    expires_at REAL NOT NULL,     -- epoch seconds at which that URL stops working
+    updated_at REAL NOT NULL
+) WITHOUT ROWID"""
+
+
+#: Request types with media fields (``_call`` resolves their local and object-store media).
+MEDIA_TYPES: Final[frozenset[type]] = frozenset(
+    {PlusSwap, ProSwap, ImageSwap, VideoSwap, DetectFaces, LegacyDetect}
+)
+
+
+@attrs.frozen(kw_only=True)
+class SavedFile:
+    """A downloaded, verified result file (``AsyncClient.download``).
+
+    Attributes:
+        location: Where it is: the local path, or the object-store URL.
+        path: The local path, or None when it went into an object store.
+        sha256: Hex SHA-256 of its content.
+        size: Its size in bytes.
+    """
+
+    location: str
+    path: Path | None
+    sha256: str
+    size: int
+
+
+class StorageError(AkoolError):
+    """An object store refused an input or an output (credentials, permissions, a failure).
+
+    Attributes:
+        field: The request field whose media it was (``"source_url"``), or None for outputs.
+        url: The object-store URL concerned.
+        reason: What went wrong.
+    """
+
+    def __init__(self, message: str, *, url: str, reason: str, field: str | None = None):
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+        self.url = url
+        self.reason = reason
+
+
+def is_store_url(value: str) -> bool:
+    """Whether ``value`` is an object-store URL (``s3://``, ``gs://``, ``az://``...)."""
+    return urlsplit(value).scheme.lower() in OBJECT_SCHEMES
+
+
+def _is_http(value: str) -> bool:
+    return value[:8].lower().startswith(("http://", "https://"))
+
+
+# --- which fields hold media ----------------------------------------------------------------
+
+_MEDIA_FIELDS: dict[type, tuple[tuple[str, bool], ...]] = {}
+
+
+def _fields(cls: type) -> tuple[tuple[str, bool], ...]:
+    """``(name, is_media)`` of the attrs fields of ``cls`` that hold media or nested models."""
+    known = _MEDIA_FIELDS.get(cls)
+    if known is None:
+        known = (
+            tuple((f.name, bool(f.metadata.get("akool_media"))) for f in attrs.fields(cls))
+            if attrs.has(cls)
+            else ()
+        )
+        _MEDIA_FIELDS[cls] = known
+    return known
+
+
+def _walk(obj: object, prefix: str) -> Iterator[tuple[str, str]]:
+    for name, is_media in _fields(type(obj)):
+        value = getattr(obj, name)
+        if is_media:
+            if isinstance(value, str):
+                yield prefix + name, value
+        elif attrs.has(type(value)):
+            yield from _walk(value, f"{prefix}{name}.")
+        elif isinstance(value, tuple):
+            for index, item in enumerate(value):
+                if attrs.has(type(item)):
+                    yield from _walk(item, f"{prefix}{name}[{index}].")
+
+
+def media_refs(request: object) -> list[tuple[str, str]]:
+    """``(field, value)`` of every media field of ``request`` that is not an http(s) URL."""
+    if not attrs.has(type(request)):
+        return []
+    return [(field, value) for field, value in _walk(request, "") if not _is_http(value)]
+
+
+def _replace(obj: T, urls: Mapping[str, str]) -> T:
+    """``obj`` with every media value found in ``urls`` replaced (nested models too)."""
+    changes: dict[str, Any] = {}
+    for name, is_media in _fields(type(obj)):
+        value = getattr(obj, name)
+        if is_media:
+            if isinstance(value, str) and value in urls:
+                changes[name] = urls[value]
+        elif attrs.has(type(value)):
+            new = _replace(value, urls)
+            if new is not value:
+                changes[name] = new
+        elif isinstance(value, tuple) and any(attrs.has(type(item)) for item in value):
+            items = tuple(_replace(item, urls) if attrs.has(type(item)) else item for item in value)
+            if any(a is not b for a, b in zip(items, value, strict=True)):
+                changes[name] = items
+    return attrs.evolve(obj, **changes) if changes else obj  # type: ignore[misc]
+
+
+# --- fsspec, lazily -------------------------------------------------------------------------
+
+
+def _fsspec() -> Any:
+    try:
+        import fsspec
+    except ImportError as exc:
+        raise ImportError(f"local files and object-store URLs need fsspec: {_PIP_HINT}") from exc
+    return fsspec
+
+
+def _filesystem(url: str, options: Mapping[str, Any]) -> tuple[Any, str]:
+    """The fsspec filesystem of ``url`` (with ``options``) and the path within it."""
+    fsspec = _fsspec()
+    try:
+        fs, path = fsspec.core.url_to_fs(url, **options)
+    except ImportError as exc:
+        raise ImportError(f"{url.split(':', 1)[0]}:// URLs: {exc} ({_PIP_HINT})") from exc
+    return fs, path
+
+
+def _store_failure(exc: BaseException) -> str:
+    if isinstance(exc, PermissionError):
+        return f"the store refused the credentials or the access: {describe(exc)}"
+    return describe(exc)
+
+
+@attrs.define
+class _Entry:
+    """One object this run resolved: its presigned URL and when it expires."""
+
+    url: str = ""
+    expires_at: float = 0.0
+    present: bool = False
+    lock: anyio.Lock = attrs.field(factory=anyio.Lock)
+
+
+@attrs.define
+class MediaStatistics:
+    """Counters of a ``MediaResolver`` (how much work deduplication saved)."""
+
+    hashed: int = 0
+    uploads: int = 0
+    uploaded_bytes: int = 0
+    already_stored: int = 0
+    signed: int = 0
+    reused: int = 0
+
+
+class MediaResolver:
+    """Resolves local and object-store media of requests to presigned http(s) URLs.
+
+    Args:
+        upload_to: Object-store prefix for local files (``"s3://bucket/prefix/"``), or None
+            (local files are then refused with a ``ValidationError``).
+        storage_options: fsspec options of the stores (``key``, ``secret``,
+            ``endpoint_url``, ``client_kwargs``...), as in pandas.
+    """
+
+    def __init__(
+        self, upload_to: str | None = None, storage_options: Mapping[str, Any] | None = None
+    ) -> None:
+        self.upload_to = _check_upload_to(upload_to) if upload_to is not None else None
+        self.storage_options = dict(storage_options or {})
+        self.statistics = MediaStatistics()
+        #: Epoch seconds now (a test advances it with the store's clock).
+        self.clock: Callable[[], float] = time.time
+        self._entries: dict[str, _Entry] = {}
+        self._hashes: dict[tuple[str, int, int], str] = {}
+        self._hash_locks: dict[str, anyio.Lock] = {}
+        self._journal_ready: set[int] = set()
+        if self.upload_to is not None:
+            _fsspec()  # the ImportError at construction, not in the middle of a batch
+
+    async def resolve(
+        self, request: T, *, lifetime: float | None = None, journal: Journal | None = None
+    ) -> T:
+        """``request`` with every local or object-store media field replaced by a presigned URL.
+
+        Args:
+            lifetime: Seconds the URLs must stay valid (the job's timeout); default 24 h.
+            journal: A batch journal recording (and remembering) what each input resolved to.
+
+        Raises:
+            ValidationError: a local file is missing or unreadable, or there is no
+                ``upload_to`` for it (the error names the field).
+            StorageError: the store refused the credentials, or an upload failed.
+        """
+        refs = media_refs(request)
+        if not refs:
+            return request
+        need = min(DEFAULT_LIFETIME if lifetime is None else lifetime, MAX_PRESIGN - PRESIGN_MARGIN)
+        if journal is not None and id(journal) not in self._journal_ready:
+            await journal._run(lambda conn: conn.execute(_MEDIA_TABLE))
+            self._journal_ready.add(id(journal))
+        urls: dict[str, str] = {}
+        for field, ref in refs:
+            if ref not in urls:
+                urls[ref] = await self._one(field, ref, need, journal)
+        return _replace(request, urls)
+
+    async def _one(self, field: str, ref: str, need: float, journal: Journal | None) -> str:
+        scheme = urlsplit(ref).scheme.lower()
+        if scheme == "file":
+            return await self._local(field, ref, need, journal)
+        if scheme in OBJECT_SCHEMES:
+            return await self._remote(field, ref, ref, need, journal, size=None)
+        raise ValidationError(f"cannot be resolved to an http(s) URL: {ref!r}", field=field)
+
+    # -- local files -------------------------------------------------------------------------
+
+    async def _local(self, field: str, ref: str, need: float, journal: Journal | None) -> str:
+        path = Path(url2pathname(urlsplit(ref).path))
+        if self.upload_to is None:
+            raise ValidationError(
+                f"is a local file ({str(path)!r}): pass upload_to='s3://bucket/prefix/' "
+                "(and storage_options) to the client so that it can be uploaded for AKOOL",
+                field=field,
+            )
+        try:
+            stat = await anyio.Path(path).stat()
+        except FileNotFoundError:
+            raise ValidationError(f"no such file: {str(path)!r}", field=field) from None
+        except OSError as exc:
+            raise ValidationError(f"cannot read {str(path)!r}: {exc}", field=field) from None
+        if not stat_module.S_ISREG(stat.st_mode):
+            raise ValidationError(f"is not a regular file: {str(path)!r}", field=field)
+        row = await self._recorded(journal, ref)
+        memo = (str(path), stat.st_size, stat.st_mtime_ns)
+        sha = self._hashes.get(memo)
+        if sha is None and row is not None and (row[0], row[1]) == (stat.st_size, stat.st_mtime_ns):
+            sha = row[2]  # unchanged since the journal hashed it
+        if sha is None:
+            lock = self._hash_locks.setdefault(memo[0], anyio.Lock())
+            async with lock:
+                sha = self._hashes.get(memo)
+                if sha is None:
+                    sha = await self._hash(field, path)
+                    self._hashes[memo] = sha
+        self._hashes[memo] = sha
+        suffix = PurePosixPath(path.name).suffix.lower()
+        target = f"{self.upload_to}{sha}{suffix if len(suffix) <= 9 else ''}"
+        if row is not None and row[3] == target and row[5] - self.clock() >= need:
+            entry = self._entries.setdefault(target, _Entry())
+            if entry.expires_at < row[5]:
+                entry.url, entry.expires_at, entry.present = row[4], row[5], True
+        return await self._remote(
+            field, target, ref, need, journal, size=stat.st_size, local=path, sha=sha,
+            mtime_ns=stat.st_mtime_ns,
+        )  # fmt: skip
+
+    async def _hash(self, field: str, path: Path) -> str:
+        def work() -> str:
+            digest = hashlib.sha256()
+            with path.open("rb") as handle:
+                while chunk := handle.read(_HASH_CHUNK):
+                    digest.update(chunk)
+            return digest.hexdigest()
+
+        try:
+            sha = await anyio.to_thread.run_sync(work)
+        except OSError as exc:
+            raise ValidationError(f"cannot read {str(path)!r}: {exc}", field=field) from None
+        self.statistics.hashed += 1
+        return sha
+
+    # -- objects -----------------------------------------------------------------------------
+
+    async def _remote(
+        self,
+        field: str,
+        target: str,
+        ref: str,
+        need: float,
+        journal: Journal | None,
+        *,
+        size: int | None,
+        local: Path | None = None,
+        sha: str | None = None,
+        mtime_ns: int | None = None,
+    ) -> str:
+        """The presigned URL of ``target``, uploading ``local`` there first if it is missing."""
+        entry = self._entries.setdefault(target, _Entry())
+        async with entry.lock:  # single-flight: one check, upload and signature per object
+            now = self.clock()
+            if entry.url and entry.expires_at - now >= need:
+                self.statistics.reused += 1
+                if journal is not None:
+                    await self._record(journal, ref, target, entry, size, mtime_ns, sha)
+                return entry.url
+            if local is None and journal is not None and not entry.url:
+                row = await self._recorded(journal, ref)
+                if row is not None and row[3] == target and row[5] - now >= need:
+                    entry.url, entry.expires_at, entry.present = row[4], row[5], True
+                    self.statistics.reused += 1
+                    return entry.url
+            fs, path = _filesystem(target, self.storage_options)
+            if not entry.present:
+                await self._ensure(fs, path, field, target, size, local)
+                entry.present = True
+            lifetime = min(need + PRESIGN_MARGIN, MAX_PRESIGN)
+            try:
+                url = await anyio.to_thread.run_sync(
+                    lambda: fs.sign(path, expiration=int(lifetime))
+                )
+            except NotImplementedError:
+                raise StorageError(
+                    f"the {type(fs).__name__} store cannot presign URLs",
+                    url=target, reason="no presigning", field=field,
+                ) from None  # fmt: skip
+            except Exception as exc:
+                raise StorageError(
+                    f"cannot presign {target}: {_store_failure(exc)}",
+                    url=target, reason=_store_failure(exc), field=field,
+                ) from None  # fmt: skip
+            self.statistics.signed += 1
+            entry.url, entry.expires_at = str(url), now + lifetime
+            if journal is not None:
+                await self._record(journal, ref, target, entry, size, mtime_ns, sha)
+            return entry.url
+
+    async def _ensure(
+        self, fs: Any, path: str, field: str, target: str, size: int | None, local: Path | None
+    ) -> None:
+        """Check that the object exists (upload ``local`` when it does not)."""
+
+        def info() -> dict[str, Any] | None:
+            try:
+                return dict(fs.info(path))
+            except FileNotFoundError:
+                return None
+
+        try:
+            found = await anyio.to_thread.run_sync(info)
+        except Exception as exc:
+            reason = _store_failure(exc)
+            raise StorageError(
+                f"cannot check {target}: {reason}", url=target, reason=reason, field=field
+            ) from None
+        if local is None:
+            if found is None:
+                raise ValidationError(f"no such object: {target!r}", field=field)
+            return
+        if found is not None and (size is None or found.get("size") == size):
+            self.statistics.already_stored += 1
+            return
+        try:
+            await anyio.to_thread.run_sync(lambda: fs.put_file(str(local), path))
+        except OSError as exc:
+            if isinstance(exc, PermissionError) or not isinstance(exc, FileNotFoundError):
+                reason = _store_failure(exc)
+                raise StorageError(
+                    f"cannot upload {str(local)!r} to {target}: {reason}",
+                    url=target, reason=reason, field=field,
+                ) from None  # fmt: skip
+            raise ValidationError(f"cannot read {str(local)!r}: {exc}", field=field) from None
+        except Exception as exc:
+            reason = _store_failure(exc)
+            raise StorageError(
+                f"cannot upload {str(local)!r} to {target}: {reason}",
+                url=target, reason=reason, field=field,
+            ) from None  # fmt: skip
+        self.statistics.uploads += 1
+        self.statistics.uploaded_bytes += size or 0
+
+    # -- the journal's media table -----------------------------------------------------------
+
+    async def _recorded(self, journal: Journal | None, ref: str) -> tuple[Any, ...] | None:
+        if journal is None:
+            return None
+        row = await journal._run(
+            lambda conn: conn.execute(
+                "SELECT size, mtime_ns, sha256, object, url, expires_at FROM media WHERE ref = ?",
+                (ref,),
+            ).fetchone()
+        )
+        return tuple(row) if row is not None else None
+
+    async def _record(
+        self,
+        journal: Journal,
+        ref: str,
+        target: str,
+        entry: _Entry,
+        size: int | None,
+        mtime_ns: int | None,
+        sha: str | None,
+    ) -> None:
+        values = (ref, size, mtime_ns, sha, target, entry.url, entry.expires_at, time.time())
+        await journal._run(
+            lambda conn: conn.execute(
+                "INSERT OR REPLACE INTO media VALUES (?, ?, ?, ?, ?, ?, ?, ?)", values
+            )
+        )
+
+
+def _check_upload_to(value: str) -> str:
+    if not isinstance(value, str) or not is_store_url(value) or not urlsplit(value).netloc:
+        raise ValidationError(
+            f"must be an object-store URL such as 's3://bucket/prefix/', got {value!r}",
+            field="upload_to",
+        )
+    return value if value.endswith("/") else value + "/"
+
+
+# --- outputs --------------------------------------------------------------------------------
+
+
+async def store_result(
+    fetch: Callable[[Path], Awaitable[Downloaded]],
+    name: str,
+    destination: str,
+    storage_options: Mapping[str, Any],
+) -> tuple[str, str, int]:
+    """Download a result with ``fetch(directory)`` and put it into the store at ``destination``.
+
+    ``fetch`` is ``_download``'s verified download into a local directory (retries, length
+    and ETag checks, atomic rename); the file is then put into the store (``put_file``:
+    multipart for large files) and removed.
+
+    Returns:
+        ``(object URL, sha256, size)``.
+
+    Raises:
+        StorageError: the store refused or failed the upload.
+    """
+    target = destination.rstrip("/") + "/" + name
+    fs, path = _filesystem(target, storage_options)
+    staging = await anyio.to_thread.run_sync(lambda: tempfile.mkdtemp(prefix="akool-"))
+    try:
+        done = await fetch(Path(staging))
+        try:
+            await anyio.to_thread.run_sync(lambda: fs.put_file(str(done.path), path))
+        except Exception as exc:
+            reason = _store_failure(exc)
+            raise StorageError(
+                f"cannot store the result in {target}: {reason}", url=target, reason=reason
+            ) from None
+        return target, done.sha256, done.size
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(lambda: shutil.rmtree(staging, ignore_errors=True))
+
+
+async def check_stored(
+    location: str, sha256: str | None, storage_options: Mapping[str, Any]
+) -> bool:
+    """Whether the object at ``location`` exists and its content has the recorded SHA-256."""
+    if not sha256:
+        return False
+    fs, path = _filesystem(location, storage_options)
+
+    def work() -> bool:
+        digest = hashlib.sha256()
+        try:
+            with fs.open(path, "rb", block_size=8 * _HASH_CHUNK) as handle:
+                while chunk := handle.read(_HASH_CHUNK):
+                    digest.update(chunk)
+        except FileNotFoundError:
+            return False
+        return digest.hexdigest() == sha256
+
+    try:
+        return await anyio.to_thread.run_sync(work)
+    except Exception as exc:
+        reason = _store_failure(exc)
+        raise StorageError(
+            f"cannot check {location}: {reason}", url=location, reason=reason
+        ) from None
+
+
+def result_name(result: SwapResult) -> str:
+    """The object name of a result: ``<job _id><extension>`` (as in a local directory)."""
+    return file_name(result.id, result.url or "")
+
+
+def is_remote_dir(value: str | os.PathLike[str]) -> bool:
+    """Whether a download destination is an object-store URL rather than a local directory."""
+    return isinstance(value, str) and is_store_url(value)
+
+
+async def save_anywhere(
+    client: AsyncClient,
+    result: SwapResult,
+    dest: str | Path,
+    *,
+    deadline: float = math.inf,
+    retry: RetryPolicy = DOWNLOAD_RETRY,
+    on_retry: Callable[[int, float, DownloadError], None] | None = None,
+) -> SavedFile:
+    """``save_result`` into a local directory (which must exist) or an object-store prefix."""
+    session = client._session()
+    if isinstance(dest, str) and is_remote_dir(dest):
+        location, sha, size = await store_result(
+            lambda directory: save_result(
+                session, result, directory, deadline=deadline, retry=retry, on_retry=on_retry
+            ),
+            result_name(result),
+            dest,
+            client._media().storage_options,
+        )
+        return SavedFile(location=location, path=None, sha256=sha, size=size)
+    done = await save_result(
+        session, result, Path(dest), deadline=deadline, retry=retry, on_retry=on_retry
+    )
+    return SavedFile(location=str(done.path), path=done.path, sha256=done.sha256, size=done.size)
+
+
+async def download_one(
+    client: AsyncClient, result: SwapResult, dest: str | os.PathLike[str]
+) -> SavedFile:
+    """``AsyncClient.download``: one result into a local directory or an object-store prefix."""
+    if not isinstance(result, SwapResult):
+        raise ValidationError(f"must be a SwapResult, got {type(result).__name__}", field="result")
+    if isinstance(dest, str) and is_remote_dir(dest):
+        return await save_anywhere(client, result, dest)
+    if not isinstance(dest, str | os.PathLike):
+        raise ValidationError(
+            f"must be a directory or an object-store URL, got {type(dest).__name__}",
+            field="dest",
+        )
+    directory = Path(dest)
+    try:
+        await anyio.Path(directory).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValidationError(f"cannot create {str(directory)!r}: {exc}", field="dest") from None
+    return await save_anywhere(client, result, directory)

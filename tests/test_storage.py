@@ -1,0 +1,404 @@
+"""Local files and object stores as inputs and outputs, against a real S3 API (moto's server).
+
+A moto server runs on 127.0.0.1 for the session. Each test puts a small proxy of its own in
+front of it that counts the requests reaching the store (PUTs above all) and, as real S3
+does, refuses presigned URLs past their expiry (against its clock plus ``skew``, so that a
+test can make days pass for the store). The emulator runs with ``fetch_inputs=True``: it
+GETs every input URL before it accepts a job, so every test proves the presigned URLs work.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import attrs
+import pytest
+from aiohttp import web
+
+from akool_async import (
+    AsyncClient,
+    BatchEvent,
+    Client,
+    JobFailedError,
+    PlusSwap,
+    PollConfig,
+    SavedFile,
+    StorageError,
+    ValidationError,
+)
+from akool_async._journal import read_journal
+from akool_async._storage import PRESIGN_MARGIN
+from akool_async.testing import Emulator, EmulatorConfig, EmulatorThread
+from tests._support import FAST_RETRY
+
+moto_server = pytest.importorskip("moto.moto_server.threaded_moto_server")
+boto3 = pytest.importorskip("boto3")
+
+pytestmark = pytest.mark.anyio
+
+FAST_POLL = PollConfig(image_first=0.02, image_max=0.1, video_first=0.02, video_max=0.1)
+CREDENTIALS = {"key": "testing", "secret": "testing"}
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1 (a free port), stopped after the session."""
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@attrs.define
+class StoreProxy:
+    """A counting, expiry-checking proxy in front of moto."""
+
+    url: str = ""
+    requests: Counter[tuple[str, str]] = attrs.field(factory=Counter)
+    skew: float = 0.0
+    refuse: bool = False
+
+    def puts(self, prefix: str = "") -> int:
+        """PUT requests (objects and multipart parts) under ``/bucket/prefix``."""
+        return sum(n for (m, p), n in self.requests.items() if m == "PUT" and p.startswith(prefix))
+
+
+def _expired(query: Any, skew: float) -> bool:
+    """Whether a presigned URL (SigV4 or SigV2 query) has expired at the store's clock."""
+    now = time.time() + skew
+    date, expires = query.get("X-Amz-Date"), query.get("X-Amz-Expires")
+    if date and expires:
+        return now > calendar.timegm(time.strptime(date, "%Y%m%dT%H%M%SZ")) + int(expires)
+    until = query.get("Expires")
+    return bool(until) and "Signature" in query and now > int(until)
+
+
+@pytest.fixture
+async def store(moto_url: str) -> AsyncIterator[StoreProxy]:
+    """This test's proxy in front of moto; its URL is the S3 endpoint the SDK uses."""
+    proxy = StoreProxy()
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+
+        async def forward(request: web.Request) -> web.StreamResponse:
+            proxy.requests[request.method, request.path] += 1
+            if proxy.refuse:
+                body = "<Error><Code>InvalidAccessKeyId</Code><Message>no</Message></Error>"
+                return web.Response(status=403, text=body, content_type="application/xml")
+            if _expired(request.query, proxy.skew):
+                body = (
+                    "<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
+                )
+                return web.Response(status=403, text=body, content_type="application/xml")
+            headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
+            async with session.request(
+                request.method,
+                moto_url + request.path_qs,
+                headers=headers,
+                data=await request.read(),
+                allow_redirects=False,
+            ) as answer:
+                payload = await answer.read()
+                out = {
+                    k: v
+                    for k, v in answer.headers.items()
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length")
+                }
+                response = web.StreamResponse(status=answer.status, headers=out)
+                length = answer.headers.get("Content-Length")
+                response.content_length = (
+                    int(length) if request.method == "HEAD" and length else len(payload)
+                )
+                await response.prepare(request)
+                if request.method != "HEAD":
+                    await response.write(payload)
+                await response.write_eof()
+                return response
+
+        app = web.Application(client_max_size=1 << 30)
+        app.router.add_route("*", "/{tail:.*}", forward)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        proxy.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        try:
+            yield proxy
+        finally:
+            await runner.cleanup()
+
+
+@pytest.fixture
+def bucket(moto_url: str) -> str:
+    """A fresh, empty bucket of this test (created directly in moto, not through the proxy)."""
+    name = f"b-{uuid.uuid4().hex[:12]}"
+    _s3(moto_url).create_bucket(Bucket=name)
+    return name
+
+
+def _s3(endpoint: str) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+
+
+def _options(store: StoreProxy) -> dict[str, Any]:
+    return {**CREDENTIALS, "endpoint_url": store.url}
+
+
+@pytest.fixture
+def akool_emulator_config() -> EmulatorConfig:
+    """Fast jobs; every input is fetched before a job is accepted."""
+    return EmulatorConfig(latency_scale=0.01, fetch_inputs=True)
+
+
+def _client(emu: Emulator, store: StoreProxy, bucket: str, **kwargs: Any) -> AsyncClient:
+    client = AsyncClient(
+        api_key=emu.api_key,
+        base_url=emu.base_url,
+        retry=FAST_RETRY,
+        upload_to=f"s3://{bucket}/uploads/",
+        storage_options=_options(store),
+        **kwargs,
+    )
+    client.poll_config = FAST_POLL
+    return client
+
+
+def _files(tmp_path: Path, count: int, prefix: str) -> list[Path]:
+    paths = []
+    for index in range(count):
+        path = tmp_path / f"{prefix}{index}.jpg"
+        path.write_bytes(f"{prefix} {index} ".encode() * 500)
+        paths.append(path)
+    return paths
+
+
+def _fetched(emu: Emulator) -> Counter[int]:
+    return Counter(status for (_, status), n in emu.stats.input_fetches.items() for _ in range(n))
+
+
+async def test_batch_of_local_and_s3_inputs_into_a_bucket_resumes_without_new_puts(
+    emu: Emulator, store: StoreProxy, bucket: str, moto_url: str, tmp_path: Path
+) -> None:
+    """Local faces are uploaded once each, s3:// targets presigned in place, results stored
+    in the bucket; a resume after a kill re-uploads nothing and stores only what was missing."""
+    faces = _files(tmp_path, 2, "face")
+    local_targets = _files(tmp_path, 3, "target")
+    s3 = _s3(moto_url)
+    for index in range(3):
+        s3.put_object(Bucket=bucket, Key=f"in/t{index}.jpg", Body=b"remote target %d" % index)
+    requests = [
+        PlusSwap(source_url=faces[i % 2], target_url=target)
+        for i, target in enumerate(
+            [*local_targets, *(f"s3://{bucket}/in/t{index}.jpg" for index in range(3))] * 2
+        )
+    ]
+    journal = tmp_path / "batch.db"
+    out = f"s3://{bucket}/results/"
+
+    class Killed(Exception):
+        pass
+
+    def kill(event: BatchEvent) -> None:
+        if event.kind == "finished" and event.index >= 3:
+            raise Killed  # the process dies here: some jobs done, some in flight, some unsent
+
+    async def run_until_killed() -> None:
+        async with (
+            _client(emu, store, bucket) as client,
+            client.swap_many(
+                requests, journal=journal, download_dir=out, on_event=kill, concurrency=4
+            ) as batch,
+        ):
+            async for _ in batch:
+                pass
+
+    with pytest.raises(Killed):
+        await run_until_killed()
+    stored = sum(1 for row in read_journal(journal) if row.state == "succeeded")
+    assert 0 < stored < 12
+    assert store.puts(f"/{bucket}/uploads/") == 5  # 2 faces + 3 local targets, each once
+    assert stored == store.puts(f"/{bucket}/results/")
+    downloads_before = emu.stats.requests["result_file"]
+
+    store.requests.clear()
+    async with (
+        _client(emu, store, bucket) as client,
+        client.swap_many(
+            requests, journal=journal, download_dir=out, resubmit_ambiguous=True
+        ) as batch,
+    ):
+        second = [outcome async for outcome in batch]
+    assert [o.error for o in second] == [None] * 12
+    assert store.puts(f"/{bucket}/uploads/") == 0
+    assert store.puts(f"/{bucket}/results/") == 12 - stored
+    assert emu.stats.requests["result_file"] - downloads_before == 12 - stored
+    assert {200} == set(_fetched(emu))
+    for outcome in second:
+        assert outcome.location is not None
+        assert outcome.path is None
+        key = outcome.location.removeprefix(f"s3://{bucket}/")
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        assert outcome.sha256 == hashlib.sha256(body).hexdigest()
+    rows = read_journal(journal)
+    assert {out + Path(o.location or "").name for o in second} == {r.path for r in rows}
+
+
+async def test_resume_reuses_valid_presigns_and_resigns_expired_ones(
+    emu: Emulator, store: StoreProxy, bucket: str, tmp_path: Path
+) -> None:
+    """A later batch on the same journal reuses still-valid URLs; once they have expired (the
+    store refuses them) it re-signs them without uploading again, and the jobs succeed."""
+    faces = _files(tmp_path, 2, "face")
+    journal = tmp_path / "batch.db"
+
+    def batch_of(style: str) -> list[PlusSwap]:
+        return [
+            PlusSwap(source_url=face, target_url=faces[1 - i], model_style=style)
+            for i, face in enumerate(faces)
+        ]
+
+    async with _client(emu, store, bucket) as client:
+        async with client.swap_many(
+            batch_of("realistic"), journal=journal, job_timeout=60
+        ) as batch:
+            assert [o.error async for o in batch] == [None, None]
+        first = client._media().statistics
+    assert (first.uploads, first.signed) == (2, 2)
+    recorded = {job.request["source_url"] for job in emu._store.jobs.values()}
+
+    async with _client(emu, store, bucket) as client:
+        async with client.swap_many(batch_of("beautify"), journal=journal, job_timeout=60) as batch:
+            assert [o.error async for o in batch] == [None, None]
+        again = client._media().statistics
+    assert (again.uploads, again.signed, again.hashed) == (0, 0, 0)
+
+    # An hour and more later (signed for 60 s + the margin): the store refuses the old URLs.
+    later = 60 + PRESIGN_MARGIN + 60
+    store.skew = later
+    store.requests.clear()
+    async with _client(emu, store, bucket) as client:
+        client._media().clock = lambda: time.time() + later
+        stale = PlusSwap(source_url=next(iter(recorded)), target_url=next(iter(recorded)))
+        with pytest.raises(JobFailedError):
+            await client.wait(await client.faceswap_plus(stale), timeout=30)
+        # (signed from the real clock, the new URLs need to outlive the skew: a longer timeout)
+        async with client.swap_many(
+            batch_of("lossless"), journal=journal, job_timeout=2 * later
+        ) as batch:
+            assert [o.error async for o in batch] == [None, None]
+        late = client._media().statistics
+    assert (late.uploads, late.signed, late.already_stored) == (0, 2, 2)
+    assert store.puts() == 0
+
+
+async def test_a_local_file_without_upload_to_is_a_validation_error(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    """With no upload_to, a local path is refused naming the field, and nothing is sent."""
+    face = _files(tmp_path, 1, "face")[0]
+    async with AsyncClient(api_key=emu.api_key, base_url=emu.base_url) as client:
+        with pytest.raises(ValidationError) as caught:
+            await client.faceswap_plus(
+                PlusSwap(source_url="https://example.com/a.jpg", target_url=face)
+            )
+    assert caught.value.field == "target_url"
+    assert emu.stats.requests["faceswap_plus"] == 0
+
+
+async def test_missing_file_and_refusing_store_are_typed_errors_naming_the_field(
+    emu: Emulator, store: StoreProxy, bucket: str, tmp_path: Path
+) -> None:
+    """A missing file is a ValidationError, a store refusing the credentials a StorageError;
+    both name the field and send nothing to AKOOL; in a batch they are outcomes."""
+    face = _files(tmp_path, 1, "face")[0]
+    async with _client(emu, store, bucket) as client:
+        with pytest.raises(ValidationError) as missing:
+            await client.faceswap_plus(
+                PlusSwap(source_url=tmp_path / "nope.jpg", target_url="https://example.com/t.jpg")
+            )
+        store.refuse = True
+        with pytest.raises(StorageError) as refused:
+            await client.faceswap_plus(PlusSwap(source_url=face, target_url=face))
+        requests = [PlusSwap(source_url=face, target_url=face)]
+        async with client.swap_many(requests, journal=tmp_path / "j.db") as batch:
+            outcomes = [o async for o in batch]
+    assert (missing.value.field, refused.value.field) == ("source_url", "source_url")
+    assert [StorageError] == [type(o.error) for o in outcomes]
+    assert [r.state for r in read_journal(tmp_path / "j.db")] == ["unsent"]
+    assert emu.stats.requests["faceswap_plus"] == 0
+
+
+async def test_download_one_result_into_a_bucket_and_a_directory(
+    emu: Emulator, store: StoreProxy, bucket: str, moto_url: str, tmp_path: Path
+) -> None:
+    """client.download puts one verified result into a bucket or a local directory."""
+    async with _client(emu, store, bucket) as client:
+        job = await client.faceswap_plus(
+            PlusSwap(source_url=_files(tmp_path, 1, "f")[0], target_url=_files(tmp_path, 1, "t")[0])
+        )
+        result = await client.wait(job, timeout=30)
+        remote = await client.download(result, f"s3://{bucket}/one/")
+        local = await client.download(result, tmp_path / "out")
+    body = _s3(moto_url).get_object(
+        Bucket=bucket, Key=f"one/{local.path.name if local.path else ''}"
+    )
+    assert hashlib.sha256(body["Body"].read()).hexdigest() == remote.sha256 == local.sha256
+    assert isinstance(remote, SavedFile)
+    assert (None, f"s3://{bucket}/one/{result.id}.png") == (remote.path, remote.location)
+    assert local.path is not None
+    assert local.size == local.path.stat().st_size == remote.size
+
+
+def test_blocking_client_download(
+    akool_emulator_thread: EmulatorThread, moto_url: str, tmp_path: Path
+) -> None:
+    """Client.download is the blocking twin of AsyncClient.download."""
+    runner = akool_emulator_thread
+    runner.call(lambda: runner.emulator.configure(fetch_inputs=False))  # example.com is offline
+    with Client(api_key=runner.emulator.api_key, base_url=runner.base_url) as client:
+        job = client.faceswap_plus(
+            PlusSwap(source_url="https://example.com/f.jpg", target_url="https://example.com/t.jpg")
+        )
+        saved = client.download(client.wait(job, timeout=30), tmp_path)
+    assert saved.path is not None
+    assert saved.sha256 == hashlib.sha256(saved.path.read_bytes()).hexdigest()
+
+
+async def test_emulator_fails_a_job_whose_input_cannot_be_fetched(emu: Emulator) -> None:
+    """With fetch_inputs, an unreachable input makes the job fail, as AKOOL's would."""
+    async with AsyncClient(api_key=emu.api_key, base_url=emu.base_url) as client:
+        client.poll_config = FAST_POLL
+        job = await client.faceswap_plus(
+            PlusSwap(
+                source_url=f"{emu.base_url}/nothing-here.jpg", target_url=emu.base_url + "/x.jpg"
+            )
+        )
+        with pytest.raises(JobFailedError):
+            await client.wait(job, timeout=30)
+    assert {404} == set(_fetched(emu))
+
+
+def test_media_fields_take_paths_and_store_urls(tmp_path: Path) -> None:
+    """Media fields take a Path (stored as its file:// URL) or an s3:// URL; junk is refused."""
+    request = PlusSwap(source_url=tmp_path / "a b.jpg", target_url="s3://bucket/key.mp4")
+    assert (tmp_path / "a b.jpg").as_uri() == request.source_url
+    assert request.media.value == "video"
+    with pytest.raises(ValidationError) as caught:
+        PlusSwap(source_url="face.jpg", target_url="s3://bucket/key.mp4")
+    assert caught.value.field == "source_url"
