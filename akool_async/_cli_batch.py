@@ -75,7 +75,7 @@ def outcome_record(
         "result_url": result.url
         if result is not None and result.status is SwapStatus.SUCCESS
         else None,
-        "file": None if outcome.path is None else str(outcome.path),
+        "file": outcome.location or (None if outcome.path is None else str(outcome.path)),
         "sha256": outcome.sha256,
         "error_type": None if error is None else type(error).__name__,
         "error_message": None if error is None else str(error),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import calendar
 import hashlib
+import json
 import time
 import uuid
 from collections import Counter
@@ -37,7 +38,7 @@ from akool_async import (
 from akool_async._journal import read_journal
 from akool_async._storage import PRESIGN_MARGIN
 from akool_async.testing import Emulator, EmulatorConfig, EmulatorThread
-from tests._support import FAST_RETRY
+from tests._support import FAST_RETRY, Cli
 
 moto_server = pytest.importorskip("moto.moto_server.threaded_moto_server")
 boto3 = pytest.importorskip("boto3")
@@ -402,3 +403,84 @@ def test_media_fields_take_paths_and_store_urls(tmp_path: Path) -> None:
     with pytest.raises(ValidationError) as caught:
         PlusSwap(source_url="face.jpg", target_url="s3://bucket/key.mp4")
     assert caught.value.field == "source_url"
+
+
+def test_cli_batch_with_local_paths_and_s3_urls_into_a_bucket(
+    emulator: EmulatorThread, cli: Cli, moto_url: str, tmp_path: Path
+) -> None:
+    """akool-async batch: a manifest of relative local paths and s3:// URLs, --upload-to,
+    --storage-option and an s3:// --out; every result lands in the bucket."""
+    bucket = f"b-{uuid.uuid4().hex[:12]}"
+    s3 = _s3(moto_url)
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="in/group.jpg", Body=b"a group photo")
+    (tmp_path / "faces").mkdir()
+    (tmp_path / "faces" / "me.jpg").write_bytes(b"my face" * 100)
+    lines = [
+        {"kind": "plus", "source_url": "faces/me.jpg", "target_url": f"s3://{bucket}/in/group.jpg"},
+        {"kind": "plus", "source_url": f"s3://{bucket}/in/group.jpg", "target_url": "faces/me.jpg"},
+    ]
+    manifest = tmp_path / "swaps.jsonl"
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    run = cli(
+        "--json",
+        "batch",
+        str(manifest),
+        "--out",
+        f"s3://{bucket}/results/",
+        "--upload-to",
+        f"s3://{bucket}/uploads",
+        "--storage-option",
+        "key=testing",
+        "--storage-option",
+        "secret=testing",
+        "--storage-option",
+        f"endpoint_url={moto_url}",
+        "--job-timeout",
+        "60",
+    )
+    assert (run.code, run.err) == (0, "")
+    records = [json.loads(line) for line in run.out.splitlines()]
+    stored = s3.list_objects_v2(Bucket=bucket, Prefix="results/")["Contents"]
+    uploads = s3.list_objects_v2(Bucket=bucket, Prefix="uploads/")["Contents"]
+    assert (len(records), len(stored), len(uploads)) == (2, 2, 1)
+    assert {record["status"] for record in records} == {"ok"}
+    assert {record["file"] for record in records} == {
+        f"s3://{bucket}/{item['Key']}" for item in stored
+    }
+    assert (tmp_path / "swaps.report.jsonl").is_file()
+
+
+def test_cli_swap_download_into_a_bucket(
+    emulator: EmulatorThread, cli: Cli, moto_url: str, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """akool-async swap plus --download s3://... stores the verified result in the bucket."""
+    bucket = f"b-{uuid.uuid4().hex[:12]}"
+    s3 = _s3(moto_url)
+    s3.create_bucket(Bucket=bucket)
+    (tmp_path / "me.jpg").write_bytes(b"my face" * 100)
+    monkeypatch.chdir(tmp_path)
+    run = cli(
+        "swap",
+        "plus",
+        "--source-url",
+        "me.jpg",
+        "--target-url",
+        "me.jpg",
+        "--upload-to",
+        f"s3://{bucket}/uploads/",
+        "--storage-option",
+        f"endpoint_url={moto_url}",
+        "--storage-option",
+        "key=testing",
+        "--storage-option",
+        "secret=testing",
+        "--download",
+        f"s3://{bucket}/out/",
+        "--poll-interval",
+        "0.2",
+    )
+    assert run.code == 0, run.err
+    [stored] = s3.list_objects_v2(Bucket=bucket, Prefix="out/")["Contents"]
+    body = s3.get_object(Bucket=bucket, Key=stored["Key"])["Body"].read()
+    assert f"(sha256 {hashlib.sha256(body).hexdigest()})" in run.out
