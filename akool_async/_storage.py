@@ -91,6 +91,8 @@ PRESIGN_MARGIN: Final = 3600.0
 MAX_PRESIGN: Final = 7 * 86_400.0
 
 _HASH_CHUNK: Final = 1024 * 1024
+#: Pages of 1,000 keys listed (once per run) under ``upload_to``; beyond that, HEAD per object.
+_LIST_PAGES: Final = 10
 _PIP_HINT: Final = "install the storage extra: pip install 'akool-async[storage]'"
 
 _MEDIA_TABLE: Final = """CREATE TABLE IF NOT EXISTS media (
@@ -282,6 +284,11 @@ class MediaResolver:
         self._hashes: dict[tuple[str, int, int], str] = {}
         self._hash_locks: dict[str, anyio.Lock] = {}
         self._journal_ready: set[int] = set()
+        #: Sizes of the objects under ``upload_to`` when this run first looked (None: not
+        #: listed, or too many to list); a listed prefix saves a HEAD per distinct file.
+        self._listing: dict[str, int] | None = None
+        self._listing_lock = anyio.Lock()
+        self._listed = False
         if self.upload_to is not None:
             _fsspec()  # the ImportError at construction, not in the middle of a batch
 
@@ -409,7 +416,13 @@ class MediaResolver:
                     return entry.url
             fs, path = _filesystem(target, self.storage_options)
             if not entry.present:
-                await self._ensure(fs, path, field, target, size, local)
+                listing = await self._listed_sizes(fs) if local is not None else None
+                if listing is not None and target in listing and listing[target] == size:
+                    self.statistics.already_stored += 1
+                elif listing is not None and target not in listing:
+                    await self._put(fs, path, field, target, size, local)
+                else:
+                    await self._ensure(fs, path, field, target, size, local)
                 entry.present = True
             lifetime = min(need + PRESIGN_MARGIN, MAX_PRESIGN)
             try:
@@ -439,6 +452,11 @@ class MediaResolver:
 
         def info() -> dict[str, Any] | None:
             try:
+                if hasattr(fs, "call_s3") and hasattr(fs, "split_path"):
+                    # s3fs: one HEAD (its info() of a missing key also lists a "directory")
+                    bucket, key, _ = fs.split_path(path)
+                    head = fs.call_s3("head_object", Bucket=bucket, Key=key)
+                    return {"size": head.get("ContentLength")}
                 return dict(fs.info(path))
             except FileNotFoundError:
                 return None
@@ -457,6 +475,49 @@ class MediaResolver:
         if found is not None and (size is None or found.get("size") == size):
             self.statistics.already_stored += 1
             return
+        await self._put(fs, path, field, target, size, local)
+
+    async def _listed_sizes(self, fs: Any) -> dict[str, int] | None:
+        """The objects under ``upload_to`` (one listing per run, up to ``_LIST_LIMIT`` keys)."""
+        async with self._listing_lock:
+            if self._listed:
+                return self._listing
+            self._listed = True
+            if not (hasattr(fs, "call_s3") and hasattr(fs, "split_path")):
+                return None  # other stores: a HEAD per object
+            assert self.upload_to is not None
+            bucket, prefix, _ = fs.split_path(self.upload_to)
+            scheme = self.upload_to.split("://", 1)[0]
+
+            def work() -> dict[str, int] | None:
+                found: dict[str, int] = {}
+                token: str | None = None
+                for _ in range(_LIST_PAGES):
+                    extra = {"ContinuationToken": token} if token else {}
+                    page = fs.call_s3(
+                        "list_objects_v2",
+                        Bucket=bucket,
+                        Prefix=prefix.rstrip("/") + "/",
+                        MaxKeys=1000,
+                        **extra,
+                    )
+                    for item in page.get("Contents", ()):
+                        found[f"{scheme}://{bucket}/{item['Key']}"] = int(item["Size"])
+                    token = page.get("NextContinuationToken")
+                    if not page.get("IsTruncated") or not token:
+                        return found
+                return None  # too many objects: check each one instead
+
+            try:
+                self._listing = await anyio.to_thread.run_sync(work)
+            except Exception:
+                self._listing = None  # no list permission (or a failure): HEAD each object
+            return self._listing
+
+    async def _put(
+        self, fs: Any, path: str, field: str, target: str, size: int | None, local: Path | None
+    ) -> None:
+        assert local is not None
         try:
             await anyio.to_thread.run_sync(lambda: fs.put_file(str(local), path))
         except OSError as exc:
