@@ -72,6 +72,7 @@ from ._orchestrator import Batch
 from ._poll_config import PollConfig
 from ._poller import PollerStatistics
 from ._receiver import WebhookReceiver, WebhookReceiverStatistics
+from ._report import write_report_html
 from ._retry import RetryPolicy
 from ._storage import SavedFile, StorageError
 from ._sync import BlockingBatch, Client
@@ -149,4 +150,5 @@ __all__ = [
     "bbox_from_region",
     "error_for_code",
     "map_faces",
+    "write_report_html",
 ]

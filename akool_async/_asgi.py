@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any, Final, Self
 
+from akool_async._ambiguity import REFERENCE_PARAM
 from akool_async._errors import ValidationError
 from akool_async._receiver import DEFAULT_PATH, WebhookReceiver, _Answer
 
@@ -77,6 +79,14 @@ def _content_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
                 return int(value)
             return None
     return None
+
+
+def _reference(query_string: object) -> str | None:
+    # The submit's reference rides in the webhook URL's query (see _ambiguity).
+    if not isinstance(query_string, bytes | bytearray):
+        return None
+    values = urllib.parse.parse_qs(bytes(query_string).decode("latin-1")).get(REFERENCE_PARAM)
+    return values[-1] if values else None
 
 
 def _render(answer: _Answer) -> bytes:
@@ -134,6 +144,7 @@ class WebhookASGIApp:
                 _content_length(scope.get("headers") or ()),
                 _BodyChunks(receive),
                 str(client[0]) if client else None,
+                reference=_reference(scope.get("query_string", b"")),
             )
         except _Disconnected:
             return
@@ -192,6 +203,7 @@ class WebhookASGIApp:
                     _content_length(request.headers.raw),
                     chunks,
                     request.client.host if request.client else None,
+                    reference=_reference(request.scope.get("query_string", b"")),
                 )
             except ClientDisconnect:
                 # Nobody is left to read it; a status is still needed to return something.

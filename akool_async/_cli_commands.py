@@ -314,12 +314,19 @@ async def _cmd_demo(ctx: Context) -> int:
     return await cmd_demo(ctx)
 
 
+async def _cmd_report(ctx: Context) -> int:
+    from ._cli_report import cmd_report
+
+    return await cmd_report(ctx)
+
+
 HANDLERS: Final[dict[str, Callable[[Context], Awaitable[int]]]] = {
     "batch": _cmd_batch,
     "credit": _cmd_credit,
     "delete": _cmd_delete,
     "demo": _cmd_demo,
     "detect": _cmd_detect,
+    "report": _cmd_report,
     "status": _cmd_status,
     "swap": _cmd_swap,
     "wait": _cmd_wait,

@@ -337,6 +337,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds a job may take (default: 10800)",
     )
+    batch.add_argument(
+        "--download-timeout",
+        type=_seconds,
+        default=3600.0,
+        metavar="S",
+        help="seconds one result's download may take, retries included (default: 3600)",
+    )
+    batch.add_argument(
+        "--deadline",
+        type=_seconds,
+        default=None,
+        metavar="S",
+        help="seconds for the whole batch: then nothing more is submitted, and what is "
+        "still running is reported (and resumed by the next run)",
+    )
     _poll_option(batch)
     batch.add_argument(
         "--format", choices=("jsonl", "csv"), help="manifest format (default: from the name)"
@@ -348,6 +363,36 @@ def build_parser() -> argparse.ArgumentParser:
         "(may pay twice)",
     )
     batch.set_defaults(handler="batch")
+
+    report = add(
+        "report",
+        "(re)build the HTML gallery of a batch: DIR/report.html",
+        description="Build DIR/report.html from what a batch left in DIR (its journal, "
+        "report.jsonl and the downloaded files); works at any time, also while the batch "
+        "runs. One self-contained page: open it in a browser, offline, or share the folder.",
+    )
+    report.add_argument("dir", type=Path, metavar="DIR", help="the batch's --out directory")
+    report.add_argument(
+        "--journal", type=Path, metavar="FILE", help="the batch journal (default: the batch's)"
+    )
+    report.add_argument(
+        "--output", type=Path, metavar="FILE", help="the page (default: DIR/report.html)"
+    )
+    report.add_argument(
+        "--inputs",
+        choices=("link", "fetch", "none"),
+        default="link",
+        help="source and target pictures: loaded from their URLs (link, the default), "
+        "downloaded into DIR/report-files now (fetch: the page needs nothing outside DIR), "
+        "or only named (none)",
+    )
+    report.add_argument(
+        "--no-thumbnails",
+        dest="thumbnails",
+        action="store_false",
+        help="show the full images (default: thumbnails, with Pillow installed)",
+    )
+    report.set_defaults(handler="report")
 
     swap = add("swap", "submit one swap", description="Submit one face swap.")
     swap_kinds = swap.add_subparsers(dest="kind", metavar="KIND", required=True)

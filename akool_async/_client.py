@@ -75,7 +75,7 @@ from ._errors import (
     TransportError,
     ValidationError,
 )
-from ._events import submit_events
+from ._events import submit_events, submit_sending
 from ._frames import AnalyzeFrames
 from ._models import (
     CreditQuery,
@@ -820,6 +820,8 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
         session = self._session()
         base = shared.base_url if wire.host is Host.API else shared.detector_base_url
         url = base + wire.path
+        if endpoint.creates_job and (sending := submit_sending.get()) is not None:
+            sending()  # a batch's submit: from here on it may reach the server
         shared.stats.requests[endpoint.name] += 1
         started = time.monotonic()
         try:

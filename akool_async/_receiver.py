@@ -45,6 +45,7 @@ import anyio
 import attrs
 from aiohttp import web
 
+from akool_async._ambiguity import REFERENCE_PARAM
 from akool_async._errors import ClientStateError, ValidationError, WebhookVerificationError
 from akool_async._models import SwapStatus
 from akool_async._webhooks import WebhookEvent, WebhookVerifier
@@ -253,7 +254,11 @@ class WebhookReceiver:
     async def handler(self, request: web.Request) -> web.StreamResponse:
         """The aiohttp request handler: mount it on a POST route of your application."""
         answer = await self._answer(
-            request.method, request.content_length, request.content.iter_any(), request.remote
+            request.method,
+            request.content_length,
+            request.content.iter_any(),
+            request.remote,
+            reference=request.query.get(REFERENCE_PARAM),
         )
         return web.json_response(dict(answer.body), status=answer.status, headers=answer.headers)
 
@@ -278,6 +283,8 @@ class WebhookReceiver:
         content_length: int | None,
         chunks: AsyncIterable[bytes],
         remote: str | None,
+        *,
+        reference: str | None = None,
     ) -> _Answer:
         """Answer one request, whatever the HTTP framework: each adapter only translates.
 
@@ -286,6 +293,8 @@ class WebhookReceiver:
             content_length: The declared body length, if any.
             chunks: The raw body, as the framework reads it (never parsed before verifying).
             remote: The peer's address, for the log.
+            reference: The request reference from the URL's query (``akool_ref``), if any:
+                it binds an ambiguous submit to the job calling back.
         """
         if method != "POST":
             return _Answer(405, {"error": "method not allowed"}, {"Allow": "POST"})
@@ -298,6 +307,8 @@ class WebhookReceiver:
         except WebhookVerificationError as exc:
             self._rejections.add(exc.reason, remote, str(exc))
             return _Answer(400, {"error": "verification failed"})
+        if reference:
+            event = attrs.evolve(event, reference=reference)
         status = await self._dispatch(event)
         if status == 200:
             return _Answer(200, {})

@@ -20,6 +20,7 @@ import attrs
 from . import _errors
 from ._endpoints import FACESWAP_IMAGE, FACESWAP_PLUS, FACESWAP_PRO, FACESWAP_VIDEO, Endpoint
 from ._errors import (
+    AccountBannedError,
     AkoolError,
     AmbiguousSubmitError,
     APIError,
@@ -173,6 +174,7 @@ def never_acted(error: AkoolError) -> bool:
         | RateLimitError
         | InsufficientCreditError
         | AuthenticationError
+        | AccountBannedError
         | ClientStateError
         | JournalError
         | BatchDeadlineError,

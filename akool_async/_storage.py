@@ -617,9 +617,16 @@ async def store_result(
 
 
 async def check_stored(
-    location: str, sha256: str | None, storage_options: Mapping[str, Any]
+    location: str,
+    sha256: str | None,
+    storage_options: Mapping[str, Any],
+    *,
+    size: int | None = None,
 ) -> bool:
-    """Whether the object at ``location`` exists and its content has the recorded SHA-256."""
+    """Whether the object at ``location`` exists with the recorded size and SHA-256.
+
+    The size is checked first (one HEAD); then the object is read back and hashed.
+    """
     if not sha256:
         return False
     fs, path = _filesystem(location, storage_options)
@@ -627,6 +634,8 @@ async def check_stored(
     def work() -> bool:
         digest = hashlib.sha256()
         try:
+            if size is not None and fs.size(path) != size:
+                return False
             with fs.open(path, "rb", block_size=8 * _HASH_CHUNK) as handle:
                 while chunk := handle.read(_HASH_CHUNK):
                     digest.update(chunk)
@@ -661,13 +670,23 @@ async def save_anywhere(
     deadline: float = math.inf,
     retry: RetryPolicy = DOWNLOAD_RETRY,
     on_retry: Callable[[int, float, DownloadError], None] | None = None,
+    **checks: Any,
 ) -> SavedFile:
-    """``save_result`` into a local directory (which must exist) or an object-store prefix."""
+    """``save_result`` into a local directory (which must exist) or an object-store prefix.
+
+    ``checks`` go to ``save_result`` as they are (``total_timeout``, ``min_rate``).
+    """
     session = client._session()
     if isinstance(dest, str) and is_remote_dir(dest):
         location, sha, size = await store_result(
             lambda directory: save_result(
-                session, result, directory, deadline=deadline, retry=retry, on_retry=on_retry
+                session,
+                result,
+                directory,
+                deadline=deadline,
+                retry=retry,
+                on_retry=on_retry,
+                **checks,
             ),
             result_name(result),
             dest,
@@ -675,7 +694,7 @@ async def save_anywhere(
         )
         return SavedFile(location=location, path=None, sha256=sha, size=size)
     done = await save_result(
-        session, result, Path(dest), deadline=deadline, retry=retry, on_retry=on_retry
+        session, result, Path(dest), deadline=deadline, retry=retry, on_retry=on_retry, **checks
     )
     return SavedFile(location=str(done.path), path=done.path, sha256=done.sha256, size=done.size)
 

@@ -80,6 +80,8 @@ class WebhookEvent:
         nonce: The body's ``nonce`` in the decimal string form that was signed.
         signature: The body's signature, lowercase hex (public; useful to correlate logs).
         extra: Any other payload fields (unconfirmed by the docs), read-only.
+        reference: The ``akool_ref`` query value of the URL the callback was posted to
+            (set by ``WebhookReceiver``; a batch's per-submit reference), else None.
     """
 
     id: str
@@ -92,6 +94,7 @@ class WebhookEvent:
     extra: Mapping[str, Any] = attrs.field(
         factory=dict, converter=_frozen_mapping, hash=False, repr=False
     )
+    reference: str | None = None
 
     @property
     def is_terminal(self) -> bool:

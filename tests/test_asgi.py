@@ -220,8 +220,23 @@ async def test_callbacks_finish_a_swap_many_batch(
 
     assert rows(outcomes) == truth(emu, n)
     assert Counter((a.outcome, a.http_status) for a in attempts) == {("delivered", 200): n}
-    assert {job.webhook_url for job in emu.jobs.values()} == {url}
+    hooks = [(job.webhook_url or "").partition("?akool_ref=") for job in emu.jobs.values()]
+    assert {(base, sep) for base, sep, _ in hooks} == {(url, "?akool_ref=")}
+    assert len({ref for _, _, ref in hooks}) == n  # one reference per submit
     assert emu.stats.requests["list_results"] == 0
+
+
+async def test_the_webhook_reference_reaches_the_event(
+    emu: Emulator, receiver: WebhookReceiver, url: str
+) -> None:
+    """The submit reference in the webhook URL's query is on the event, whatever the mounting."""
+    recorder = Recorder()
+    receiver.subscribe(recorder)
+    first = await emu.send_webhook(f"{url}?tenant=7&akool_ref=4f2a9c", payload())
+    plain = await emu.send_webhook(url, payload("6593c94c0ef703e8c055e3ca"))
+
+    assert (first.http_status, plain.http_status) == (200, 200)
+    assert [e.reference for e in recorder.calls] == ["4f2a9c", None]
 
 
 async def test_answers_match_the_aiohttp_receiver(

@@ -70,6 +70,8 @@ def batches(client: Client, requests: list[PlusSwap]) -> None:
             assert_type(outcome.request, PlusSwap)
     assert_type(batch.statistics(), BatchStatistics)
     client.swap_many(requests, concurrency="many")  # type: ignore[arg-type]
+    client.swap_many(requests, cancel_grace=2.0, download_timeout=None, ambiguous_wait=None)
+    assert_type(batch.statistics().resolved, int)
 
 
 def webhooks_and_statistics(client: Client) -> None:
