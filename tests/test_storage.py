@@ -484,3 +484,49 @@ def test_cli_swap_download_into_a_bucket(
     [stored] = s3.list_objects_v2(Bucket=bucket, Prefix="out/")["Contents"]
     body = s3.get_object(Bucket=bucket, Key=stored["Key"])["Body"].read()
     assert f"(sha256 {hashlib.sha256(body).hexdigest()})" in run.out
+
+
+async def test_resume_checks_stored_results_instead_of_trusting_them(
+    emu: Emulator, store: StoreProxy, bucket: str, moto_url: str, tmp_path: Path
+) -> None:
+    """A result object changed or deleted in the bucket is downloaded and stored again on
+    resume; intact ones are only read back."""
+    face = _files(tmp_path, 1, "face")[0]
+    requests = [
+        PlusSwap(source_url=face, target_url=f"{face.as_uri()}", model_style=style)
+        for style in ("realistic", "beautify", "lossless")
+    ]
+    journal, out = tmp_path / "j.db", f"s3://{bucket}/results/"
+    async with (
+        _client(emu, store, bucket) as client,
+        client.swap_many(requests, journal=journal, download_dir=out) as batch,
+    ):
+        first = [o async for o in batch]
+    s3 = _s3(moto_url)
+    keys = sorted((o.location or "").removeprefix(f"s3://{bucket}/") for o in first)
+    s3.put_object(Bucket=bucket, Key=keys[0], Body=b"tampered")
+    s3.delete_object(Bucket=bucket, Key=keys[1])
+    store.requests.clear()
+    async with (
+        _client(emu, store, bucket) as client,
+        client.swap_many(requests, journal=journal, download_dir=out) as batch,
+    ):
+        second = [o async for o in batch]
+    assert [o.error for o in second] == [None] * 3
+    assert store.puts(f"/{bucket}/results/") == 2
+    for outcome in second:
+        key = (outcome.location or "").removeprefix(f"s3://{bucket}/")
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        assert hashlib.sha256(body).hexdigest() == outcome.sha256
+
+
+async def test_a_missing_object_input_is_a_validation_error(
+    emu: Emulator, store: StoreProxy, bucket: str
+) -> None:
+    """An s3:// input that does not exist is refused naming the field; nothing is sent."""
+    async with _client(emu, store, bucket) as client:
+        with pytest.raises(ValidationError) as caught:
+            await client.faceswap_plus(
+                PlusSwap(source_url=f"s3://{bucket}/none.jpg", target_url=f"s3://{bucket}/x.jpg")
+            )
+    assert (caught.value.field, emu.stats.requests["faceswap_plus"]) == ("source_url", 0)
