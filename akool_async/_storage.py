@@ -50,6 +50,7 @@ import attrs
 from ._download import DOWNLOAD_RETRY, Downloaded, file_name, save_result
 from ._errors import AkoolError, ValidationError
 from ._events import DownloadError
+from ._frames import AnalyzeFrames
 from ._models import (
     OBJECT_SCHEMES,
     DetectFaces,
@@ -109,7 +110,7 @@ _MEDIA_TABLE: Final = """CREATE TABLE IF NOT EXISTS media (
 
 #: Request types with media fields (``_call`` resolves their local and object-store media).
 MEDIA_TYPES: Final[frozenset[type]] = frozenset(
-    {PlusSwap, ProSwap, ImageSwap, VideoSwap, DetectFaces, LegacyDetect}
+    {PlusSwap, ProSwap, ImageSwap, VideoSwap, DetectFaces, LegacyDetect, AnalyzeFrames}
 )
 
 
@@ -179,6 +180,10 @@ def _walk(obj: object, prefix: str) -> Iterator[tuple[str, str]]:
         if is_media:
             if isinstance(value, str):
                 yield prefix + name, value
+            elif isinstance(value, tuple):  # e.g. AnalyzeFrames.frame_urls
+                for index, item in enumerate(value):
+                    if isinstance(item, str):
+                        yield f"{prefix}{name}[{index}]", item
         elif attrs.has(type(value)):
             yield from _walk(value, f"{prefix}{name}.")
         elif isinstance(value, tuple):
@@ -202,6 +207,8 @@ def _replace(obj: T, urls: Mapping[str, str]) -> T:
         if is_media:
             if isinstance(value, str) and value in urls:
                 changes[name] = urls[value]
+            elif isinstance(value, tuple) and any(item in urls for item in value):
+                changes[name] = tuple(urls.get(item, item) for item in value)
         elif attrs.has(type(value)):
             new = _replace(value, urls)
             if new is not value:

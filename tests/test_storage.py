@@ -25,6 +25,7 @@ import pytest
 from aiohttp import web
 
 from akool_async import (
+    AnalyzeFrames,
     AsyncClient,
     BatchEvent,
     Client,
@@ -530,3 +531,15 @@ async def test_a_missing_object_input_is_a_validation_error(
                 PlusSwap(source_url=f"s3://{bucket}/none.jpg", target_url=f"s3://{bucket}/x.jpg")
             )
     assert (caught.value.field, emu.stats.requests["faceswap_plus"]) == ("source_url", 0)
+
+
+async def test_analyze_frames_takes_local_frames(
+    emu: Emulator, store: StoreProxy, bucket: str, tmp_path: Path
+) -> None:
+    """AnalyzeFrames.frame_urls take local files too: each is uploaded once and presigned."""
+    frames = _files(tmp_path, 2, "frame")
+    async with _client(emu, store, bucket) as client:
+        analysis = await client.analyze_frames(AnalyzeFrames(frame_urls=[*frames, frames[0]]))
+        stats = client._media().statistics
+    assert (analysis.frame_count, stats.uploads) == (3, 2)
+    assert store.puts(f"/{bucket}/uploads/") == 2
