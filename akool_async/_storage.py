@@ -88,6 +88,8 @@ T = TypeVar("T")
 DEFAULT_LIFETIME: Final = 24 * 3600.0
 #: Extra seconds a presigned URL is signed for on top of the lifetime it must have.
 PRESIGN_MARGIN: Final = 3600.0
+#: Part size of multipart uploads to S3: a file above twice this is sent in parts.
+PART_SIZE: Final = 8 * 1024 * 1024
 #: The longest a SigV4 presigned URL may live (S3's limit: 7 days).
 MAX_PRESIGN: Final = 7 * 86_400.0
 
@@ -526,7 +528,7 @@ class MediaResolver:
     ) -> None:
         assert local is not None
         try:
-            await anyio.to_thread.run_sync(lambda: fs.put_file(str(local), path))
+            await anyio.to_thread.run_sync(lambda: _put_file(fs, local, path))
         except OSError as exc:
             if isinstance(exc, PermissionError) or not isinstance(exc, FileNotFoundError):
                 reason = _store_failure(exc)
@@ -575,6 +577,15 @@ class MediaResolver:
         )
 
 
+def _put_file(fs: Any, local: Path, path: str) -> None:
+    """``fs.put_file``; on S3 in parts of ``PART_SIZE`` (s3fs would read a file of up to
+    100 MiB whole into memory for one PUT; parts keep the memory per upload bounded)."""
+    if hasattr(fs, "call_s3"):
+        fs.put_file(str(local), path, chunksize=PART_SIZE)
+    else:
+        fs.put_file(str(local), path)
+
+
 def _check_upload_to(value: str) -> str:
     if not isinstance(value, str) or not is_store_url(value) or not urlsplit(value).netloc:
         raise ValidationError(
@@ -611,7 +622,7 @@ async def store_result(
     try:
         done = await fetch(Path(staging))
         try:
-            await anyio.to_thread.run_sync(lambda: fs.put_file(str(done.path), path))
+            await anyio.to_thread.run_sync(lambda: _put_file(fs, done.path, path))
         except Exception as exc:
             reason = _store_failure(exc)
             raise StorageError(
