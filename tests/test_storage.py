@@ -30,6 +30,7 @@ from akool_async import (
     AsyncClient,
     BatchEvent,
     Client,
+    DownloadError,
     JobFailedError,
     PlusSwap,
     PollConfig,
@@ -573,3 +574,27 @@ async def test_large_files_go_up_in_parts(
     assert min(parts[uploaded], parts[f"/{bucket}/results/{result.id}.mp4"]) >= 2
     body = _s3(moto_url).get_object(Bucket=bucket, Key=f"results/{result.id}.mp4")["Body"].read()
     assert (len(body), hashlib.sha256(body).hexdigest()) == (saved.size, saved.sha256)
+
+
+async def test_a_broken_transfer_never_leaves_an_object(
+    emu: Emulator, store: StoreProxy, bucket: str, moto_url: str, tmp_path: Path
+) -> None:
+    """A result transfer cut in the middle aborts its multipart upload: a retry stores the
+    intact file, and when every attempt breaks no object (and no open upload) is left."""
+    size = 2 * PART_SIZE + 1024
+    emu.configure(video_size=size)
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"v" * 1000)
+    s3 = _s3(moto_url)
+    async with _client(emu, store, bucket) as client:
+        job = await client.faceswap_plus(PlusSwap(source_url=video, target_url=video))
+        result = await client.wait(job, timeout=60)
+        emu.faults.inject("result_file", "drop_after", times=1)
+        saved = await client.download(result, f"s3://{bucket}/ok/")
+        emu.faults.inject("result_file", "drop_after", times=4)
+        with pytest.raises(DownloadError):
+            await client.download(result, f"s3://{bucket}/broken/")
+    body = s3.get_object(Bucket=bucket, Key=f"ok/{result.id}.mp4")["Body"].read()
+    assert (len(body), hashlib.sha256(body).hexdigest()) == (size, saved.sha256)
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="broken/")["KeyCount"] == 0
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
