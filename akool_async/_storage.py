@@ -61,7 +61,7 @@ from ._models import (
     SwapResult,
     VideoSwap,
 )
-from ._redact import describe
+from ._redact import describe, register
 from ._retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -286,6 +286,7 @@ class MediaResolver:
     ) -> None:
         self.upload_to = _check_upload_to(upload_to) if upload_to is not None else None
         self.storage_options = dict(storage_options or {})
+        register(*_secret_values(self.storage_options))  # masked in every text we make
         self.statistics = MediaStatistics()
         #: Epoch seconds now (a test advances it with the store's clock).
         self.clock: Callable[[], float] = time.time
@@ -584,6 +585,20 @@ def _put_file(fs: Any, local: Path, path: str) -> None:
         fs.put_file(str(local), path, chunksize=PART_SIZE)
     else:
         fs.put_file(str(local), path)
+
+
+_SECRET_KEYS: Final = ("secret", "token", "password", "account_key", "credential", "sas")
+
+
+def _secret_values(options: Mapping[str, Any]) -> list[str]:
+    """String values of storage options (nested dicts too) whose key names a secret."""
+    found: list[str] = []
+    for key, value in options.items():
+        if isinstance(value, Mapping):
+            found += _secret_values(value)
+        elif isinstance(value, str) and any(word in str(key).lower() for word in _SECRET_KEYS):
+            found.append(value)
+    return found
 
 
 def _check_upload_to(value: str) -> str:

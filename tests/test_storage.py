@@ -598,3 +598,28 @@ async def test_a_broken_transfer_never_leaves_an_object(
     assert (len(body), hashlib.sha256(body).hexdigest()) == (size, saved.sha256)
     assert s3.list_objects_v2(Bucket=bucket, Prefix="broken/")["KeyCount"] == 0
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_storage_secrets_are_masked(tmp_path: Path) -> None:
+    """Secret storage options (secret, token, nested ones) are masked in every text the SDK
+    makes, as API keys are."""
+    from akool_async._redact import redact
+
+    secret, token = "s3-secret-" + uuid.uuid4().hex, "s3-token-" + uuid.uuid4().hex
+    client = AsyncClient(
+        api_key="k" * 32,
+        upload_to="s3://bucket/uploads/",
+        storage_options={"key": "id", "secret": secret, "client_kwargs": {"session_token": token}},
+    )
+    text = redact(f"failed with {secret} and {token}")
+    assert (secret in text, token in text) == (False, False)
+    del client
+
+
+def test_emulator_process_takes_fetch_inputs() -> None:
+    """The emulator's command line turns fetch_inputs on with --fetch-inputs (off by default)."""
+    from akool_async.testing._main import build_parser, config_from_args
+
+    default = config_from_args(build_parser().parse_args([]))
+    fetching = config_from_args(build_parser().parse_args(["--fetch-inputs"]))
+    assert (default.fetch_inputs, fetching.fetch_inputs) == (False, True)
