@@ -294,6 +294,7 @@ class MediaResolver:
         self._hashes: dict[tuple[str, int, int], str] = {}
         self._hash_locks: dict[str, anyio.Lock] = {}
         self._journal_ready: set[int] = set()
+        self._written: dict[tuple[int, str], str] = {}  # (journal, ref) -> URL recorded
         #: Sizes of the objects under ``upload_to`` when this run first looked (None: not
         #: listed, or too many to list); a listed prefix saves a HEAD per distinct file.
         self._listing: dict[str, int] | None = None
@@ -355,11 +356,13 @@ class MediaResolver:
             raise ValidationError(f"cannot read {str(path)!r}: {exc}", field=field) from None
         if not stat_module.S_ISREG(stat.st_mode):
             raise ValidationError(f"is not a regular file: {str(path)!r}", field=field)
-        row = await self._recorded(journal, ref)
         memo = (str(path), stat.st_size, stat.st_mtime_ns)
         sha = self._hashes.get(memo)
-        if sha is None and row is not None and (row[0], row[1]) == (stat.st_size, stat.st_mtime_ns):
-            sha = row[2]  # unchanged since the journal hashed it
+        row = None
+        if sha is None:  # first time in this run: what does the journal know of it?
+            row = await self._recorded(journal, ref)
+            if row is not None and (row[0], row[1]) == (stat.st_size, stat.st_mtime_ns):
+                sha = row[2]  # unchanged since the journal hashed it
         if sha is None:
             lock = self._hash_locks.setdefault(memo[0], anyio.Lock())
             async with lock:
@@ -367,6 +370,7 @@ class MediaResolver:
                 if sha is None:
                     sha = await self._hash(field, path)
                     self._hashes[memo] = sha
+            self._hash_locks.pop(memo[0], None)
         self._hashes[memo] = sha
         suffix = PurePosixPath(path.name).suffix.lower()
         target = f"{self.upload_to}{sha}{suffix if len(suffix) <= 9 else ''}"
@@ -570,12 +574,16 @@ class MediaResolver:
         mtime_ns: int | None,
         sha: str | None,
     ) -> None:
+        written = (id(journal), ref)
+        if self._written.get(written) == entry.url:
+            return  # already recorded in this run
         values = (ref, size, mtime_ns, sha, target, entry.url, entry.expires_at, time.time())
         await journal._run(
             lambda conn: conn.execute(
                 "INSERT OR REPLACE INTO media VALUES (?, ?, ?, ?, ?, ?, ?, ?)", values
             )
         )
+        self._written[written] = values[5]
 
 
 def _put_file(fs: Any, local: Path, path: str) -> None:
