@@ -38,6 +38,7 @@ import math
 import os
 import stat as stat_module
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -293,8 +294,10 @@ class MediaResolver:
         self._entries: dict[str, _Entry] = {}
         self._hashes: dict[tuple[str, int, int], str] = {}
         self._hash_locks: dict[str, anyio.Lock] = {}
-        self._journal_ready: set[int] = set()
-        self._written: dict[tuple[int, str], str] = {}  # (journal, ref) -> URL recorded
+        #: Per journal (a batch's, held weakly): the URL recorded per input in this run.
+        self._written: weakref.WeakKeyDictionary[Journal, dict[str, str]] = (
+            weakref.WeakKeyDictionary()
+        )
         #: Sizes of the objects under ``upload_to`` when this run first looked (None: not
         #: listed, or too many to list); a listed prefix saves a HEAD per distinct file.
         self._listing: dict[str, int] | None = None
@@ -321,9 +324,9 @@ class MediaResolver:
         if not refs:
             return request
         need = min(DEFAULT_LIFETIME if lifetime is None else lifetime, MAX_PRESIGN - PRESIGN_MARGIN)
-        if journal is not None and id(journal) not in self._journal_ready:
+        if journal is not None and journal not in self._written:
             await journal._run(lambda conn: conn.execute(_MEDIA_TABLE))
-            self._journal_ready.add(id(journal))
+            self._written[journal] = {}
         urls: dict[str, str] = {}
         for field, ref in refs:
             if ref not in urls:
@@ -574,8 +577,8 @@ class MediaResolver:
         mtime_ns: int | None,
         sha: str | None,
     ) -> None:
-        written = (id(journal), ref)
-        if self._written.get(written) == entry.url:
+        written = self._written.setdefault(journal, {})
+        if written.get(ref) == entry.url:
             return  # already recorded in this run
         values = (ref, size, mtime_ns, sha, target, entry.url, entry.expires_at, time.time())
         await journal._run(
@@ -583,7 +586,7 @@ class MediaResolver:
                 "INSERT OR REPLACE INTO media VALUES (?, ?, ?, ?, ?, ?, ?, ?)", values
             )
         )
-        self._written[written] = values[5]
+        written[ref] = values[5]
 
 
 def _put_file(fs: Any, local: Path, path: str) -> None:

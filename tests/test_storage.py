@@ -13,6 +13,7 @@ import calendar
 import hashlib
 import json
 import os
+import sqlite3
 import time
 import uuid
 from collections import Counter
@@ -623,3 +624,24 @@ def test_emulator_process_takes_fetch_inputs() -> None:
     default = config_from_args(build_parser().parse_args([]))
     fetching = config_from_args(build_parser().parse_args(["--fetch-inputs"]))
     assert (default.fetch_inputs, fetching.fetch_inputs) == (False, True)
+
+
+async def test_each_journal_of_a_client_records_its_own_inputs(
+    emu: Emulator, store: StoreProxy, bucket: str, tmp_path: Path
+) -> None:
+    """Two batches of one client with two journals: each journal records the inputs it used
+    (one upload in all)."""
+    face = _files(tmp_path, 1, "face")[0]
+    async with _client(emu, store, bucket) as client:
+        for name in ("a.db", "b.db"):
+            requests = [PlusSwap(source_url=face, target_url=face, model_style="beautify")]
+            async with client.swap_many(requests, journal=tmp_path / name) as batch:
+                assert [o.error async for o in batch] == [None]
+    rows = []
+    for name in ("a.db", "b.db"):
+        with sqlite3.connect(tmp_path / name) as conn:
+            rows.append(conn.execute("SELECT ref, object FROM media").fetchall())
+        conn.close()
+    assert rows[0] == rows[1]
+    assert [ref for ref, _ in rows[0]] == [face.as_uri()]
+    assert store.puts(f"/{bucket}/uploads/") == 1
