@@ -73,8 +73,9 @@ from ._poll_config import PollConfig
 from ._poller import PollerStatistics
 from ._receiver import WebhookReceiver, WebhookReceiverStatistics
 from ._report import write_report_html
+from ._result_store import SavedFile
 from ._retry import RetryPolicy
-from ._storage import SavedFile, StorageError
+from ._storage import StorageError
 from ._sync import BlockingBatch, Client
 from ._webhooks import WebhookEvent, WebhookVerifier
 

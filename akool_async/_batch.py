@@ -119,15 +119,9 @@ from ._records import (
     result_json,
     submit_endpoint,
 )
+from ._result_store import check_stored, save_anywhere
 from ._retry import RetryPolicy
-from ._storage import (
-    MEDIA_TYPES,
-    StorageError,
-    check_stored,
-    is_store_url,
-    media_refs,
-    save_anywhere,
-)
+from ._storage import MEDIA_TYPES, StorageError, is_store_url, media_refs
 
 if TYPE_CHECKING:
     from ._client import AsyncClient

@@ -93,8 +93,9 @@ from ._models import (
 )
 from ._orchestrator import _OrchestratorMixin
 from ._redact import describe, register, safe_cause, scrub_error
+from ._result_store import SavedFile, download_one
 from ._retry import RetryPolicy
-from ._storage import MEDIA_TYPES, MediaResolver, SavedFile, download_one, media_refs
+from ._storage import MEDIA_TYPES, MediaResolver, media_refs
 from ._wire import BODY_LIMIT, WireRequest, build_request, decode
 
 __all__ = [
