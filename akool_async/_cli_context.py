@@ -121,6 +121,7 @@ class Context:
         client = AsyncClient(
             api_key=self.args.api_key,
             base_url=self.args.base_url,
+            rate_limit=getattr(self.args, "rate_limit", None),
             upload_to=getattr(self.args, "upload_to", None),
             storage_options=dict(options) if options else None,
         )

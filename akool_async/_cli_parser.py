@@ -90,6 +90,16 @@ def _storage_option(text: str) -> tuple[str, Any]:
     return key.strip(), parsed
 
 
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected requests per second, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number per second, got {text}")
+    return value
+
+
 def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     """The options every command takes; on subcommands they default to "not given"."""
 
@@ -125,6 +135,14 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         default=default(None),
         help="an fsspec option of the object stores (endpoint_url=..., anon=false; JSON "
         "values are decoded); repeatable. Prefer the environment for credentials",
+    )
+    group.add_argument(
+        "--rate-limit",
+        type=_rate,
+        metavar="R",
+        default=default(None),
+        help="the account's request limit in requests per second, if known: every request is "
+        "paced to it, so AKOOL never answers 1005 (default: discovered from its 1005s)",
     )
     group.add_argument(
         "--json",
