@@ -699,9 +699,11 @@ class BatchRun(Generic[R]):
     async def _submit(self, item: _Item[R]) -> SwapJob | Outcome[R]:
         endpoint = SUBMIT_ENDPOINTS[type(item.request)]
         request: R = item.request
-        if type(request) in MEDIA_TYPES and media_refs(request):
+        if type(request) in MEDIA_TYPES and self._stop_error() is None and media_refs(request):
             # Local files and object-store URLs become presigned URLs before anything is sent
             # (the journal remembers them); a missing file or a refusing store is an outcome.
+            # (Not when the batch stopped admitting: nothing is uploaded for a request that
+            # will not be sent.)
             try:
                 request = await self._client._media().resolve(
                     request, lifetime=self._options.job_timeout, journal=self._journal
