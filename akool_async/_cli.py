@@ -17,11 +17,12 @@ Commands::
 Global options (before or after the command): ``--api-key`` (else ``AKOOL_API_KEY``, or
 ``AKOOL_CLIENT_ID`` + ``AKOOL_CLIENT_SECRET``), ``--base-url`` (else ``AKOOL_BASE_URL``),
 ``--json`` (machine-readable stdout: one JSON document, or JSON Lines for ``batch``),
-``-v`` / ``-vv`` (logs on stderr).
+``-v`` / ``-vv`` (logs on stderr), ``-q`` (no progress or commentary on stderr).
 
 Exit codes: 0 success; 1 an API, network or job failure (``batch``: any swap that did not
 succeed); 2 a usage or validation error (nothing was sent); 130 interrupted (Ctrl-C; 143 on
-SIGTERM). Errors are single ``error: ...`` lines on stderr; secrets are never printed.
+SIGTERM); 141, silently, when stdout is a pipe that closed (``| head``). Errors are single
+``error: ...`` lines on stderr; secrets are never printed.
 
 The command line is synchronous at the top: each invocation runs one event loop over an
 ``AsyncClient`` and keeps its own logic thin over the SDK. rich (the ``cli`` extra) draws the
@@ -47,6 +48,7 @@ from typing import Final
 
 from ._cli_commands import HANDLERS, cmd_emulator
 from ._cli_context import (
+    EXIT_BROKEN_PIPE,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -162,9 +164,24 @@ def _first_leaf(error: BaseException) -> BaseException:
     return error
 
 
+def _stdout_closed() -> int:
+    """stdout is a pipe whose reader went away (``| head``): stop quietly, as cat and git do.
+
+    Python ignores SIGPIPE, so the write raised instead; point stdout at /dev/null so that the
+    interpreter's final flush does not raise (and print) the same error again.
+    """
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return EXIT_BROKEN_PIPE
+
+
 def _failure(ctx: Context, exc: Exception) -> int:
     """Report a command's exception as ``error:`` lines; return the exit code."""
     error = _first_leaf(exc)
+    if isinstance(error, BrokenPipeError):
+        return _stdout_closed()
     if isinstance(error, CliError):
         return _report(ctx, str(error), error.code)
     if isinstance(error, ValidationError):
@@ -179,6 +196,13 @@ def _failure(ctx: Context, exc: Exception) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (the console script exits with it)."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # --help or --version into a closed pipe
+        return _stdout_closed()
+
+
+def _main(argv: Sequence[str] | None) -> int:
     stdout, stderr = sys.stdout, sys.stderr
     parser = build_parser()
     arguments = list(sys.argv[1:] if argv is None else argv)

@@ -50,8 +50,10 @@ def outcome_record(
 ) -> dict[str, Any]:
     """One report record: what became of one swap, as a JSON-ready dict.
 
-    ``status`` is ``"ok"``, ``"failed"`` (the job ended with status 4) or ``"error"``
-    (anything else: rejected submit, timeout, download failure, ambiguous submit...).
+    ``id`` is the job's record ``_id`` (what ``status``, ``wait`` and ``delete`` take) and
+    ``job_id`` AKOOL's own job id, as in every other command's JSON. ``status`` is ``"ok"``,
+    ``"failed"`` (the job ended with status 4) or ``"error"`` (anything else: rejected submit,
+    timeout, download failure, ambiguous submit...).
     """
     error = outcome.error
     if error is None:
@@ -61,15 +63,18 @@ def outcome_record(
     else:
         status = "error"
     result = outcome.result
-    job_id = outcome.job.id if outcome.job is not None else None
-    if job_id is None and result is not None:
-        job_id = result.id
+    job, record_id, job_id = outcome.job, None, None
+    if job is not None:
+        record_id, job_id = job.id, job.job_id
+    if result is not None:
+        record_id, job_id = record_id or result.id, job_id or result.job_id
     record: dict[str, Any] = {}
     if line is not None:
         record |= {"line": line, "ref": ref}
     record |= {
         "kind": kind,
         "status": status,
+        "id": record_id,
         "job_id": job_id,
         "result_url": result.url
         if result is not None and result.status is SwapStatus.SUCCESS
@@ -150,18 +155,22 @@ async def run_batch(
 
     display: AbstractContextManager[Any] = bar if bar is not None else nullcontext()
     with display:
-        async with batch, anyio.create_task_group() as tg:
+        try:
+            async with batch, anyio.create_task_group() as tg:
+                if bar is not None:
+                    tg.start_soon(tick)
+                async for outcome in batch:
+                    entry = entries[outcome.index]
+                    record = outcome_record(
+                        outcome, line=entry.line, kind=entry.kind, ref=entry.ref
+                    )
+                    records.append(record)
+                    if on_record is not None:
+                        on_record(record)
+                tg.cancel_scope.cancel()
+        finally:  # the final state, also after Ctrl-C (printed once, when the display ends)
             if bar is not None:
-                tg.start_soon(tick)
-            async for outcome in batch:
-                entry = entries[outcome.index]
-                record = outcome_record(outcome, line=entry.line, kind=entry.kind, ref=entry.ref)
-                records.append(record)
-                if on_record is not None:
-                    on_record(record)
-            tg.cancel_scope.cancel()
-        if bar is not None:
-            bar.update(batch.statistics())
+                bar.update(batch.statistics())
     records.sort(key=lambda record: record["line"])
     return BatchRunResult(
         records=records, statistics=batch.statistics(), seconds=time.monotonic() - started
@@ -207,8 +216,9 @@ def _summary(ctx: Context, result: BatchRunResult, report: Path, out_dir: Path) 
     )
     failures = [record for record in result.records if record["status"] != "ok"]
     for record in failures[:_FAILURES_SHOWN]:
+        ref = f" ref {record['ref']!r}" if record.get("ref") else ""
         ctx.say(
-            f"line {record['line']} ({record['kind']}): {record['status']}: "
+            f"line {record['line']}{ref} ({record['kind']}): {record['status']}: "
             f"{record['error_type']}: {record['error_message']}"
         )
     if len(failures) > _FAILURES_SHOWN:
@@ -263,7 +273,7 @@ async def cmd_batch(ctx: Context) -> int:
             concurrency=args.concurrency,
             job_timeout=args.job_timeout,
             resubmit_ambiguous=args.resubmit_ambiguous,
-            progress=not ctx.json,
+            progress=not ctx.json and not ctx.quiet,
             on_record=on_record,
         )
     await anyio.to_thread.run_sync(write_report, report, result.records)

@@ -93,8 +93,10 @@ async def _cmd_swap(ctx: Context) -> int:
             return EXIT_OK
 
         def on_event(event: Any) -> None:
-            if event.kind == "submitted" and not ctx.json:
-                ctx.note(f"submitted job {event.job_id}; waiting for it...")
+            if event.kind == "submitted":
+                ctx.progress(f"submitted job {event.job_id}; waiting for it...")
+            elif event.kind == "status_changed" and event.status is not None:
+                ctx.progress(f"job {event.job_id}: {event.status.name.lower()}")
 
         batch = client.swap_many(
             [request],
@@ -110,11 +112,11 @@ async def _cmd_swap(ctx: Context) -> int:
     if ctx.json:
         ctx.emit(record)
     elif outcome.ok:
-        ctx.say(f"job {record['job_id']} succeeded: {record['result_url']}")
+        ctx.say(f"job {record['id']} succeeded: {record['result_url']}")
         if outcome.path is not None:
             ctx.say(f"saved {outcome.path} (sha256 {outcome.sha256})")
     else:
-        what = f"job {record['job_id']}" if record["job_id"] else "the swap"
+        what = f"job {record['id']}" if record["id"] else "the swap"
         ctx.note(
             f"error: {what} did not succeed: {record['error_type']}: {record['error_message']}"
         )
@@ -137,10 +139,26 @@ async def _cmd_status(ctx: Context) -> int:
     return EXIT_OK if len(results) == len(ids) else EXIT_FAILED
 
 
+def _not_found(job_id: str) -> dict[str, Any]:
+    return {
+        "id": job_id,
+        "status": "not_found",
+        "error_type": "JobNotFoundError",
+        "error_message": f"job {job_id} is unknown to AKOOL (wrong, deleted or expired id)",
+    }
+
+
 async def _cmd_wait(ctx: Context) -> int:
     args = ctx.args
     ids = validate_ids(args.ids)
     records: dict[str, dict[str, Any]] = {}
+
+    def show(job_id: str) -> None:
+        if not ctx.json:
+            done = records[job_id]
+            ok = done["status"] == "success"
+            detail = done.get("url") if ok else done.get("error_message")
+            ctx.say(f"{job_id}  {done['status']}  {detail or ''}".rstrip())
 
     async def one(client: AsyncClient, job_id: str) -> None:
         try:
@@ -161,15 +179,26 @@ async def _cmd_wait(ctx: Context) -> int:
             records[job_id] = record
         else:
             records[job_id] = result_record(result)
-        if not ctx.json:
-            done = records[job_id]
-            ok = done["status"] == "success"
-            detail = done.get("url") if ok else done.get("error_message")
-            ctx.say(f"{job_id}  {done['status']}  {detail or ''}".rstrip())
+        show(job_id)
 
-    async with ctx.connect() as client, anyio.create_task_group() as tg:
+    async with ctx.connect() as client:
+        # One listbyids first: an unknown id fails now instead of after the poller's grace.
+        known = {result.id: result for result in await client.get_results(ids)}
+        waiting = []
         for job_id in ids:
-            tg.start_soon(one, client, job_id)
+            if job_id not in known:
+                records[job_id] = _not_found(job_id)
+                show(job_id)
+            else:
+                waiting.append(job_id)
+        if waiting:
+            states = ", ".join(f"{i} {_status_name(known[i])}" for i in waiting)
+            ctx.progress(
+                f"waiting for {len(waiting)} job{'s' if len(waiting) > 1 else ''}: {states}"
+            )
+        async with anyio.create_task_group() as tg:
+            for job_id in waiting:
+                tg.start_soon(one, client, job_id)
     ordered = [records[i] for i in ids]
     if ctx.json:
         ctx.emit(ordered)
@@ -232,6 +261,17 @@ async def _cmd_detect(ctx: Context) -> int:
     args = ctx.args
     media: str = args.media
     is_url = media.lower().startswith(("http://", "https://"))
+    if not is_url and "://" in media:
+        scheme = media.split("://", 1)[0]
+        raise CliError(
+            f"URL_OR_FILE: only http(s) URLs can be detected, not {scheme}:// ({media!r})",
+            EXIT_USAGE,
+        )
+    if not is_url and not await anyio.Path(media).is_file():
+        raise CliError(
+            f"URL_OR_FILE: no such file: {media!r} (give an http(s) URL or an image file)",
+            EXIT_USAGE,
+        )
     document: dict[str, Any]
     if args.legacy:
         if args.frames is not None or args.face_urls:

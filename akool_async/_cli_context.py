@@ -13,14 +13,17 @@ import anyio
 import attrs
 
 from ._client import AsyncClient
+from ._errors import ValidationError
 from ._poll_config import PollConfig
 
 __all__ = [
+    "EXIT_BROKEN_PIPE",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_TERMINATED",
     "EXIT_USAGE",
+    "NO_CREDENTIALS",
     "PROG",
     "RICH_HINT",
     "CliError",
@@ -35,7 +38,12 @@ EXIT_INTERRUPTED: Final = 130
 EXIT_TERMINATED: Final = 143
 
 PROG: Final = "akool-async"
-RICH_HINT: Final = "pip install 'akool-async[cli]'"
+RICH_HINT: Final = "pip install '.[cli]' in an akool-async checkout, or pip install rich"
+EXIT_BROKEN_PIPE: Final = 141  # 128 + SIGPIPE, what cat and git exit with when `| head` closes
+NO_CREDENTIALS: Final = (
+    "no credentials: pass --api-key KEY, or set AKOOL_API_KEY (or AKOOL_CLIENT_ID and "
+    "AKOOL_CLIENT_SECRET) in the environment"
+)
 
 
 class CliError(Exception):
@@ -75,6 +83,11 @@ class Context:
         """Whether stdout is machine-readable JSON."""
         return bool(self.args.json)
 
+    @property
+    def quiet(self) -> bool:
+        """``-q``: no progress bars or commentary on stderr (errors still show)."""
+        return bool(getattr(self.args, "quiet", False))
+
     def emit(self, document: object) -> None:
         """Write one JSON document (one line) on stdout."""
         self.stdout.write(json.dumps(document, ensure_ascii=False, default=str) + "\n")
@@ -86,9 +99,14 @@ class Context:
         self.stdout.flush()
 
     def note(self, text: str) -> None:
-        """Write a line of commentary on stderr (kept off stdout for scripts)."""
+        """Write a line on stderr (kept off stdout for scripts); errors go through here."""
         self.stderr.write(self.redact(text) + "\n")
         self.stderr.flush()
+
+    def progress(self, text: str) -> None:
+        """Write a line of commentary on stderr, unless ``-q`` asked for silence."""
+        if not self.quiet:
+            self.note(text)
 
     def redact(self, text: str) -> str:
         """``text`` with every configured secret replaced by ``***``."""
@@ -115,7 +133,14 @@ class Context:
 
     def client(self) -> AsyncClient:
         """An ``AsyncClient`` from ``--api-key`` / ``--base-url`` and the AKOOL_* environment."""
-        client = AsyncClient(api_key=self.args.api_key, base_url=self.args.base_url)
+        try:
+            client = AsyncClient(api_key=self.args.api_key, base_url=self.args.base_url)
+        except ValidationError as exc:
+            if exc.field != "api_key":
+                raise
+            detail = str(exc).removeprefix("api_key: ")
+            message = NO_CREDENTIALS if self.args.api_key is None else f"--api-key: {detail}"
+            raise CliError(message, EXIT_USAGE) from None
         interval = getattr(self.args, "poll_interval", None)
         if interval is not None:
             defaults = PollConfig()

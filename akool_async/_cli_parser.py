@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib.metadata
+import re
 from pathlib import Path
 from typing import Any, Final, NoReturn
 
@@ -24,8 +26,8 @@ manifest format (full description: docs/manifest.md):
          URL or URL|x1,y1,x2,y2).
 
 report (DIR/report.jsonl, one JSON object per manifest line, in line order):
-  line, ref, kind, status (ok | failed | error), job_id, result_url, file, sha256,
-  error_type, error_message, resumed
+  line, ref, kind, status (ok | failed | error), id (the record _id), job_id (AKOOL's
+  job id), result_url, file, sha256, error_type, error_message, resumed
 
 exit codes:
   0 every swap succeeded; 1 at least one failed or errored (see the report);
@@ -33,11 +35,42 @@ exit codes:
   same command again to resume from the journal."""
 
 
+_INVALID_CHOICE = re.compile(r"invalid choice: '?([^' ]+)'? \(choose from (.*)\)")
+
+
+def _did_you_mean(word: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _options_of(parser: argparse.ArgumentParser) -> list[str]:
+    """Every option string of ``parser`` and its subcommands."""
+    found: list[str] = []
+    for action in parser._actions:
+        found.extend(action.option_strings)
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found.extend(_options_of(sub))
+    return sorted(set(found))
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is a one-line ``CliError`` (exit 2) instead of usage text."""
+    """argparse, but a usage error is a one-line ``CliError`` (exit 2) instead of usage text.
+
+    A mistyped command or option gets a "did you mean" (argparse's own ``suggest_on_error``
+    only exists from Python 3.14).
+    """
 
     def error(self, message: str) -> NoReturn:
-        raise CliError(f"{message} (see '{self.prog} --help')", EXIT_USAGE)
+        hint = ""
+        if match := _INVALID_CHOICE.search(message):
+            choices = [c.strip().strip("'") for c in match.group(2).split(",")]
+            hint = _did_you_mean(match.group(1), choices)
+        elif message.startswith("unrecognized arguments: "):
+            first = message.removeprefix("unrecognized arguments: ").split()[0]
+            if first.startswith("--"):
+                hint = _did_you_mean(first.split("=", 1)[0], _options_of(self))
+        raise CliError(f"{message}{hint} (see '{self.prog} --help')", EXIT_USAGE)
 
 
 # --------------------------------------------------------------------------------------------
@@ -102,7 +135,14 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         "--verbose",
         action="count",
         default=default(0),
-        help="log to stderr (-v: info, -vv: debug)",
+        help="log to stderr (-v: batches, retries and throttling; -vv: every request)",
+    )
+    group.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=default(False),
+        help="no progress bars or commentary on stderr; errors still show",
     )
 
 
@@ -158,9 +198,11 @@ def _swap_parsers(swap: argparse._SubParsersAction[Any], common: argparse.Argume
     plus = swap.add_parser(
         "plus",
         parents=parents,
-        help="Face Swap Plus: image or video target, one or several faces",
-        description="Face Swap Plus (faceswapPlusByImage): swap the face in --source-url into "
-        "--target-url (an image or a .mp4/.mov/.avi/.webm video).",
+        help="Face Swap Plus, image or video target (POST /api/open/v4/faceswap/"
+        "faceswapPlusByImage)",
+        description="Face Swap Plus (POST /api/open/v4/faceswap/faceswapPlusByImage, the SDK's "
+        "faceswap_plus): swap the face in --source-url into --target-url (an image or a "
+        ".mp4/.mov/.avi/.webm video).",
     )
     plus.add_argument("--source-url", required=True, metavar="URL", help="the new face")
     plus.add_argument("--target-url", required=True, metavar="URL", help="image or video")
@@ -184,8 +226,10 @@ def _swap_parsers(swap: argparse._SubParsersAction[Any], common: argparse.Argume
     pro = swap.add_parser(
         "pro",
         parents=parents,
-        help="Face Swap Pro: highest-quality image swap",
-        description="Face Swap Pro (faceswapByImage): 1 to 50 --source/--target pairs.",
+        help="Face Swap Pro, AKOOL's 'faceswap image' (POST /api/open/v4/faceswap/faceswapByImage)",
+        description="Face Swap Pro (POST /api/open/v4/faceswap/faceswapByImage, the SDK's "
+        "faceswap_pro; what AKOOL's own akool-cli calls 'faceswap image'): 1 to 50 "
+        "--source/--target pairs.",
     )
     _face_options(pro)
     pro.add_argument("--face-enhance", action="store_true", help="enhance the swapped faces")
@@ -199,9 +243,12 @@ def _swap_parsers(swap: argparse._SubParsersAction[Any], common: argparse.Argume
         sub = swap.add_parser(
             kind,
             parents=parents,
-            help=f"V3 {kind} swap (specify{kind}){' (legacy)' if kind == 'video' else ''}",
-            description=f"Faceswap V3 (specify{kind}): replace the --target faces found in "
-            f"--modify-{media} with the --source faces.",
+            help=f"V3 {kind} swap{', legacy' if kind == 'video' else ''} "
+            f"(POST /api/open/v3/faceswap/highquality/specify{kind})",
+            description=f"Faceswap V3 (POST /api/open/v3/faceswap/highquality/specify{kind}, "
+            f"the SDK's faceswap_{kind}; not the same endpoint as AKOOL akool-cli's "
+            f"'faceswap {kind}'): replace the --target faces found in --modify-{media} with "
+            "the --source faces.",
         )
         _face_options(sub)
         sub.add_argument(
@@ -306,7 +353,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     batch.set_defaults(handler="batch")
 
-    swap = add("swap", "submit one swap", description="Submit one face swap.")
+    swap = add(
+        "swap",
+        "submit one swap (plus, pro, image, video)",
+        description="Submit one face swap. Which AKOOL endpoint each kind calls: plus = Face "
+        "Swap Plus (v4 faceswapPlusByImage), pro = Face Swap Pro (v4 faceswapByImage, AKOOL "
+        "akool-cli's 'faceswap image'), image / video = Faceswap V3 (v3 specifyimage / "
+        "specifyvideo).",
+    )
     swap_kinds = swap.add_subparsers(dest="kind", metavar="KIND", required=True)
     _swap_parsers(swap_kinds, common)
     swap.set_defaults(handler="swap")

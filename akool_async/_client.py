@@ -182,7 +182,7 @@ async def _on_backoff(details: Mapping[str, Any]) -> None:
     endpoint: Endpoint[Any, Any] = details["args"][1]
     failure: _Failure = details["exception"]
     client._shared.stats.retries[endpoint.name] += 1
-    _logger.debug(
+    _logger.info(
         "retrying %s in %.3fs after attempt %d: %s",
         endpoint.name,
         details["wait"],
@@ -704,7 +704,7 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
                 raise
         # 1101: the token was refused before anything was done; fetch a new one, replay once.
         shared.stats.token_refreshes += 1
-        _logger.debug("%s: token refused (1101); fetching a new one", endpoint.name)
+        _logger.info("%s: token refused (1101); fetching a new one", endpoint.name)
         headers, _ = await self._auth_headers(endpoint, stale=token)
         return await self._exchange(endpoint, wire, request, headers, policy, attempt)
 
@@ -846,7 +846,7 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
         delay = error.retry_after if error.retry_after is not None else policy.step(gate.streak - 1)
         gate.close_for(delay)
         self._shared.stats.throttled += 1
-        _logger.debug(
+        _logger.info(
             "%s throttled (HTTP %d, code %s): gate closed for %.3fs",
             endpoint.name,
             status,

@@ -91,12 +91,12 @@ def test_batch_downloads_and_writes_the_report(
         data = Path(record["file"]).read_bytes()
         assert hashlib.sha256(data).hexdigest() == record["sha256"]
         assert record["result_url"].startswith(emulator.base_url)
-        assert emulator.emulator.jobs[record["job_id"]].endpoint == f"faceswap_{record['kind']}"
+        assert emulator.emulator.jobs[record["id"]].endpoint == f"faceswap_{record['kind']}"
     assert Path(report[3]["file"]).suffix == ".mp4"
     assert (report[4]["error_type"], report[4]["file"]) == ("JobFailedError", None)
     assert (out / ".akool-journal.sqlite").exists()
     assert "Requests by endpoint" in run.out
-    assert "line 7 (plus): failed: JobFailedError" in run.out
+    assert "line 7 ref 'broken' (plus): failed: JobFailedError" in run.out
 
 
 def test_batch_rerun_resumes_from_the_journal(
