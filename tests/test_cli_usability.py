@@ -155,7 +155,8 @@ def test_wait_on_an_unknown_id_fails_at_once(emulator: EmulatorThread, cli: Cli)
     """wait on an id AKOOL does not know answers not_found after one listbyids call."""
     run = cli("--json", "wait", "a" * 24, "--timeout", "600")
     [record] = json.loads(run.out)
-    assert (run.code, record["status"], record["error_type"]) == (1, "not_found", "JobNotFoundError")
+    expected = (1, "not_found", "JobNotFoundError")
+    assert (run.code, record["status"], record["error_type"]) == expected
     assert emulator.emulator.stats.requests["list_results"] == 1
 
 
@@ -196,7 +197,8 @@ def test_quiet_silences_commentary_not_results(emulator: EmulatorThread, cli: Cl
     quiet = cli("-q", *PLUS, "https://x/b.png", "--wait", "--poll-interval", "0.1")
     assert loud.err.startswith("submitted job ")
     assert (quiet.code, quiet.err) == (0, "")
-    assert quiet.out.startswith("job ") and " succeeded: " in quiet.out
+    assert quiet.out.startswith("job ")
+    assert " succeeded: " in quiet.out
 
 
 def test_quiet_batch_draws_no_progress(emulator: EmulatorThread, cli: Cli, tmp_path: Path) -> None:
@@ -205,7 +207,8 @@ def test_quiet_batch_draws_no_progress(emulator: EmulatorThread, cli: Cli, tmp_p
     manifest.write_text(
         '{"kind": "plus", "source_url": "https://x/a", "target_url": "https://x/b.png"}\n'
     )
-    run = cli("-q", "batch", str(manifest), "--out", str(tmp_path / "out"), "--poll-interval", "0.1")
+    out = str(tmp_path / "out")
+    run = cli("-q", "batch", str(manifest), "--out", out, "--poll-interval", "0.1")
     assert (run.code, run.err) == (0, "")
     assert "Requests by endpoint" in run.out
 

@@ -141,10 +141,16 @@ def test_eta_follows_the_average_rate() -> None:
 def test_printed_once_after_an_interruption(width: int) -> None:
     """Interrupted (Ctrl-C), the display is printed once, in its last state, marked stopped."""
     recorded = Console(record=True, width=width, file=io.StringIO(), force_terminal=False)
-    with pytest.raises(KeyboardInterrupt), BatchProgress(io.StringIO(), 300, output=recorded) as bar:
-        bar.update(STAGES[1])
-        bar.update(STAGES[2])
-        raise KeyboardInterrupt
+    bar = BatchProgress(io.StringIO(), 300, output=recorded)
+
+    def interrupted_run() -> None:
+        with bar:
+            bar.update(STAGES[1])
+            bar.update(STAGES[2])
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        interrupted_run()
     text = recorded.export_text()
     assert text.count("/300") == 1
     assert text.startswith("■ swaps ")
