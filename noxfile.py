@@ -1,4 +1,5 @@
-"""Developer and CI sessions: lint, typecheck, tests on 3.11-3.13 with a coverage gate, bench, demo.
+"""Developer and CI sessions: lint, typecheck, tests on 3.11-3.13 with a coverage gate, docs,
+bench, demo.
 
 ``python -m nox`` runs the default sessions (what `.ci/run` runs). pyenv installs 3.11, 3.12 and
 3.13 side by side on our machines but only 3.11 is on PATH; when pyenv is present we add the
@@ -37,7 +38,7 @@ if shutil.which("pyenv"):
     if all(wanted):
         os.environ["PYENV_VERSION"] = ":".join(dict.fromkeys([*active, *wanted]))
 
-nox.options.sessions = ["lint", "typecheck", "tests", "coverage_report"]
+nox.options.sessions = ["lint", "typecheck", "tests", "coverage_report", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = bool(
     os.environ.get("AKOOL_REQUIRE_ALL_PYTHONS") or os.environ.get("CI")
@@ -74,6 +75,13 @@ def coverage_report(session: nox.Session) -> None:
     session.install("coverage[toml]>=7.4")
     session.run("coverage", "combine")
     session.run("coverage", "report", "--fail-under=85")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site (MkDocs Material, API reference from the docstrings), strict."""
+    session.install("-e", ".[docs]")
+    session.run("mkdocs", "build", "--strict", "--site-dir", str(session.create_tmp() + "/site"))
 
 
 @nox.session

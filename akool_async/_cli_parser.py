@@ -12,10 +12,18 @@ from typing import Any, Final, NoReturn
 from ._cli_context import EXIT_USAGE, PROG, CliError
 from ._models import MediaType, ModelStyle
 
-__all__ = ["BATCH_EPILOG", "build_parser"]
+__all__ = ["BATCH_EPILOG", "build_parser", "manifest_doc"]
+
+
+def manifest_doc() -> Path:
+    """The manifest format's full description: inside the installed package, else the checkout's."""
+    here = Path(__file__).resolve().parent
+    installed = here / "docs" / "manifest.md"
+    return installed if installed.is_file() else here.parent / "docs" / "manifest.md"
+
 
 BATCH_EPILOG: Final = """\
-manifest format (full description: docs/manifest.md):
+manifest format (full description: MANIFEST_DOC):
   one swap per line; 'kind' is plus | pro | image | video, the other fields are that
   request's fields with the SDK's snake_case names, plus an optional free-text 'ref'.
   JSONL: {"kind": "plus", "source_url": "https://...", "target_url": "https://.../a.mp4"}
@@ -32,7 +40,7 @@ report (DIR/report.jsonl, one JSON object per manifest line, in line order):
 exit codes:
   0 every swap succeeded; 1 at least one failed or errored (see the report);
   2 bad manifest or usage (nothing submitted); 130 interrupted (143 on SIGTERM): run the
-  same command again to resume from the journal."""
+  same command again to resume from the journal.""".replace("MANIFEST_DOC", str(manifest_doc()))
 
 
 _INVALID_CHOICE = re.compile(r"invalid choice: '?([^' ]+)'? \(choose from (.*)\)")
