@@ -147,7 +147,10 @@ async def _run(ctx: Context, handler: Callable[[Context], Awaitable[int]]) -> in
 
 
 def _secrets(args: argparse.Namespace) -> tuple[str, ...]:
+    from ._cli_config import profile_secrets
+
     values = [getattr(args, "api_key", None), *(os.environ.get(n) for n in _ENV_SECRETS)]
+    values.extend(profile_secrets(args))
     return tuple(sorted({v for v in values if v and len(v) >= 4}, key=len, reverse=True))
 
 

@@ -338,12 +338,33 @@ async def _cmd_demo(ctx: Context) -> int:
     return await cmd_demo(ctx)
 
 
+async def _cmd_login(ctx: Context) -> int:
+    from ._cli_config import cmd_login
+
+    return await cmd_login(ctx)
+
+
+async def _cmd_logout(ctx: Context) -> int:
+    from ._cli_config import cmd_logout
+
+    return await cmd_logout(ctx)
+
+
+async def _cmd_completion(ctx: Context) -> int:
+    from ._cli_config import cmd_completion
+
+    return await cmd_completion(ctx)
+
+
 HANDLERS: Final[dict[str, Callable[[Context], Awaitable[int]]]] = {
     "batch": _cmd_batch,
+    "completion": _cmd_completion,
     "credit": _cmd_credit,
     "delete": _cmd_delete,
     "demo": _cmd_demo,
     "detect": _cmd_detect,
+    "login": _cmd_login,
+    "logout": _cmd_logout,
     "status": _cmd_status,
     "swap": _cmd_swap,
     "wait": _cmd_wait,

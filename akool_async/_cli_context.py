@@ -41,8 +41,8 @@ PROG: Final = "akool-async"
 RICH_HINT: Final = "pip install '.[cli]' in an akool-async checkout, or pip install rich"
 EXIT_BROKEN_PIPE: Final = 141  # 128 + SIGPIPE, what cat and git exit with when `| head` closes
 NO_CREDENTIALS: Final = (
-    "no credentials: pass --api-key KEY, or set AKOOL_API_KEY (or AKOOL_CLIENT_ID and "
-    "AKOOL_CLIENT_SECRET) in the environment"
+    "no credentials: pass --api-key KEY, set AKOOL_API_KEY (or AKOOL_CLIENT_ID and "
+    "AKOOL_CLIENT_SECRET) in the environment, or store a key with: akool-async login"
 )
 
 
@@ -133,8 +133,12 @@ class Context:
 
     def client(self) -> AsyncClient:
         """An ``AsyncClient`` from ``--api-key`` / ``--base-url`` and the AKOOL_* environment."""
+        from ._cli_config import load_profile
+
+        stored = load_profile(self.args, self.note)
+        options = {"api_key": self.args.api_key, "base_url": self.args.base_url} | stored
         try:
-            client = AsyncClient(api_key=self.args.api_key, base_url=self.args.base_url)
+            client = AsyncClient(**options)
         except ValidationError as exc:
             if exc.field != "api_key":
                 raise

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import Any, Final, NoReturn
 
+from ._cli_config import add_config_commands
 from ._cli_context import EXIT_USAGE, PROG, CliError
 from ._models import MediaType, ModelStyle
 
@@ -123,8 +124,14 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         "--api-key",
         metavar="KEY",
         default=default(None),
-        help="API key (default: $AKOOL_API_KEY, else $AKOOL_CLIENT_ID + $AKOOL_CLIENT_SECRET); "
-        "prefer the environment: arguments show up in process lists",
+        help="API key (default: $AKOOL_API_KEY, else $AKOOL_CLIENT_ID + $AKOOL_CLIENT_SECRET, "
+        "else the stored profile); prefer those: arguments show up in process lists",
+    )
+    group.add_argument(
+        "--profile",
+        metavar="NAME",
+        default=default(None),
+        help="stored credentials to use (see 'login'; default: $AKOOL_PROFILE, else default)",
     )
     group.add_argument(
         "--base-url",
@@ -409,6 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--legacy", action="store_true", help="use the legacy detector (sg3.akool.com/detect)"
     )
     detect.set_defaults(handler="detect")
+
+    add_config_commands(add)
 
     emulator = commands.add_parser(
         "emulator",
