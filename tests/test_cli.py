@@ -213,8 +213,8 @@ def test_no_credentials_is_exit_2(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> 
     run = cli("credit")
     assert (run.code, run.err) == (
         2,
-        "error: no credentials: pass --api-key KEY, or set AKOOL_API_KEY (or AKOOL_CLIENT_ID "
-        "and AKOOL_CLIENT_SECRET) in the environment\n",
+        "error: no credentials: pass --api-key KEY, set AKOOL_API_KEY (or AKOOL_CLIENT_ID and "
+        "AKOOL_CLIENT_SECRET) in the environment, or store a key with: akool-async login\n",
     )
 
 
