@@ -155,22 +155,20 @@ async def run_batch(
 
     display: AbstractContextManager[Any] = bar if bar is not None else nullcontext()
     with display:
-        try:
-            async with batch, anyio.create_task_group() as tg:
-                if bar is not None:
-                    tg.start_soon(tick)
-                async for outcome in batch:
-                    entry = entries[outcome.index]
-                    record = outcome_record(
-                        outcome, line=entry.line, kind=entry.kind, ref=entry.ref
-                    )
-                    records.append(record)
-                    if on_record is not None:
-                        on_record(record)
-                tg.cancel_scope.cancel()
-        finally:  # the final state, also after Ctrl-C (printed once, when the display ends)
+        async with batch, anyio.create_task_group() as tg:
             if bar is not None:
-                bar.update(batch.statistics())
+                tg.start_soon(tick)
+            async for outcome in batch:
+                entry = entries[outcome.index]
+                record = outcome_record(outcome, line=entry.line, kind=entry.kind, ref=entry.ref)
+                records.append(record)
+                if on_record is not None:
+                    on_record(record)
+            tg.cancel_scope.cancel()
+        # The final counts; after a Ctrl-C the display keeps the last snapshot taken while the
+        # batch ran (once stopped, jobs still running at AKOOL would count as not started).
+        if bar is not None:
+            bar.update(batch.statistics())
     records.sort(key=lambda record: record["line"])
     return BatchRunResult(
         records=records, statistics=batch.statistics(), seconds=time.monotonic() - started

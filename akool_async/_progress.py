@@ -130,12 +130,12 @@ class ProgressView:
             items.append(
                 Text(f"so far: {stats.retries:,} retried, {stats.throttles:,} throttled", "dim")
             )
-        line = Text("  ")
+        line = Text(" ")
         for item in items:
-            if line.cell_len > 2 and line.cell_len + 2 + item.cell_len > width:
+            if line.cell_len > 1 and line.cell_len + 2 + item.cell_len > width:
                 lines.append(line)
-                line = Text("  ")
-            line = line + (Text("  ") if line.cell_len > 2 else Text("")) + item
+                line = Text(" ")
+            line = line + (Text("  ") if line.cell_len > 1 else Text("")) + item
         lines.append(line)
         for text in lines:
             text.truncate(width)  # only reached on absurdly narrow consoles
