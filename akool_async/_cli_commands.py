@@ -162,7 +162,12 @@ async def _cmd_wait(ctx: Context) -> int:
 
     async def one(client: AsyncClient, job_id: str) -> None:
         try:
-            result = await client.wait(job_id, timeout=args.timeout, media=args.media)
+            result = await client.wait(
+                job_id,
+                timeout=args.timeout,
+                media=args.media,
+                on_status=lambda seen: ctx.progress(f"{job_id}: {_status_name(seen)}"),
+            )
         except JobError as exc:
             record: dict[str, Any] = {"id": job_id}
             last = exc.result if isinstance(exc.result, SwapResult) else None
