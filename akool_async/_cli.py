@@ -13,11 +13,14 @@ Commands::
     akool-async detect URL_OR_FILE                  find faces [--single-face] [--frames N]
           [--face-urls] [--legacy]
     akool-async emulator [--port P] ...             run the local AKOOL emulator
+    akool-async login [--profile NAME]              store an API key (0600 file); logout
+    akool-async completion {bash,zsh,fish}          a shell completion script
 
 Global options (before or after the command): ``--api-key`` (else ``AKOOL_API_KEY``, or
 ``AKOOL_CLIENT_ID`` + ``AKOOL_CLIENT_SECRET``), ``--base-url`` (else ``AKOOL_BASE_URL``),
-``--json`` (machine-readable stdout: one JSON document, or JSON Lines for ``batch``),
-``-v`` / ``-vv`` (logs on stderr), ``-q`` (no progress or commentary on stderr).
+``--profile`` (stored credentials, see ``_cli_config``), ``--json`` (machine-readable
+stdout: one JSON document, or JSON Lines for ``batch``), ``-v`` / ``-vv`` (logs on stderr),
+``-q`` (no progress or commentary on stderr).
 
 Exit codes: 0 success; 1 an API, network or job failure (``batch``: any swap that did not
 succeed); 2 a usage or validation error (nothing was sent); 130 interrupted (Ctrl-C; 143 on
@@ -30,7 +33,8 @@ progress bars and tables of ``batch`` and ``demo``; every other command, and tho
 ``--json``, work without it.
 
 Layout: ``_cli_parser`` (arguments and help), ``_cli_context`` (exit codes, ``Context``),
-``_cli_commands`` (single-call commands), ``_cli_batch`` (``batch``), ``_demo`` (``demo``),
+``_cli_commands`` (single-call commands), ``_cli_batch`` (``batch``), ``_cli_config``
+(``login``, ``logout``, ``completion``), ``_demo`` (``demo``),
 ``_manifest`` (manifest files), ``_progress`` (rich rendering); this module runs a command.
 """
 
