@@ -104,8 +104,8 @@ class Context:
         self.stderr.flush()
 
     def progress(self, text: str) -> None:
-        """Write a line of commentary on stderr, unless ``-q`` asked for silence."""
-        if not self.quiet:
+        """Write a line of commentary on stderr, unless ``-q`` or ``--json`` (scripts) is on."""
+        if not self.quiet and not self.json:
             self.note(text)
 
     def redact(self, text: str) -> str:
