@@ -28,7 +28,6 @@ import copy
 import enum
 import functools
 import inspect
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import (
     Any,
@@ -385,27 +384,10 @@ class Operation(Generic[P, ReqT, RespT]):
         raise TypeError(f"{type(obj).__name__} is neither an AsyncBinder nor a BlockingBinder")
 
 
-#: A request field's annotation as written in ``_models``: the wire name is not for readers.
-_WIRE_ANNOTATION: Final = re.compile(r"Annotated\[(.*), _wire\(.*\)\]")
-
-
-def _plain(annotation: Any) -> Any:
-    if isinstance(annotation, str) and (match := _WIRE_ANNOTATION.fullmatch(annotation)):
-        return match.group(1)
-    return annotation
-
-
-def _request_parameters(request_type: type[Any]) -> tuple[inspect.Parameter, ...]:
-    return tuple(
-        parameter.replace(annotation=_plain(parameter.annotation))
-        for parameter in inspect.signature(request_type).parameters.values()
-    )
-
-
 def _signature(operation: Operation[Any, Any, Any], *, awaitable: bool) -> inspect.Signature:
     request_type = operation.endpoint.request_type
     response_type = operation.endpoint.response_type
-    params = _request_parameters(request_type)
+    params = list(inspect.signature(request_type).parameters.values())  # plain types (_models)
     returns = f"Awaitable[{response_type.__name__}]" if awaitable else response_type.__name__
     return inspect.Signature(params, return_annotation=returns)
 

@@ -63,3 +63,17 @@ def test_qualified_names_name_the_class() -> None:
     """Each class's method has that class in its qualified name (as help() and IDEs show)."""
     names = (AsyncClient.faceswap_plus.__qualname__, Client.faceswap_plus.__qualname__)
     assert names == ("AsyncClient.faceswap_plus", "Client.faceswap_plus")
+
+
+def test_model_signatures_show_plain_types() -> None:
+    """help() and IDEs show a model's fields with their types, not the wire annotations."""
+    import akool_async
+
+    noisy = [
+        name
+        for name in akool_async.__all__
+        if isinstance(model := getattr(akool_async, name), type)
+        and hasattr(model, "__attrs_attrs__")
+        and "_wire" in str(inspect.signature(model))
+    ]
+    assert noisy == []
