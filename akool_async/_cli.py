@@ -62,7 +62,7 @@ from ._cli_context import (
     Context,
     Interrupted,
 )
-from ._cli_parser import build_parser
+from ._cli_parser import build_parser, command_parser
 from ._errors import AkoolError, ValidationError
 
 __all__ = ["build_parser", "main"]
@@ -218,7 +218,9 @@ def _main(argv: Sequence[str] | None) -> int:
         if args.handler == "emulator":
             return cmd_emulator(extra)
         if extra:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+            # Reported by the command's own parser: its usage, its options to suggest.
+            target = command_parser(parser, args.command, getattr(args, "kind", None))
+            target.error(f"unrecognized arguments: {' '.join(extra)}")
     except CliError as exc:
         stderr.write(f"error: {exc}\n")
         return exc.code

@@ -13,7 +13,7 @@ from ._cli_config import add_config_commands
 from ._cli_context import EXIT_USAGE, PROG, CliError
 from ._models import MediaType, ModelStyle
 
-__all__ = ["BATCH_EPILOG", "build_parser", "manifest_doc"]
+__all__ = ["BATCH_EPILOG", "build_parser", "command_parser", "manifest_doc"]
 
 
 def manifest_doc() -> Path:
@@ -61,6 +61,16 @@ def _options_of(parser: argparse.ArgumentParser) -> list[str]:
             for sub in action.choices.values():
                 found.extend(_options_of(sub))
     return sorted(set(found))
+
+
+def command_parser(parser: argparse.ArgumentParser, *path: str | None) -> argparse.ArgumentParser:
+    """The parser of the (sub)command ``path`` (``"swap", "plus"``), as deep as it exists."""
+    for name in path:
+        subcommands = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if name is None or not subcommands or name not in subcommands[0].choices:
+            break
+        parser = subcommands[0].choices[name]
+    return parser
 
 
 class _Parser(argparse.ArgumentParser):
