@@ -12,6 +12,7 @@
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
+from ._asgi import WebhookASGIApp
 from ._client import AsyncClient, ClientStatistics
 from ._config import Limits, Timeout
 from ._errors import (
@@ -47,6 +48,7 @@ from ._events import (
     DownloadError,
     Outcome,
 )
+from ._frames import AnalyzeFrames, Appearance, FrameAnalysis, Person, map_faces
 from ._models import (
     DetectedFace,
     DetectedFrame,
@@ -72,7 +74,8 @@ from ._models import (
 from ._orchestrator import Batch
 from ._poll_config import PollConfig
 from ._poller import PollerStatistics
-from ._receiver import WebhookReceiver
+from ._receiver import WebhookReceiver, WebhookReceiverStatistics
+from ._report import write_report_html
 from ._retry import RetryPolicy
 from ._sync import BlockingBatch, Client
 from ._webhooks import WebhookEvent, WebhookVerifier
@@ -88,6 +91,8 @@ __all__ = [
     "AccountBannedError",
     "AkoolError",
     "AmbiguousSubmitError",
+    "AnalyzeFrames",
+    "Appearance",
     "AsyncClient",
     "AuthenticationError",
     "Batch",
@@ -107,6 +112,7 @@ __all__ = [
     "FaceImage",
     "FaceInfo",
     "FaceMapping",
+    "FrameAnalysis",
     "ImageSwap",
     "InsufficientCreditError",
     "JobError",
@@ -124,6 +130,7 @@ __all__ = [
     "Outcome",
     "ParameterError",
     "PermissionDeniedError",
+    "Person",
     "PlusSwap",
     "PollConfig",
     "PollerStatistics",
@@ -140,10 +147,14 @@ __all__ = [
     "TransportError",
     "ValidationError",
     "VideoSwap",
+    "WebhookASGIApp",
     "WebhookEvent",
     "WebhookReceiver",
+    "WebhookReceiverStatistics",
     "WebhookVerificationError",
     "WebhookVerifier",
     "bbox_from_region",
     "error_for_code",
+    "map_faces",
+    "write_report_html",
 ]

@@ -18,14 +18,26 @@ Per request, with a journal (``_journal.py``)::
     wait:   terminal status (+ download) -> final row -> outcome
 
 Stopping. Cancelling the batch (``aclose``, a break out of ``async with``, the caller's
-cancellation) cancels every task at once and stops polling for the pending jobs (their rows
-stay 'submitted', so a resume re-attaches to them). A request whose submit was in flight may
-have created a job, so its row stays 'submitting' and a resume reports it as ambiguous; a
-request that had recorded 'submitting' but had not started sending is marked 'unsent'.
-Running out of credit (1006, or a balance <= 0 before the start) and the batch ``deadline``
-stop *admitting* instead: submits in flight finish, submitted jobs go on being awaited
-(credit case) or time out (deadline case), and every request not yet submitted gets an error
-outcome without a submit.
+cancellation, the client closing) cancels every task and stops polling for the pending jobs
+(their rows stay 'submitted', so a resume re-attaches to them). Submits are the exception:
+each runs in a shielded scope (``_Flight``), and the client calls ``submit_sending`` right
+before an attempt's request goes out. At the stop, a submit that was sent gets
+``cancel_grace`` seconds for its answer (its job id is journaled); one that was not (waiting
+at the throttle gate, for a token, in backoff after a refusal) is abandoned at once and
+journaled 'unsent'. Only a submit still without an answer after its grace stays
+'submitting', which a resume reports as ambiguous. Running out of credit (1006, or a
+balance <= 0 before the start), an account refusal (1200; 1101/1102 with an API key) and
+the batch ``deadline`` stop *admitting* instead: submits in flight finish, submitted jobs
+go on being awaited (credit case) or time out (deadline case), and every request not yet
+submitted gets an error outcome without a submit.
+
+Ambiguity. With ``use_webhooks`` in force, each submit's webhook URL carries a reference
+(``_ambiguity.py``); an ambiguous submit then waits, in a task of its own (they are few),
+for a callback naming it and, if one comes, is bound to that job like a submit that got
+its answer. The wait ends ``ambiguous_wait`` seconds after everything else finished.
+
+Journal write failures after a job exists never lose it: the outcome carries the job and the
+``JournalError`` and the job id is logged at WARNING.
 """
 
 from __future__ import annotations
@@ -54,18 +66,33 @@ import anyio
 import attrs
 from anyio.abc import TaskGroup
 
-from ._download import DOWNLOAD_RETRY, save_result
+from ._ambiguity import References, new_reference, with_reference
+from ._download import (
+    DEFAULT_DOWNLOAD_TIMEOUT,
+    DOWNLOAD_RETRY,
+    MIN_RATE,
+    RATE_WINDOW,
+    part_files,
+    save_result,
+    sha256_of_file,
+    sweep_parts,
+)
 from ._endpoints import GET_CREDIT, Endpoint
 from ._errors import (
+    AccountBannedError,
     AkoolError,
     AmbiguousSubmitError,
+    APIError,
+    AuthenticationError,
     ClientStateError,
     InsufficientCreditError,
     JobFailedError,
     JobNotFoundError,
     JobTimeoutError,
     JournalError,
+    ParameterError,
     RateLimitError,
+    TransportError,
     ValidationError,
 )
 from ._events import (
@@ -78,6 +105,7 @@ from ._events import (
     Outcome,
     R,
     submit_events,
+    submit_sending,
 )
 from ._journal import Journal, JournalRecord, JournalState
 from ._models import CreditQuery, SwapJob, SwapResult
@@ -96,6 +124,7 @@ from ._retry import RetryPolicy
 
 if TYPE_CHECKING:
     from ._client import AsyncClient
+    from ._orchestrator import _Orchestrator
     from ._poller import Poller, Waiter
 
 __all__ = ["BatchOptions", "BatchRun"]
@@ -105,6 +134,8 @@ _log = logging.getLogger("akool_async.batch")
 #: Resubmits of one request after the client gave up on 1005 (each waits at least a backoff).
 _THROTTLE_RESUBMITS: Final = 8
 _RESUBMIT_BACKOFF: Final = RetryPolicy(initial_delay=1.0, max_delay=30.0)
+
+_logger = logging.getLogger("akool_async")
 
 
 @attrs.frozen(kw_only=True)
@@ -122,7 +153,44 @@ class BatchOptions:
     check_credit: bool
     on_event: Callable[[BatchEvent], None] | None
     download_retry: RetryPolicy = DOWNLOAD_RETRY
+    download_timeout: float | None = DEFAULT_DOWNLOAD_TIMEOUT
+    download_floor: tuple[float, float] = (MIN_RATE, RATE_WINDOW)
+    cancel_grace: float = 5.0
+    ambiguous_wait: float | None = 60.0
     buffer: int = 64
+
+
+class _Abandoned(Exception):
+    """Raised at the send point of a submit the batch stopped before it was sent."""
+
+
+class _Flight:
+    """One submit between its journal intent and its answer (see ``BatchRun.stop_submits``).
+
+    ``sent`` is True while an attempt's request may be on its way to the server: set by the
+    client right before it sends (``submit_sending``), cleared when that attempt is refused
+    without action and the client backs off (its ``retried`` / ``throttled`` reports).
+    """
+
+    __slots__ = ("forward", "scope", "sent", "stopping")
+
+    def __init__(self, scope: anyio.CancelScope, forward: Callable[..., None] | None) -> None:
+        self.scope = scope
+        self.forward = forward
+        self.sent = False
+        self.stopping = False
+
+    def sending(self) -> None:
+        if self.scope.cancel_called:
+            raise _Abandoned  # the batch stopped while it waited: it never leaves
+        self.sent = True
+
+    def report(self, kind: str, **data: Any) -> None:
+        self.sent = False  # that attempt was refused (or never connected): no job
+        if self.stopping:
+            self.scope.cancel()  # and no further attempt
+        if self.forward is not None:
+            self.forward(kind, **data)
 
 
 class _Slot:
@@ -151,6 +219,7 @@ class _Item(Generic[R]):
         "job",
         "key",
         "occurrence",
+        "ref",
         "request",
         "resumed",
         "run",
@@ -168,6 +237,7 @@ class _Item(Generic[R]):
         self.text = ""
         self.occurrence = 0
         self.resumed = False
+        self.ref: str | None = None  # the webhook reference of its submit
         # While its job is pending (no task): the job, its waiter and the waiter's timeout.
         self.job: SwapJob | None = None
         self.waiter: Waiter | None = None
@@ -246,8 +316,10 @@ class BatchRun(Generic[R]):
         poller: Poller,
         requests: Iterable[R] | AsyncIterable[R],
         options: BatchOptions,
+        orchestrator: _Orchestrator | None = None,
     ) -> None:
         self._client = client
+        self._orchestrator = orchestrator
         self._poller = poller
         self._requests = requests
         self._options = options
@@ -274,6 +346,13 @@ class BatchRun(Generic[R]):
         self._unfinished = 0
         self._drained: anyio.Event | None = None
         self._counters = BatchCounters()
+        self._account_error: APIError | None = None
+        #: Submits between their journal intent and their answer; see ``stop_submits``.
+        self._flights: set[_Flight] = set()
+        self._stopping = False
+        #: Ambiguous submits waiting for a callback naming their reference.
+        self._ambiguous_scopes: set[anyio.CancelScope] = set()
+        self._input_done = False
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -300,6 +379,9 @@ class BatchRun(Generic[R]):
                     self._journal = await stack.enter_async_context(
                         Journal(self._options.journal, base_url=self._client.base_url)
                     )
+                    if self._options.download_dir is not None:
+                        stack.push_async_callback(self._sweep_parts)
+                        await self._sweep_parts()  # left behind by a killed run
                 with self.scope:
                     if self._options.check_credit:
                         await self._check_credit()
@@ -310,6 +392,8 @@ class BatchRun(Generic[R]):
                                 reader = _Reader(self._requests)
                                 for _ in range(self._options.concurrency):
                                     workers.start_soon(self._worker, reader)
+                            self._input_done = True
+                            self._tighten()
                             # Pending jobs have no task: keep the group open until they end.
                             if self._unfinished:
                                 self._drained = anyio.Event()
@@ -355,13 +439,51 @@ class BatchRun(Generic[R]):
     def cancel(self) -> None:
         """Stop the batch (from the event loop thread)."""
         self.closing = True
+        self.stop_submits()
         self.scope.cancel()
 
     def fail(self, error: BaseException) -> None:
         """Stop the batch and have the iterator raise ``error`` once outcomes are drained."""
         if self.failure is None:
             self.failure = error
+        self.stop_submits()
         self.scope.cancel()
+
+    @property
+    def grace(self) -> float:
+        """Seconds a stop waits for the answers of submits already sent."""
+        return self._options.cancel_grace
+
+    def stop_submits(self) -> None:
+        """A graceful stop: submits already sent get ``cancel_grace`` seconds for an answer.
+
+        Their shielded scopes get a deadline; a submit not yet sent (waiting at the throttle
+        gate, for a token, in backoff) is abandoned at once and journaled as unsent, and so
+        is one that reaches the send point later. Waits for webhook references end too.
+        """
+        if self._stopping:
+            return
+        self._stopping = True
+        until = anyio.current_time() + self._options.cancel_grace
+        for flight in self._flights:
+            flight.stopping = True
+            if flight.sent:
+                flight.scope.deadline = min(flight.scope.deadline, until)
+            else:
+                flight.scope.cancel()
+        for scope in self._ambiguous_scopes:
+            scope.cancel()
+
+    async def _sweep_parts(self) -> None:
+        """Delete the ``.part`` files of this batch's jobs (a killed run leaves them)."""
+        assert self._journal is not None
+        directory = self._options.download_dir
+        assert directory is not None
+        with anyio.CancelScope(shield=True), contextlib.suppress(JournalError):
+            parts = await anyio.to_thread.run_sync(part_files, directory)
+            if parts:  # usually none: the journal is asked only about the files found
+                ours = await self._journal.known_jobs(parts)
+                await anyio.to_thread.run_sync(sweep_parts, directory, ours)
 
     # -- feeding ----------------------------------------------------------------------------
 
@@ -422,6 +544,18 @@ class BatchRun(Generic[R]):
         self._unfinished -= 1
         if self._unfinished == 0 and self._drained is not None:
             self._drained.set()
+        elif self._ambiguous_scopes:
+            self._tighten()
+
+    def _tighten(self) -> None:
+        """Only ambiguous submits are left: they wait ``ambiguous_wait`` more at most."""
+        wait = self._options.ambiguous_wait
+        scopes = self._ambiguous_scopes
+        if not (self._input_done and scopes and self._unfinished <= len(scopes)) or wait is None:
+            return
+        until = anyio.current_time() + wait
+        for scope in scopes:
+            scope.deadline = min(scope.deadline, until)
 
     # -- one request ------------------------------------------------------------------------
 
@@ -444,6 +578,13 @@ class BatchRun(Generic[R]):
                     return resumed
         job = await self._submit(item)
         if isinstance(job, Outcome):
+            if isinstance(job.error, AmbiguousSubmitError) and item.ref is not None:
+                if self._resolvable(item):
+                    self._spawn(self._resolve_reference, item, job)
+                    return _WAITING
+                assert self._orchestrator is not None
+                # Not waited for now; its callback is remembered for a resume in this process.
+                self._orchestrator.references.forget(item.ref)
             return job
         return await self._await_job(item, job)
 
@@ -454,25 +595,109 @@ class BatchRun(Generic[R]):
         state = record.state
         if state == "unsent" or (state == "ambiguous" and self._options.resubmit_ambiguous):
             return None
+        if state == "rejected" and record.error_code not in ParameterError.codes:
+            return None  # refused without a job, for a reason that may have passed: again
         item.resumed = True  # whatever happens next, no submit is made for it in this run
         job = job_from_record(record, item.request)
-        if state in ("submitted", "timed_out") and job is not None:
-            return await self._await_job(item, job)
         result = result_from_json(record.result)
+        if job is not None and _ask_again(state, result):
+            return await self._await_job(item, job)  # not a final answer: ask the server
         error = rebuild_error(record, item.request, result)
         if state in ("ambiguous", "submitting"):
             if not isinstance(error, AmbiguousSubmitError):
                 why = str(error) if error else "interrupted while it may have reached AKOOL"
                 error = AmbiguousSubmitError(f"the submit was {why}", request=item.request)
-            return item.outcome(job=job, error=error)
-        if self._options.download_dir is not None and result is not None and job is not None:
-            have = record.path is not None and await anyio.Path(record.path).is_file()
-            if state == "download_failed" or (state == "succeeded" and not have):
-                return await self._fetch(item, job, result)
+            outcome = item.outcome(job=job, error=error)
+            item.ref = record.ref  # with webhooks, its job's callback may still come
+            if self._resolvable(item):
+                self._spawn(self._resolve_reference, item, outcome)
+                return _WAITING
+            return outcome
+        fetch = self._options.download_dir is not None and result is not None
+        if (
+            fetch
+            and job is not None
+            and result is not None
+            and (
+                state == "download_failed"
+                or (state == "succeeded" and not await _file_intact(record))
+            )
+        ):
+            return await self._fetch(item, job, result)
         path = Path(record.path) if record.path else None
         return item.outcome(job=job, result=result, error=error, path=path, sha256=record.sha256)
 
+    def _resolvable(self, item: _Item[R]) -> bool:
+        """Whether a callback may still tell which job this ambiguous submit created."""
+        orchestrator = self._orchestrator
+        return (
+            item.ref is not None
+            and orchestrator is not None
+            and orchestrator.detach_webhooks is not None
+            and self._options.ambiguous_wait is not None
+            and not self._stopping
+        )
+
+    async def _resolve_reference(self, item: _Item[R], ambiguous: Outcome[R]) -> None:
+        """Wait for a callback naming the item's reference; bind the request to its job."""
+        handed_off = False
+        try:
+            job_id = await self._bound_job(item)
+            if job_id is None:
+                outcome: Outcome[R] | _Pending = ambiguous
+            else:
+                request = item.request
+                job = SwapJob(id=job_id, kind=request.kind, media=request.media)
+                error = await self._record(
+                    item, "submitted", job_id=job_id, media=str(job.media), error_type=None,
+                    error_message=None, error_code=None,
+                )  # fmt: skip
+                if error is not None:
+                    outcome = item.outcome(job=job, error=error)
+                else:
+                    self._counters.resolved += 1
+                    self._event("submitted", item.index, job_id=job_id)
+                    outcome = await self._await_job(item, job)
+            if outcome is _WAITING:
+                handed_off = True
+                return
+            assert isinstance(outcome, Outcome)
+            item.slot.move(None)
+            await self._emit(outcome)
+        except Exception as exc:  # the user's on_event hook (or a bug): the first one wins
+            self.fail(exc)
+        finally:
+            if not handed_off:
+                self._done_with(item)
+
+    async def _bound_job(self, item: _Item[R]) -> str | None:
+        """The job id a callback bound to the item's reference, or None when none came."""
+        assert self._orchestrator is not None
+        assert item.ref is not None
+        references: References = self._orchestrator.references
+        future = references.expect(item.ref)
+        item.slot.move("pending")
+        limit = self._deadline_at
+        if self._options.job_timeout is not None:
+            limit = min(limit, anyio.current_time() + self._options.job_timeout)
+        try:
+            with anyio.CancelScope(deadline=limit) as scope:
+                self._ambiguous_scopes.add(scope)
+                self._tighten()
+                try:
+                    return await future
+                finally:
+                    self._ambiguous_scopes.discard(scope)
+            return None
+        finally:
+            references.forget(item.ref)
+
     def _stop_error(self) -> AkoolError | None:
+        if self._account_error is not None:
+            refused = self._account_error
+            return type(refused)(
+                f"not submitted: the account was refused ({refused.message})", code=refused.code
+            )
         if self._credit_error is not None:
             return InsufficientCreditError(
                 f"not submitted: the account ran out of credit ({self._credit_error.message})",
@@ -494,12 +719,14 @@ class BatchRun(Generic[R]):
             if error is None:
                 item.slot.move("submitting")
                 try:
-                    job = await self._send_once(item, endpoint)
+                    job, journal_error = await self._send_once(item, endpoint)
                 except AkoolError as exc:
                     item.slot.move("waiting_input")
                     error = exc
                 else:
                     item.slot.move("pending")
+                    if journal_error is not None:  # paid for, but not durably recorded
+                        return item.outcome(job=job, error=journal_error)
                     break
             if isinstance(error, RateLimitError) and throttles < _THROTTLE_RESUBMITS:
                 # The client already waited at the shared gate and gave up; 1005 is a
@@ -507,44 +734,135 @@ class BatchRun(Generic[R]):
                 throttles += 1
                 delay = _RESUBMIT_BACKOFF.delay(throttles - 1, retry_after=error.retry_after)
                 # The client reported the 1005 itself ("throttled", via submit_events).
-                await anyio.sleep(delay)
+                try:
+                    await anyio.sleep(delay)
+                except BaseException:
+                    await self._record_unsent(item)  # cancelled between two refusals
+                    raise
                 self._counters.retries += 1
                 self._event("retried", item.index, error=error, attempt=throttles + 1)
                 continue
-            if isinstance(error, InsufficientCreditError) and self._credit_error is None:
+            refresh = isinstance(error, InsufficientCreditError) and self._credit_error is None
+            if refresh:
+                assert isinstance(error, InsufficientCreditError)
                 self._credit_error = error  # stop admitting; jobs already paid for go on
+            if self._account_error is None and self._account_refused(error):
+                assert isinstance(error, APIError)
+                self._account_error = error  # stop admitting, as for credit
+            outcome = await self._submit_failed(item, error)  # journaled first: then a stop
+            if refresh:  # during the balance read is no false ambiguity
                 await self._refresh_credit()
-            return await self._submit_failed(item, error)
-        if self._journal is not None:
-            await self._record(
-                item, "submitted", job_id=job.id, job_ref=job.job_id, media=str(job.media),
-                job_url=job.url,
-            )  # fmt: skip
+            return outcome
         self._event("submitted", item.index, job_id=job.id)
         return job
 
-    async def _send_once(self, item: _Item[R], endpoint: Endpoint[Any, SwapJob]) -> SwapJob:
-        """Journal the intent (durably), then send the submit once (with the client's retries)."""
+    def _account_refused(self, error: AkoolError) -> bool:
+        """A refusal of the account itself (ban; API key refused): every submit would get it."""
+        if isinstance(error, AccountBannedError):
+            return True
+        return (
+            isinstance(error, AuthenticationError)
+            and error.code in AuthenticationError.codes
+            and self._client._shared.auth.api_key is not None
+        )
+
+    def _with_reference(self, item: _Item[R]) -> R:
+        """The request to send: with a webhook reference when callbacks come to us."""
+        orchestrator = self._orchestrator
+        request = item.request
+        if orchestrator is None or orchestrator.webhook_url is None or request.webhook_url:
+            item.ref = None
+            return request
+        item.ref = new_reference()
+        return attrs.evolve(request, webhook_url=with_reference(orchestrator.webhook_url, item.ref))
+
+    async def _send_once(
+        self, item: _Item[R], endpoint: Endpoint[Any, SwapJob]
+    ) -> tuple[SwapJob, JournalError | None]:
+        """Journal the intent (durably), send the submit (with the client's retries), and
+        journal its job: ``(job, None)``, or ``(job, JournalError)`` when that last write
+        failed (the job exists and is paid for: it is logged, and the outcome carries it).
+
+        The send runs in a shielded scope: a graceful stop (``stop_submits``) gives a submit
+        that was sent ``cancel_grace`` seconds for its answer, and abandons one that was not.
+        """
         journal = self._journal
-        sending = False
-        try:
-            if journal is not None:
+        request = self._with_reference(item)
+        if journal is not None:
+            try:
                 await journal.begin_submit(
                     item.key, item.occurrence, index=item.index,
-                    kind=type(item.request).__name__, request=item.text,
+                    kind=type(item.request).__name__, request=item.text, ref=item.ref,
                 )  # fmt: skip
-            sending = True  # from here on the request may reach AKOOL
-            self._counters.submits += 1
-            self._counters.requests[endpoint.name] += 1
-            return await self._client._call(endpoint, item.request)
-        except BaseException as exc:
-            if journal is not None and not sending and not isinstance(exc, JournalError):
-                # Cancelled before anything went out: say so, so that a resume resubmits it.
-                # If even this fails the row stays 'submitting' and a resume reports it as
-                # ambiguous: safe, merely pessimistic.
-                with anyio.CancelScope(shield=True), contextlib.suppress(JournalError):
-                    await self._record_unsubmitted(item, "unsent", None)
-            raise
+            except BaseException as exc:
+                if not isinstance(exc, JournalError):
+                    await self._record_unsent(item)  # cancelled before anything went out
+                raise
+        ref = item.ref or ""
+        references = (
+            self._orchestrator.references
+            if item.ref is not None and self._orchestrator is not None
+            else None
+        )
+        abandoned = False
+        with anyio.CancelScope(shield=True) as scope:
+            flight = _Flight(scope, submit_events.get())
+            self._flights.add(flight)
+            if self._stopping:
+                flight.stopping = True
+                scope.cancel()
+            sending = submit_sending.set(flight.sending)
+            reporting = submit_events.set(flight.report)
+            if references is not None:
+                references.expect(ref)
+            try:
+                self._counters.submits += 1
+                self._counters.requests[endpoint.name] += 1
+                job: SwapJob = await self._client._call(endpoint, request)
+            except BaseException as exc:
+                if references is not None and not isinstance(exc, AmbiguousSubmitError):
+                    references.forget(ref)
+                if isinstance(exc, AkoolError):
+                    raise
+                if not flight.sent:
+                    # Stopped before it went out: say so, so that a resume resubmits it. A
+                    # submit that was sent and got no answer in its grace stays 'submitting':
+                    # a resume reports it as ambiguous (the honest case).
+                    await self._record_unsent(item)
+                if not isinstance(exc, _Abandoned):
+                    raise
+                abandoned = True
+            else:
+                if references is not None:
+                    references.forget(ref)
+                with anyio.CancelScope(shield=True):
+                    error = await self._record(
+                        item, "submitted", job_id=job.id, job_ref=job.job_id,
+                        media=str(job.media), job_url=job.url,
+                    )  # fmt: skip
+                return job, error
+            finally:
+                submit_sending.reset(sending)
+                submit_events.reset(reporting)
+                self._flights.discard(flight)
+        # Stopped: the shield caught its own cancellation; let the batch's come through.
+        await anyio.lowlevel.checkpoint()
+        if abandoned or not flight.sent:
+            raise TransportError("the batch stopped before the submit was sent")
+        raise AmbiguousSubmitError(
+            "the batch stopped before the submit's answer came", request=item.request
+        )
+
+    async def _record_unsent(self, item: _Item[R]) -> None:
+        """Journal that the request was not sent (shielded: it runs while being cancelled).
+
+        If even this fails the row stays 'submitting' and a resume reports it as ambiguous:
+        safe, merely pessimistic.
+        """
+        if self._journal is None:
+            return
+        with anyio.CancelScope(shield=True), contextlib.suppress(JournalError):
+            await self._record_unsubmitted(item, "unsent", None)
 
     async def _record_unsubmitted(
         self, item: _Item[R], state: JournalState, error: AkoolError | None
@@ -567,7 +885,8 @@ class BatchRun(Generic[R]):
             state = "rejected"
         if self._journal is not None and not isinstance(error, JournalError):
             try:
-                await self._record_unsubmitted(item, state, error)
+                with anyio.CancelScope(shield=True):  # the answer came: write it down
+                    await self._record_unsubmitted(item, state, error)
             except JournalError as exc:
                 error = exc
         return item.outcome(error=error)
@@ -689,7 +1008,7 @@ class BatchRun(Generic[R]):
                 if isinstance(error, JobTimeoutError)
                 else "not_found"
             )
-            await self._record(item, state, result, error)
+            await self._record(item, state, result, error)  # a failure logs it, at least
             return outcome
         if error is not None:
             return outcome
@@ -697,8 +1016,8 @@ class BatchRun(Generic[R]):
         assert result is not None
         if self._options.download_dir is not None:
             return await self._fetch(item, job, result)
-        await self._record(item, "succeeded", result, None)
-        return outcome
+        journal_error = await self._record(item, "succeeded", result, None)
+        return outcome if journal_error is None else attrs.evolve(outcome, error=journal_error)
 
     async def _fetch(self, item: _Item[R], job: SwapJob, result: SwapResult) -> Outcome[R]:
         assert self._options.download_dir is not None
@@ -717,19 +1036,31 @@ class BatchRun(Generic[R]):
                 result,
                 self._options.download_dir,
                 deadline=self._deadline_at,
+                total_timeout=self._options.download_timeout,
                 retry=self._options.download_retry,
                 on_retry=on_retry,
+                min_rate=self._options.download_floor,
             )
         except (DownloadError, ClientStateError) as exc:
             await self._record(item, "download_failed", result, exc)
             return item.outcome(job=job, result=result, error=exc)
-        await self._record(item, "succeeded", result, None, path=str(done.path), sha256=done.sha256)
-        return item.outcome(job=job, result=result, path=done.path, sha256=done.sha256)
+        error = await self._record(
+            item, "succeeded", result, None, path=str(done.path), sha256=done.sha256,
+            size=done.size,
+        )  # fmt: skip
+        return item.outcome(job=job, result=result, path=done.path, sha256=done.sha256, error=error)
 
-    async def _record(self, item: _Item[R], state: JournalState, *args: Any, **fields: Any) -> None:
-        """Move the item's journal row to ``state``: ``(result, error)`` or explicit columns."""
+    async def _record(
+        self, item: _Item[R], state: JournalState, *args: Any, **fields: Any
+    ) -> JournalError | None:
+        """Move the item's journal row to ``state``: ``(result, error)`` or explicit columns.
+
+        Returns:
+            None, or the ``JournalError`` of a failed write (logged at WARNING with the job
+            id: a job the journal could not record must not go unreported).
+        """
         if self._journal is None:
-            return
+            return None
         if args:
             result, error = args
             columns = error_columns(error)
@@ -740,7 +1071,15 @@ class BatchRun(Generic[R]):
                 error_message=columns.error_message,
                 error_code=columns.error_code,
             )
-        await self._journal.update(item.key, item.occurrence, state, **fields)
+        try:
+            await self._journal.update(item.key, item.occurrence, state, **fields)
+        except JournalError as exc:
+            job_id = fields.get("job_id") or (item.job.id if item.job is not None else None)
+            _logger.warning(
+                "input %d: job %s could not be journaled as %s: %s", item.index, job_id, state, exc
+            )
+            return exc
+        return None
 
     # -- outcomes, events, credit -----------------------------------------------------------
 
@@ -827,6 +1166,35 @@ class BatchRun(Generic[R]):
             started=self.started,
             finished=self.finished,
         )
+
+
+def _ask_again(state: JournalState, result: SwapResult | None) -> bool:
+    """Whether a journaled job's state is not a final answer, so the server is asked again.
+
+    Final: status 4 ('failed'), and a success whose URL is known. Everything else (still
+    pending, timed out, left out by listbyids, a success without a URL) may have changed.
+    """
+    if state in ("submitted", "timed_out", "not_found"):
+        return True
+    return state in ("succeeded", "download_failed") and (result is None or not result.url)
+
+
+async def _file_intact(record: JournalRecord) -> bool:
+    """Whether the row's downloaded file is still there with its size and SHA-256."""
+    if record.path is None or record.sha256 is None:
+        return False
+    path = anyio.Path(record.path)
+    try:
+        size = (await path.stat()).st_size
+    except OSError:
+        return False
+    if record.size is not None and size != record.size:
+        return False
+    try:
+        digest = await anyio.to_thread.run_sync(sha256_of_file, Path(record.path))
+    except OSError:
+        return False
+    return digest == record.sha256
 
 
 def _unwrap(exc: BaseException) -> BaseException:

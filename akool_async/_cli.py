@@ -12,6 +12,7 @@ Commands::
     akool-async credit                              the account's credit balance
     akool-async detect URL_OR_FILE                  find faces [--single-face] [--frames N]
           [--face-urls] [--legacy]
+    akool-async detect --analyze URL...             the people across frames [--timestamps]
     akool-async emulator [--port P] ...             run the local AKOOL emulator
     akool-async login [--profile NAME]              store an API key (0600 file); logout
     akool-async completion {bash,zsh,fish}          a shell completion script
@@ -64,6 +65,7 @@ from ._cli_context import (
 )
 from ._cli_parser import build_parser, command_parser
 from ._errors import AkoolError, ValidationError
+from ._redact import redact
 
 __all__ = ["build_parser", "main"]
 
@@ -87,7 +89,7 @@ class _Redactor(logging.Filter):
         message = record.getMessage()
         for secret in self._secrets:
             message = message.replace(secret, "***")
-        record.msg, record.args = message, None
+        record.msg, record.args = redact(message), None
         return True
 
 

@@ -28,10 +28,12 @@ import attrs
 
 from ._cli_context import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PROG, CliError, Context
 from ._client import AsyncClient
-from ._errors import JobFailedError
+from ._errors import AkoolError, JobFailedError
 from ._events import BatchEvent, BatchStatistics, Outcome, SwapRequest
 from ._manifest import ManifestEntry, read_manifest
 from ._models import SwapStatus
+from ._redact import redact
+from ._report import finish_batch_report, remember_batch
 
 __all__ = [
     "BatchRunResult",
@@ -115,6 +117,8 @@ async def run_batch(
     journal: Path | None = None,
     concurrency: int = 64,
     job_timeout: float | None = 3 * 3600.0,
+    download_timeout: float | None = 3600.0,
+    deadline: float | None = None,
     resubmit_ambiguous: bool = False,
     progress: bool = True,
     label: str = "swaps",
@@ -144,6 +148,8 @@ async def run_batch(
         journal=journal,
         download_dir=out_dir,
         job_timeout=job_timeout,
+        download_timeout=download_timeout,
+        deadline=deadline,
         resubmit_ambiguous=resubmit_ambiguous,
         on_event=on_event,
     )
@@ -181,7 +187,7 @@ def write_report(path: Path, records: Sequence[dict[str, Any]]) -> None:
     temp = path.with_name(f".{path.name}.tmp")
     with temp.open("w", encoding="utf-8") as handle:
         for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            handle.write(redact(json.dumps(record, ensure_ascii=False)) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temp, path)
@@ -221,13 +227,40 @@ def _summary(ctx: Context, result: BatchRunResult, report: Path, out_dir: Path) 
         )
     if len(failures) > _FAILURES_SHOWN:
         ctx.say(f"... and {len(failures) - _FAILURES_SHOWN} more in {report}")
+    unjournaled = [
+        record for record in failures if record["error_type"] == "JournalError" and record["id"]
+    ]
+    for record in unjournaled:  # paid for: the report and this line are their only record
+        akool = f" (AKOOL job {record['job_id']})" if record["job_id"] else ""
+        ctx.say(
+            f"line {record['line']}: job {record['id']}{akool} was created but the journal "
+            "could not record it (a resume will not know it): keep this job id"
+        )
     ambiguous = sum(1 for record in failures if record["error_type"] == "AmbiguousSubmitError")
     if ambiguous:
         ctx.say(
             f"{ambiguous} swap{'s' if ambiguous > 1 else ''} may or may not have been submitted "
-            "(the process stopped mid-submit): check your AKOOL dashboard, or re-run with "
-            "--resubmit-ambiguous to submit them again (they may be paid twice)"
+            "(the answer was lost: a kill mid-submit, or a connection lost after sending): "
+            "check your AKOOL dashboard, or re-run with --resubmit-ambiguous to submit them "
+            "again (they may be paid twice)"
         )
+
+
+async def _gallery(
+    ctx: Context,
+    out_dir: Path,
+    entries: Sequence[ManifestEntry],
+    result: BatchRunResult,
+    journal: Path | None,
+) -> Path | None:
+    """Build ``DIR/report.html``; a failure is a warning (the JSON report is what counts)."""
+    try:
+        return await finish_batch_report(
+            out_dir, entries, result, journal=journal, secrets=ctx.secrets
+        )
+    except (OSError, AkoolError) as exc:
+        ctx.note(f"warning: the HTML report could not be written: {exc}")
+        return None
 
 
 async def cmd_batch(ctx: Context) -> int:
@@ -248,6 +281,7 @@ async def cmd_batch(ctx: Context) -> int:
     report: Path = args.report or out_dir / "report.jsonl"
     client = ctx.client()  # no credentials: ValidationError (exit 2) before anything is sent
     await anyio.Path(out_dir).mkdir(parents=True, exist_ok=True)
+    await anyio.to_thread.run_sync(lambda: remember_batch(out_dir, entries, journal=journal))
     finished = 0
 
     def on_record(record: dict[str, Any]) -> None:
@@ -270,11 +304,16 @@ async def cmd_batch(ctx: Context) -> int:
             journal=journal,
             concurrency=args.concurrency,
             job_timeout=args.job_timeout,
+            download_timeout=args.download_timeout,
+            deadline=args.deadline,
             resubmit_ambiguous=args.resubmit_ambiguous,
             progress=not ctx.json and not ctx.quiet,
             on_record=on_record,
         )
     await anyio.to_thread.run_sync(write_report, report, result.records)
+    page = await _gallery(ctx, out_dir, entries, result, journal)
     if not ctx.json:
         _summary(ctx, result, report, out_dir)
+        if page is not None:
+            ctx.say(f"gallery: open {page}")
     return EXIT_OK if result.ok else EXIT_FAILED

@@ -264,7 +264,15 @@ def _legacy_records(found: LegacyFaceDetection) -> list[dict[str, Any]]:
 
 async def _cmd_detect(ctx: Context) -> int:
     args = ctx.args
-    media: str = args.media
+    if args.analyze:
+        from ._cli_analyze import cmd_analyze
+
+        return await cmd_analyze(ctx)
+    if args.timestamps is not None or args.expand_ratio is not None:
+        raise CliError("--timestamps and --expand-ratio need --analyze", EXIT_USAGE)
+    if len(args.media) > 1:
+        raise CliError("detect takes one URL or file (frames of a video: --analyze)", EXIT_USAGE)
+    [media] = args.media
     is_url = media.lower().startswith(("http://", "https://"))
     if not is_url and "://" in media:
         scheme = media.split("://", 1)[0]
@@ -361,6 +369,12 @@ async def _cmd_completion(ctx: Context) -> int:
     return await cmd_completion(ctx)
 
 
+async def _cmd_report(ctx: Context) -> int:
+    from ._cli_report import cmd_report
+
+    return await cmd_report(ctx)
+
+
 HANDLERS: Final[dict[str, Callable[[Context], Awaitable[int]]]] = {
     "batch": _cmd_batch,
     "completion": _cmd_completion,
@@ -370,6 +384,7 @@ HANDLERS: Final[dict[str, Callable[[Context], Awaitable[int]]]] = {
     "detect": _cmd_detect,
     "login": _cmd_login,
     "logout": _cmd_logout,
+    "report": _cmd_report,
     "status": _cmd_status,
     "swap": _cmd_swap,
     "wait": _cmd_wait,

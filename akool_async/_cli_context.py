@@ -15,6 +15,7 @@ import attrs
 from ._client import AsyncClient
 from ._errors import ValidationError
 from ._poll_config import PollConfig
+from ._redact import redact
 
 __all__ = [
     "EXIT_BROKEN_PIPE",
@@ -90,7 +91,8 @@ class Context:
 
     def emit(self, document: object) -> None:
         """Write one JSON document (one line) on stdout."""
-        self.stdout.write(json.dumps(document, ensure_ascii=False, default=str) + "\n")
+        text = json.dumps(document, ensure_ascii=False, default=str)
+        self.stdout.write(self.redact(text) + "\n")
         self.stdout.flush()
 
     def say(self, text: str = "") -> None:
@@ -109,10 +111,10 @@ class Context:
             self.note(text)
 
     def redact(self, text: str) -> str:
-        """``text`` with every configured secret replaced by ``***``."""
+        """``text`` with every configured secret and every token handed out replaced by ``***``."""
         for secret in self.secrets:
             text = text.replace(secret, "***")
-        return text
+        return redact(text)
 
     @contextlib.asynccontextmanager
     async def connect(self, client: AsyncClient | None = None) -> AsyncIterator[AsyncClient]:

@@ -366,6 +366,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds a job may take (default: 10800)",
     )
+    batch.add_argument(
+        "--download-timeout",
+        type=_seconds,
+        default=3600.0,
+        metavar="S",
+        help="seconds one result's download may take, retries included (default: 3600)",
+    )
+    batch.add_argument(
+        "--deadline",
+        type=_seconds,
+        default=None,
+        metavar="S",
+        help="seconds for the whole batch: then nothing more is submitted, and what is "
+        "still running is reported (and resumed by the next run)",
+    )
     _poll_option(batch)
     batch.add_argument(
         "--format", choices=("jsonl", "csv"), help="manifest format (default: from the name)"
@@ -377,6 +392,36 @@ def build_parser() -> argparse.ArgumentParser:
         "(may pay twice)",
     )
     batch.set_defaults(handler="batch")
+
+    report = add(
+        "report",
+        "(re)build the HTML gallery of a batch: DIR/report.html",
+        description="Build DIR/report.html from what a batch left in DIR (its journal, "
+        "report.jsonl and the downloaded files); works at any time, also while the batch "
+        "runs. One self-contained page: open it in a browser, offline, or share the folder.",
+    )
+    report.add_argument("dir", type=Path, metavar="DIR", help="the batch's --out directory")
+    report.add_argument(
+        "--journal", type=Path, metavar="FILE", help="the batch journal (default: the batch's)"
+    )
+    report.add_argument(
+        "--output", type=Path, metavar="FILE", help="the page (default: DIR/report.html)"
+    )
+    report.add_argument(
+        "--inputs",
+        choices=("link", "fetch", "none"),
+        default="link",
+        help="source and target pictures: loaded from their URLs (link, the default), "
+        "downloaded into DIR/report-files now (fetch: the page needs nothing outside DIR), "
+        "or only named (none)",
+    )
+    report.add_argument(
+        "--no-thumbnails",
+        dest="thumbnails",
+        action="store_false",
+        help="show the full images (default: thumbnails, with Pillow installed)",
+    )
+    report.set_defaults(handler="report")
 
     swap = add(
         "swap",
@@ -414,7 +459,12 @@ def build_parser() -> argparse.ArgumentParser:
     credit.set_defaults(handler="credit")
 
     detect = add("detect", "detect faces in an image or video (URL or local image file)")
-    detect.add_argument("media", metavar="URL_OR_FILE", help="http(s) URL, or an image file")
+    detect.add_argument(
+        "media",
+        metavar="URL_OR_FILE",
+        nargs="+",
+        help="http(s) URL, or an image file (with --analyze: several frame image URLs)",
+    )
     detect.add_argument("--single-face", action="store_true", help="only the largest face")
     detect.add_argument(
         "--frames", type=_positive_int, metavar="N", help="video frames to sample (default: 5)"
@@ -424,6 +474,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     detect.add_argument(
         "--legacy", action="store_true", help="use the legacy detector (sg3.akool.com/detect)"
+    )
+    detect.add_argument(
+        "--analyze",
+        action="store_true",
+        help="Analyze Frames: match the people across frame images (one entry per person)",
+    )
+    detect.add_argument(
+        "--timestamps", metavar="S,S,...", help="with --analyze: seconds of each frame"
+    )
+    detect.add_argument(
+        "--expand-ratio",
+        type=float,
+        metavar="R",
+        help="with --analyze: face crop expansion, 0 to 1 (default: 0.3)",
     )
     detect.set_defaults(handler="detect")
 

@@ -38,7 +38,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 import anyio
@@ -47,6 +47,7 @@ import backoff
 
 from ._config import Limits, Timeout
 from ._endpoints import (
+    ANALYZE_FRAMES,
     DELETE_RESULTS,
     DETECT_FACES,
     FACESWAP_IMAGE,
@@ -74,7 +75,8 @@ from ._errors import (
     TransportError,
     ValidationError,
 )
-from ._events import submit_events
+from ._events import submit_events, submit_sending
+from ._frames import AnalyzeFrames
 from ._models import (
     CreditQuery,
     DeleteQuery,
@@ -90,6 +92,7 @@ from ._models import (
     validate_ids,
 )
 from ._orchestrator import _OrchestratorMixin
+from ._redact import describe, register, safe_cause, scrub_error
 from ._retry import RetryPolicy
 from ._wire import BODY_LIMIT, WireRequest, build_request, decode
 
@@ -345,6 +348,25 @@ def _chunks(ids: tuple[str, ...], size: int) -> Iterator[tuple[str, ...]]:
         yield ids[start : start + size]
 
 
+def _redirect_error(
+    endpoint: Endpoint[Any, Any], status: int, url: str, location: str | None
+) -> TransportError:
+    """The error for a 3xx answer: API calls never follow redirects."""
+    if location is None:
+        target = "nowhere (no Location)"
+    else:
+        try:
+            parts = urlsplit(urljoin(url, location))
+            target = parts.netloc.rpartition("@")[2][:200] or "an invalid URL"
+        except ValueError:
+            target = "an invalid URL"
+    return TransportError(
+        f"{endpoint.name}: HTTP {status} redirect to {target} refused "
+        "(API calls never follow redirects)",
+        status=status,
+    )
+
+
 def _body_text(error: AkoolError) -> str | None:
     body = getattr(error, "body", None)
     if body is None or isinstance(body, str):
@@ -396,6 +418,7 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
     faceswap_video = Operation(FACESWAP_VIDEO, VideoSwap, name="faceswap_video")
     detect_faces = Operation(DETECT_FACES, DetectFaces, name="detect_faces")
     detect_faces_legacy = Operation(LEGACY_DETECT, LegacyDetect, name="detect_faces_legacy")
+    analyze_frames = Operation(ANALYZE_FRAMES, AnalyzeFrames, name="analyze_frames")
 
     _shared: _Shared
     _retry: RetryPolicy
@@ -444,6 +467,7 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
             raise ValidationError("must be at least 1", field="max_ids_per_request")
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise ValidationError("must be an aiohttp.ClientSession", field="session")
+        register(api_key, client_secret)  # masked in every text the SDK makes from here on
         self._shared = _Shared(
             auth=_Auth(api_key=api_key, client_id=client_id, client_secret=client_secret),
             base_url=base,
@@ -738,6 +762,7 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
                 GET_TOKEN,
                 TokenRequest(client_id=auth.client_id, client_secret=auth.client_secret),
             )
+            register(answer.token)
             auth.token = answer.token
             self._shared.stats.token_fetches += 1
             self._emit("token_fetched")
@@ -757,6 +782,8 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
         session = self._session()
         base = shared.base_url if wire.host is Host.API else shared.detector_base_url
         url = base + wire.path
+        if endpoint.creates_job and (sending := submit_sending.get()) is not None:
+            sending()  # a batch's submit: from here on it may reach the server
         shared.stats.requests[endpoint.name] += 1
         started = time.monotonic()
         try:
@@ -767,10 +794,15 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
                 json=wire.json,
                 headers=headers,
                 timeout=self._client_timeout(self._timeout),
+                # Never follow: a redirect would carry the credentials (and a create) to
+                # whatever host it names. A caller-owned session's raise_for_status would
+                # raise errors holding the request headers.
+                allow_redirects=False,
+                raise_for_status=False,
             ) as response:
-                body = await response.read()
                 status = response.status
                 response_headers = response.headers
+                body = b"" if 300 <= status < 400 else await response.read()
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             elapsed = time.monotonic() - started
             _logger.debug(
@@ -781,9 +813,10 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
                 attempt,
                 type(exc).__name__,
             )
-            error = TransportError(f"{endpoint.name}: could not connect to {base}: {exc}")
-            error.__cause__ = exc
-            raise _Failure(error, _Delivery.UNSENT, retryable=True) from exc
+            cause = safe_cause(exc)
+            error = TransportError(f"{endpoint.name}: could not connect to {base}: {describe(exc)}")
+            error.__cause__ = cause
+            raise _Failure(error, _Delivery.UNSENT, retryable=True) from cause
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             elapsed = time.monotonic() - started
             _logger.debug(
@@ -794,17 +827,25 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
                 attempt,
                 type(exc).__name__,
             )
-            what = "timed out" if isinstance(exc, TimeoutError) else f"failed: {exc!r}"
+            what = "timed out" if isinstance(exc, TimeoutError) else f"failed: {describe(exc)}"
+            cause = safe_cause(exc)
             error = TransportError(f"{endpoint.name}: the request {what}")
-            error.__cause__ = exc
-            raise _Failure(error, _Delivery.AMBIGUOUS, retryable=not endpoint.creates_job) from exc
+            error.__cause__ = cause
+            raise _Failure(
+                error, _Delivery.AMBIGUOUS, retryable=not endpoint.creates_job
+            ) from cause
         elapsed = time.monotonic() - started
         _logger.debug(
             "%s %s -> %d in %.3fs (attempt %d)", wire.method, wire.path, status, elapsed, attempt
         )
+        if 300 <= status < 400:
+            # Classified like any answer that may have acted: a create is not retried.
+            refused = _redirect_error(endpoint, status, url, response_headers.get("Location"))
+            raise self._classify(endpoint, refused, status, policy, attempt=attempt)
         try:
             result = decode(endpoint, status, response_headers, body, request=request)
         except (APIError, TransportError) as exc:
+            scrub_error(exc)  # what a server sent back may echo the key or the token
             raise self._classify(endpoint, exc, status, policy, attempt=attempt) from exc
         shared.gate.streak = 0
         return result

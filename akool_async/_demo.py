@@ -44,6 +44,7 @@ from ._models import (
     VideoSwap,
 )
 from ._poll_config import PollConfig
+from ._report import finish_batch_report
 
 __all__ = ["DEMO_POLL", "build_demo_requests", "cmd_demo", "demo_emulator_config"]
 
@@ -274,6 +275,10 @@ async def cmd_demo(ctx: Context) -> int:
                 label="swaps",
             )
             client_requests = dict(client.statistics().requests)
+        # Inside the emulator's lifetime: the sample inputs are fetched into the folder.
+        page = await finish_batch_report(
+            out_dir, entries, result, inputs="fetch", secrets=(emu.api_key,)
+        )
     wall = time.monotonic() - started
     report = out_dir / "report.jsonl"
     await anyio.to_thread.run_sync(write_report, report, result.records)
@@ -298,6 +303,7 @@ async def cmd_demo(ctx: Context) -> int:
         "bytes": size,
         "out": str(out_dir),
         "report": str(report),
+        "gallery": str(page),
     }
     if ctx.json:
         ctx.emit(summary)
@@ -317,6 +323,7 @@ async def cmd_demo(ctx: Context) -> int:
         ("wall time", f"{wall:.1f} s"),
         ("results", f"{files} files, {size / 1e6:.1f} MB in {out_dir}/"),
         ("report", str(report)),
+        ("gallery", str(page)),
     ]
     print_table(
         ctx.stdout,
@@ -330,4 +337,5 @@ async def cmd_demo(ctx: Context) -> int:
             f"The {summary['failed']} failed swaps are on purpose: the demo's emulator fails "
             f"{rate:.0%} of its jobs, to show failures arriving as values (exit code 0)."
         )
+    ctx.say(f"open {page} to see every swap side by side")
     return EXIT_OK

@@ -45,6 +45,7 @@ from typing import (
 
 import attrs
 
+from ._frames import AnalyzeFrames, FrameAnalysis
 from ._models import (
     Credit,
     CreditQuery,
@@ -66,6 +67,7 @@ from ._models import (
 )
 
 __all__ = [
+    "ANALYZE_FRAMES",
     "DELETE_RESULTS",
     "DETECT_FACES",
     "ENDPOINTS",
@@ -115,6 +117,8 @@ class Envelope(enum.Enum):
     """getToken: ``{code, token}`` with the token at the top level."""
     DETECTOR = "detector"
     """``{error_code, error_msg, ...}`` at the top level; success is ``error_code == 0``."""
+    ANALYSIS = "analysis"
+    """Analyze Frames: ``{success, error, ...}`` at the top level; success is ``success: true``."""
 
 
 @attrs.frozen(kw_only=True)
@@ -216,6 +220,14 @@ DETECT_FACES: Final = Endpoint(
     response_type=FaceDetection,
     envelope=Envelope.DETECTOR,
 )
+ANALYZE_FRAMES: Final = Endpoint(
+    name="analyze_frames",
+    method="POST",
+    path="/interface/detect-api/faceswap/analyze_frames",
+    request_type=AnalyzeFrames,
+    response_type=FrameAnalysis,
+    envelope=Envelope.ANALYSIS,
+)
 LEGACY_DETECT: Final = Endpoint(
     name="detect_legacy",
     method="POST",
@@ -239,6 +251,7 @@ ENDPOINTS: Final[Mapping[str, Endpoint[Any, Any]]] = {
         DELETE_RESULTS,
         GET_CREDIT,
         DETECT_FACES,
+        ANALYZE_FRAMES,
         LEGACY_DETECT,
     )
 }
@@ -247,6 +260,7 @@ ENDPOINTS: Final[Mapping[str, Endpoint[Any, Any]]] = {
 #: over ``_call`` (``get_results``, ``delete_results``, ``get_credit``). Orchestration methods
 #: (mixed in from ``_orchestrator``) are not API operations and are not listed here.
 PUBLIC_OPERATIONS: Final[tuple[str, ...]] = (
+    "analyze_frames",
     "delete_results",
     "detect_faces",
     "detect_faces_legacy",

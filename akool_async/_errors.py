@@ -19,7 +19,8 @@ at a single boundary (``raise ... from``) and never escape on their own::
     |   +-- AccountBannedError                1200
     |   +-- MediaError                        1015, 1016, 1108, 1204, 1207-1210
     |   +-- ServerError                       2001 and HTTP 5xx
-    |   +-- DetectionError                    the face detectors' ``error_code != 0``
+    |   +-- DetectionError                    a detector's ``error_code != 0``, Analyze
+    |                                             Frames' ``success: false``
     +-- JobError                              a job that did not end in success
     |   +-- JobFailedError                    status 4
     |   +-- JobTimeoutError (TimeoutError)    no terminal status before the deadline
@@ -34,6 +35,8 @@ Exceptions carry data (``code``, ``status``, ``body``, ``retry_after``, ``reques
 from __future__ import annotations
 
 from typing import Any, ClassVar
+
+from ._redact import redact
 
 __all__ = [
     "APIError",
@@ -64,7 +67,14 @@ __all__ = [
 
 
 class AkoolError(Exception):
-    """Base class of every exception raised by akool_async."""
+    """Base class of every exception raised by akool_async.
+
+    Its message never holds a configured secret or a bearer token handed out: they are
+    masked (``***``) as the exception is built, whatever put them there.
+    """
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact(arg) if isinstance(arg, str) else arg for arg in args))
 
 
 class ValidationError(AkoolError, ValueError):
@@ -213,7 +223,9 @@ class ServerError(APIError):
 
 
 class DetectionError(APIError):
-    """A face detector answered with ``error_code != 0``."""
+    """A face detector answered with ``error_code != 0``, or Analyze Frames with
+    ``success: false`` (then ``code`` is None; ``status`` is 400 for bad input, 500 when
+    processing failed)."""
 
 
 class JobError(AkoolError):

@@ -42,6 +42,12 @@ EventKind = Literal["submitted", "status_changed", "retried", "throttled", "fini
 submit_events: ContextVar[Callable[..., None] | None] = ContextVar(
     "akool_async_submit_events", default=None
 )
+#: Set by a batch around each submit: the client calls it right before the request's bytes
+#: go out (each attempt), so the batch knows a submit waiting at the throttle gate, for a
+#: token or in backoff was never sent. It may raise to stop the attempt before it is sent.
+submit_sending: ContextVar[Callable[[], None] | None] = ContextVar(
+    "akool_async_submit_sending", default=None
+)
 
 
 class DownloadError(AkoolError):
@@ -169,6 +175,8 @@ class BatchStatistics:
         elapsed: Seconds since the batch started.
         throughput: Outcomes per second since the batch started.
         finished: Whether every outcome has been produced.
+        resolved: Ambiguous submits bound to their job by a webhook carrying their
+            reference (``use_webhooks``), instead of being reported ambiguous.
     """
 
     total: int | None
@@ -193,6 +201,7 @@ class BatchStatistics:
     elapsed: float
     throughput: float
     finished: bool
+    resolved: int = 0
 
     @property
     def outcomes(self) -> int:
@@ -209,6 +218,7 @@ class BatchCounters:
     read: int = 0
     submits: int = 0
     retries: int = 0
+    resolved: int = 0
     credits_before: float | None = None
     credits_now: float | None = None
     started_at: float = 0.0
@@ -277,4 +287,5 @@ class BatchCounters:
             elapsed=elapsed,
             throughput=done / elapsed if elapsed > 0 else 0.0,
             finished=finished,
+            resolved=self.resolved,
         )

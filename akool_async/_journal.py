@@ -15,7 +15,15 @@ A row walks through these states (``JournalState``)::
 
 ``submitting`` is committed *before* the request goes out and ``submitted`` (with the job id)
 right after the response; a row still ``submitting`` when a journal is opened belonged to a
-process that died mid-submit, so it becomes ``ambiguous``.
+process that died mid-submit, so it becomes ``ambiguous``. A graceful stop does not leave
+such rows behind: a submit not yet sent becomes ``unsent``, one sent gets a grace for its
+answer (``_batch.py``). An ``ambiguous`` row bound to its job by a webhook carrying its
+``ref`` (``_ambiguity.py``) becomes ``submitted``.
+
+What a resume does with a row: ``unsent`` and ``rejected`` (but for a 1003) are submitted
+again; ``submitted``, ``timed_out``, ``not_found`` and a success without a URL are asked
+about again (re-attached by job id); ``failed`` (status 4), a 1003 refusal, ``ambiguous``
+and a ``succeeded`` row whose file still has its ``size`` and ``sha256`` are replayed.
 
 Durability: WAL mode with ``synchronous=FULL``. WAL alone (``synchronous=NORMAL``) already
 survives ``kill -9``, but after a power cut it may lose the last commits; losing a
@@ -35,7 +43,7 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal, Self
@@ -91,6 +99,8 @@ _SCHEMA: Final = (
     error_code    INTEGER,
     path          TEXT,              -- downloaded file
     sha256        TEXT,              -- of the downloaded file
+    size          INTEGER,           -- of the downloaded file, in bytes
+    ref           TEXT,              -- the webhook reference of the last submit (akool_ref)
     updated_at    REAL    NOT NULL,
     PRIMARY KEY (key, occurrence)
 ) WITHOUT ROWID""",
@@ -116,8 +126,12 @@ _COLUMNS: Final = (
     "error_code",
     "path",
     "sha256",
+    "size",
+    "ref",
     "updated_at",
 )
+#: Columns added after schema 1 was released: added to older files when they are opened.
+_ADDED: Final = {"size": "INTEGER", "ref": "TEXT"}
 #: Columns a caller may set with ``Journal.update``.
 _UPDATABLE: Final = frozenset(_COLUMNS) - {"key", "occurrence", "updated_at", "attempts"}
 
@@ -144,6 +158,8 @@ class JournalRecord:
     error_code: int | None
     path: str | None
     sha256: str | None
+    size: int | None
+    ref: str | None
     updated_at: float
 
     @classmethod
@@ -216,6 +232,10 @@ def _prepare(conn: sqlite3.Connection, path: Path, base_url: str) -> None:
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         for statement in _SCHEMA:
             conn.execute(statement)
+        have = {row[1] for row in conn.execute("PRAGMA table_info(intents)")}
+        for name, kind in _ADDED.items():
+            if name not in have:
+                conn.execute(f"ALTER TABLE intents ADD COLUMN {name} {kind}")
         recorded = conn.execute("SELECT value FROM meta WHERE name='base_url'").fetchone()
         if recorded is None:
             conn.execute("INSERT INTO meta VALUES ('base_url', ?)", (base_url,))
@@ -385,20 +405,27 @@ class Journal:
         return result
 
     async def begin_submit(
-        self, key: str, occurrence: int, *, index: int, kind: str, request: str
+        self,
+        key: str,
+        occurrence: int,
+        *,
+        index: int,
+        kind: str,
+        request: str,
+        ref: str | None = None,
     ) -> None:
         """Durably record that the request is about to be sent (state ``submitting``)."""
 
         def work(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "INSERT INTO intents (key, occurrence, idx, kind, request, state, attempts,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, 'submitting', 1, ?)"
+                " ref, updated_at) VALUES (?, ?, ?, ?, ?, 'submitting', 1, ?, ?)"
                 " ON CONFLICT (key, occurrence) DO UPDATE SET idx=excluded.idx,"
                 " state='submitting', attempts=attempts + 1, job_id=NULL, job_ref=NULL,"
                 " job_url=NULL, status=NULL, result=NULL, error_type=NULL,"
-                " error_message=NULL, error_code=NULL, path=NULL, sha256=NULL,"
-                " updated_at=excluded.updated_at",
-                (key, occurrence, index, kind, request, time.time()),
+                " error_message=NULL, error_code=NULL, path=NULL, sha256=NULL, size=NULL,"
+                " ref=excluded.ref, updated_at=excluded.updated_at",
+                (key, occurrence, index, kind, request, ref, time.time()),
             )
 
         await self._run(work)
@@ -467,6 +494,22 @@ class Journal:
                 raise sqlite3.IntegrityError(f"no journal row for {key[:12]}#{occurrence}")
 
         await self._run(work)
+
+    async def known_jobs(self, job_ids: Collection[str]) -> set[str]:
+        """Those of ``job_ids`` that are the job of some row."""
+        wanted = list(job_ids)
+
+        def work(conn: sqlite3.Connection) -> set[str]:
+            found: set[str] = set()
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                rows = conn.execute(f"SELECT job_id FROM intents WHERE job_id IN ({marks})", chunk)
+                found.update(row[0] for row in rows)
+            return found
+
+        result: set[str] = await self._run(work)
+        return result
 
     async def counts(self) -> Mapping[str, int]:
         """Rows per state."""

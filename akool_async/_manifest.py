@@ -414,6 +414,15 @@ def _entry(
     return ManifestEntry(line=line, kind=kind, request=request, ref=ref_text)
 
 
+def _lines(text: str) -> list[str]:
+    """JSONL lines: split on ``\\n`` only, then a trailing ``\\r`` dropped.
+
+    Not ``str.splitlines()``: it also splits on U+2028, U+0085, form feeds... which valid
+    JSON strings may hold raw, and every such split shifts the later line numbers.
+    """
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
 def parse_jsonl(lines: Iterable[str]) -> tuple[list[ManifestEntry], list[Problem]]:
     """Every entry of a JSONL manifest, and every problem found (line numbers from 1)."""
     entries: list[ManifestEntry] = []
@@ -512,7 +521,7 @@ def read_manifest(
             source, [Problem(line=1, field=None, reason=f"not UTF-8: {exc}")]
         ) from None
     fmt = format or detect_format(path, text[:256])
-    entries, problems = parse_jsonl(text.splitlines()) if fmt == "jsonl" else parse_csv(text)
+    entries, problems = parse_jsonl(_lines(text)) if fmt == "jsonl" else parse_csv(text)
     if not problems and not entries:
         problems.append(Problem(line=1, field=None, reason="the manifest holds no swap"))
     if problems:

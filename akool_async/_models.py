@@ -61,6 +61,7 @@ __all__ = [
     "TokenRequest",
     "VideoSwap",
     "bbox_from_region",
+    "is_record_id",
     "validate_ids",
 ]
 
@@ -213,6 +214,11 @@ def bbox_from_region(region: Sequence[float]) -> tuple[float, float, float, floa
             f"needs finite numbers and a positive size, got {region!r}", field="region"
         )
     return (x, y, x + w, y + h)
+
+
+def is_record_id(value: object) -> bool:
+    """Whether ``value`` is a record ``_id``: 24 hex digits (a MongoDB ObjectId)."""
+    return isinstance(value, str) and _ID_RE.fullmatch(value) is not None
 
 
 def validate_ids(ids: Iterable[str], *, field: str = "ids") -> tuple[str, ...]:
@@ -930,20 +936,24 @@ class LegacyFaceDetection:
 _WIRE_ANNOTATION = re.compile(r"Annotated\[(.*), _wire\(.*\)\]")
 
 
-def _readable_signatures() -> None:
+def _readable_signatures(namespace: dict[str, Any] | None = None) -> None:
     """Give each model a signature without its wire names: what help(), inspect and IDEs show.
 
     ``source_url: str`` instead of ``source_url: Annotated[str, _wire('source_url')]``; the
-    wire names stay where the converter reads them (the field annotations).
+    wire names stay where the converter reads them (the field annotations). ``namespace`` is
+    the ``globals()`` of the module whose models to fix (default: this one's).
     """
+    if namespace is None:
+        namespace = globals()
+    module = namespace["__name__"]
 
     def plain(annotation: Any) -> Any:
         if isinstance(annotation, str) and (match := _WIRE_ANNOTATION.fullmatch(annotation)):
             return match.group(1)
         return annotation
 
-    for value in list(globals().values()):
-        if isinstance(value, type) and attrs.has(value) and value.__module__ == __name__:
+    for value in list(namespace.values()):
+        if isinstance(value, type) and attrs.has(value) and value.__module__ == module:
             signature = inspect.signature(value)
             parameters = [
                 p.replace(annotation=plain(p.annotation)) for p in signature.parameters.values()

@@ -33,8 +33,9 @@ import anyio
 import attrs
 from anyio.abc import TaskGroup
 
+from ._ambiguity import References
 from ._batch import BatchOptions, BatchRun
-from ._download import DOWNLOAD_RETRY
+from ._download import DEFAULT_DOWNLOAD_TIMEOUT, DOWNLOAD_RETRY
 from ._endpoints import LIST_RESULTS, Endpoint
 from ._errors import ClientStateError, ValidationError
 from ._events import BatchEvent, BatchStatistics, Outcome, R
@@ -64,6 +65,8 @@ class _Orchestrator:
         #: While ``use_webhooks`` is in force: the ``webhookUrl`` for submits, and its undo.
         self.webhook_url: str | None = None
         self.detach_webhooks: Callable[[], None] | None = None
+        #: Callbacks' ``akool_ref`` values meet the ambiguous submits expecting them here.
+        self.references = References()
 
 
 #: Orchestrators by ``id(client._shared)``, with a weak reference to check the identity.
@@ -134,8 +137,9 @@ class Batch(Generic[R]):
     async def aclose(self) -> None:
         """Stop the batch if it is still running and wait until it has stopped. Idempotent.
 
-        Jobs already submitted keep running on AKOOL; with a journal, running the same input
-        again re-attaches to them.
+        Submits whose request already went out get up to ``cancel_grace`` seconds for their
+        answer, so that their job ids are known (and journaled). Jobs already submitted keep
+        running on AKOOL; with a journal, running the same input again re-attaches to them.
         """
         run = self._run
         if run.started and not run.finished:
@@ -189,6 +193,16 @@ def _seconds(value: object, field: str) -> float | None:
     return float(value)
 
 
+def _grace(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ValidationError(
+            f"must be a number of seconds >= 0, got {value!r}", field="cancel_grace"
+        )
+    if math.isinf(value):
+        raise ValidationError("must be finite", field="cancel_grace")
+    return float(value)
+
+
 class _OrchestratorMixin:
     """``wait``, ``swap_many`` and the shared poller, mixed into ``AsyncClient``."""
 
@@ -237,6 +251,15 @@ class _OrchestratorMixin:
         orchestrator = entry[1]
         if orchestrator.detach_webhooks is not None:
             orchestrator.detach_webhooks()  # the receiver outlives us: stop feeding this poller
+        # Batches stop as on aclose(): submits already sent get their grace for an answer,
+        # with their journal still open; their iterators raise ClientStateError.
+        running = [run for run in orchestrator.batches if not run.finished]
+        for run in running:
+            run.fail(ClientStateError("the client was closed while the batch ran"))
+        with anyio.CancelScope(shield=True):
+            for run in running:
+                with anyio.move_on_after(run.grace + 1.0):
+                    await run.done.wait()
         # Running batches see this cancellation as the client closing under them: their
         # iterators raise ClientStateError once their outcomes are drained.
         orchestrator.task_group.cancel_scope.cancel()
@@ -309,7 +332,8 @@ class _OrchestratorMixin:
         detaches too.
 
         Args:
-            receiver: A started (or mounted) ``WebhookReceiver`` with this account's verifier.
+            receiver: A started (or mounted, or ASGI-served) ``WebhookReceiver`` with this
+                account's verifier.
             url: Where AKOOL can reach the receiver (public), e.g. ``receiver.url`` locally.
 
         Returns:
@@ -325,7 +349,12 @@ class _OrchestratorMixin:
         if orchestrator.detach_webhooks is not None:
             raise ClientStateError("webhooks are already in use on this client: detach first")
         loop = asyncio.get_running_loop()
-        notify = orchestrator.poller.notify
+        poller, references = orchestrator.poller, orchestrator.references
+
+        def notify(event: WebhookEvent) -> None:
+            poller.notify(event.id, event.status, event.url)
+            if event.reference is not None:  # a batch's submit: resolves it if ambiguous
+                references.bind(event.reference, event.id)
 
         def on_event(event: WebhookEvent) -> None:
             try:
@@ -333,9 +362,9 @@ class _OrchestratorMixin:
             except RuntimeError:
                 here = None
             if here is loop:
-                notify(event.id, event.status, event.url)
+                notify(event)
             else:  # raises once our loop is closed: the receiver answers 500, AKOOL retries
-                loop.call_soon_threadsafe(notify, event.id, event.status, event.url)
+                loop.call_soon_threadsafe(notify, event)
 
         unsubscribe = receiver.subscribe(on_event)
         slow_down = orchestrator.poller.attach_webhooks()
@@ -422,6 +451,9 @@ class _OrchestratorMixin:
         check_credit: bool = True,
         on_event: Callable[[BatchEvent], None] | None = None,
         download_retry: RetryPolicy | None = None,
+        download_timeout: float | None = DEFAULT_DOWNLOAD_TIMEOUT,
+        cancel_grace: float = 5.0,
+        ambiguous_wait: float | None = 60.0,
     ) -> Batch[R]:
         """Submit many swaps and wait for all of them: one ``Outcome`` per request.
 
@@ -455,6 +487,21 @@ class _OrchestratorMixin:
                 outcomes, journaled as never submitted).
             on_event: Called synchronously with each ``BatchEvent`` (progress bars, logs).
             download_retry: Attempts and backoff of each download (default: 4 attempts).
+            download_timeout: Seconds one result's download may take in all, retries included
+                (default 3600); a transfer also fails when it stays under 1 KiB/s for 30 s.
+                None: no total limit.
+            cancel_grace: When the batch is stopped (``aclose``, cancellation, Ctrl-C, the
+                client closing), submits whose request already went out get this many
+                seconds to bring their answer back, so that their job id is journaled
+                instead of the submit being reported ambiguous. Submits not yet sent (at the
+                throttle gate, in backoff) are abandoned at once and journaled as unsent.
+            ambiguous_wait: With ``use_webhooks`` in force, each submit's webhook URL carries
+                a per-request reference; a submit that turns out ambiguous waits for a
+                callback naming its reference (then it is bound to that job: nothing is
+                resubmitted) until this many seconds after every other request finished
+                (bounded by ``job_timeout`` and ``deadline``); so does, on resume, a journal
+                row left ambiguous with its reference (a callback received meanwhile by this
+                client binds it at once). None: report it at once.
 
         Returns:
             A ``Batch``: iterate it, ideally inside ``async with``.
@@ -474,11 +521,14 @@ class _OrchestratorMixin:
             check_credit=bool(check_credit),
             on_event=on_event,
             download_retry=download_retry if download_retry is not None else DOWNLOAD_RETRY,
+            download_timeout=_seconds(download_timeout, "download_timeout"),
+            cancel_grace=_grace(cancel_grace),
+            ambiguous_wait=_seconds(ambiguous_wait, "ambiguous_wait"),
         )
         if not isinstance(requests, Iterable | AsyncIterable):
             raise ValidationError("must be an iterable of swap requests", field="requests")
         if options.download_dir is not None:
             options.download_dir.mkdir(parents=True, exist_ok=True)
         orchestrator = self._orchestrator()
-        run = BatchRun(self._client(), orchestrator.poller, requests, options)
+        run = BatchRun(self._client(), orchestrator.poller, requests, options, orchestrator)
         return Batch(run, orchestrator)

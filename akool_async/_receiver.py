@@ -12,11 +12,21 @@ AKOOL retries any callback that does not get HTTP 200 (contract 5.5), so the rec
   raised (the identity is then not recorded, so AKOOL's retry is handled again);
 * 503 when nobody listens yet, so that AKOOL keeps the event instead of it being dropped.
 
+Rejected bodies (400, 413) are counted (``statistics()``), not logged one by one: anyone can
+POST to a public URL, and 20,000 junk bodies must not become 20,000 WARNING lines. The first
+rejection is logged at once; later ones are summed up in at most one WARNING per
+``rejection_log_interval`` (the count, the reasons, the last sender and why).
+
 Replays and idempotency. The receiver verifies with ``check_replay=False`` and deduplicates on
 the event identity instead: a byte-identical retry after our 500 must be handled again, and a
 byte-identical duplicate after our 200 must get 200, not 400. The timestamp window still bounds
 how late any body is accepted. Delivery to listeners is therefore at-least-once (a listener
 that succeeded sees the event again if another one failed); make listeners idempotent.
+
+Frameworks. ``_answer`` computes every answer from the method, the declared length and the raw
+body chunks, with no HTTP framework in sight; ``handler`` adapts it to aiohttp, and
+``WebhookASGIApp`` (``_asgi.py``, from ``asgi()``) to ASGI servers, FastAPI and Starlette. One
+receiver can serve both at once: the listeners and the duplicate filter are its own.
 """
 
 from __future__ import annotations
@@ -25,18 +35,25 @@ import asyncio
 import collections
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+import math
+import time
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Final, Self
+from typing import TYPE_CHECKING, Final, NamedTuple, Self
 
 import anyio
+import attrs
 from aiohttp import web
 
+from akool_async._ambiguity import REFERENCE_PARAM
 from akool_async._errors import ClientStateError, ValidationError, WebhookVerificationError
 from akool_async._models import SwapStatus
 from akool_async._webhooks import WebhookEvent, WebhookVerifier
 
-__all__ = ["EventCallback", "WebhookEventStream", "WebhookReceiver"]
+if TYPE_CHECKING:
+    from akool_async._asgi import WebhookASGIApp
+
+__all__ = ["EventCallback", "WebhookEventStream", "WebhookReceiver", "WebhookReceiverStatistics"]
 
 _log = logging.getLogger("akool_async.webhooks")
 
@@ -45,6 +62,79 @@ EventCallback = Callable[[WebhookEvent], Awaitable[None] | None]
 
 DEFAULT_PATH: Final = "/akool/webhook"
 _Identity = tuple[str, int]
+
+
+class _Answer(NamedTuple):
+    """A framework-neutral HTTP answer: status, JSON body and extra headers."""
+
+    status: int
+    body: Mapping[str, str]
+    headers: Mapping[str, str] = {}
+
+
+@attrs.frozen(kw_only=True)
+class WebhookReceiverStatistics:
+    """A snapshot of a ``WebhookReceiver``'s counters.
+
+    Attributes:
+        accepted: Deliveries handed to every listener without error (200).
+        duplicates: Deliveries of an event already handled (200, no listener called).
+        failed: Deliveries on which a listener raised (500: AKOOL retries).
+        unheard: Deliveries that found no listener (503).
+        rejected: Bodies refused: failed verification (400) or too large (413).
+        rejected_by_reason: ``rejected`` per reason: a ``WebhookVerificationError.reason``
+            (``"signature"``, ``"json"``, ``"timestamp"``...) or ``"size"``.
+    """
+
+    accepted: int
+    duplicates: int
+    failed: int
+    unheard: int
+    rejected: int
+    rejected_by_reason: Mapping[str, int]
+
+
+class _Rejections:
+    """Counts rejected deliveries and logs them at a bounded rate (event-loop only)."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.total: collections.Counter[str] = collections.Counter()
+        self._pending: collections.Counter[str] = collections.Counter()
+        self._last = ""
+        self._next_report = -math.inf
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, reason: str, remote: str | None, why: str) -> None:
+        self.total[reason] += 1
+        self._pending[reason] += 1
+        self._last = f"from {remote}: {why}"
+        now = time.monotonic()
+        if now >= self._next_report:
+            self.report()
+        elif self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self._next_report - now, self.report)
+
+    def report(self) -> None:
+        """Log what was rejected since the last report (nothing if nothing was)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        count = sum(self._pending.values())
+        if count == 1:
+            _log.warning("rejected an AKOOL webhook %s", self._last)
+        elif count > 1:
+            reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(self._pending.items()))
+            _log.warning(
+                "rejected %d AKOOL webhooks since the last report (%s); the last %s",
+                count,
+                reasons,
+                self._last,
+            )
+        self._pending.clear()
+        if count:
+            self._next_report = time.monotonic() + self.interval
 
 
 class _Handled:
@@ -74,14 +164,17 @@ class _Handled:
 class WebhookReceiver:
     """Receives AKOOL webhooks over HTTP and hands each new verified event to its listeners.
 
-    Mount ``handler`` on your own aiohttp route, serve ``app()``, or run it standalone with
-    ``async with WebhookReceiver(...) as receiver`` (or ``await receiver.start(...)``).
+    Mount ``handler`` on your own aiohttp route, serve ``app()``, run it standalone with
+    ``async with WebhookReceiver(...) as receiver`` (or ``await receiver.start(...)``), or
+    serve ``asgi()`` from FastAPI, Starlette or any ASGI server.
 
     Args:
         verifier: Checks and decrypts the bodies.
         on_event: An optional first listener (same as ``subscribe(on_event)``).
         max_body_size: Bodies longer than this many bytes get 413 (AKOOL's are ~300 bytes).
         dedupe_size: How many job ids the duplicate filter remembers (least recent go first).
+        rejection_log_interval: Seconds between WARNING lines about rejected bodies: the
+            first rejection is logged at once, later ones as one summary per interval.
     """
 
     def __init__(
@@ -91,7 +184,10 @@ class WebhookReceiver:
         *,
         max_body_size: int = 64 * 1024,
         dedupe_size: int = 10_000,
+        rejection_log_interval: float = 60.0,
     ) -> None:
+        if not 0 <= rejection_log_interval < math.inf:
+            raise ValidationError("must be a finite number >= 0", field="rejection_log_interval")
         if max_body_size < 1:
             raise ValidationError("must be at least 1", field="max_body_size")
         if dedupe_size < 1:
@@ -104,6 +200,8 @@ class WebhookReceiver:
         self._streams: set[WebhookEventStream] = set()
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
+        self._rejections = _Rejections(rejection_log_interval)
+        self._counts: collections.Counter[str] = collections.Counter()
         if on_event is not None:
             self.subscribe(on_event)
 
@@ -139,27 +237,30 @@ class WebhookReceiver:
         """
         return WebhookEventStream(self, max_buffer)
 
+    def statistics(self) -> WebhookReceiverStatistics:
+        """A snapshot of the delivery counters (rejections included)."""
+        rejected = self._rejections.total
+        return WebhookReceiverStatistics(
+            accepted=self._counts["accepted"],
+            duplicates=self._counts["duplicates"],
+            failed=self._counts["failed"],
+            unheard=self._counts["unheard"],
+            rejected=sum(rejected.values()),
+            rejected_by_reason=dict(rejected),
+        )
+
     # -- HTTP ------------------------------------------------------------------------------
 
     async def handler(self, request: web.Request) -> web.StreamResponse:
         """The aiohttp request handler: mount it on a POST route of your application."""
-        if request.method != "POST":
-            return web.json_response(
-                {"error": "method not allowed"}, status=405, headers={"Allow": "POST"}
-            )
-        body = await self._read_body(request)
-        if body is None:
-            return web.json_response({"error": "body too large"}, status=413)
-        try:
-            event = self._verifier.verify(body, check_replay=False)
-        except WebhookVerificationError as exc:
-            _log.warning("rejected an AKOOL webhook from %s: %s", request.remote, exc)
-            return web.json_response({"error": "verification failed"}, status=400)
-        status = await self._dispatch(event)
-        if status == 200:
-            return web.json_response({})
-        error = "handler failed" if status == 500 else "no listener"
-        return web.json_response({"error": error}, status=status)
+        answer = await self._answer(
+            request.method,
+            request.content_length,
+            request.content.iter_any(),
+            request.remote,
+            reference=request.query.get(REFERENCE_PARAM),
+        )
+        return web.json_response(dict(answer.body), status=answer.status, headers=answer.headers)
 
     def app(self, path: str = DEFAULT_PATH) -> web.Application:
         """Return a new aiohttp application that serves ``handler`` on POST ``path``."""
@@ -167,12 +268,60 @@ class WebhookReceiver:
         application.router.add_post(path, self.handler)
         return application
 
-    async def _read_body(self, request: web.Request) -> bytes | None:
-        if request.content_length is not None and request.content_length > self._max_body_size:
+    def asgi(self) -> WebhookASGIApp:
+        """Return an ASGI application serving this receiver (FastAPI, Starlette, uvicorn...).
+
+        Same answers, listeners and duplicate filter as ``handler``; see ``WebhookASGIApp``.
+        """
+        from akool_async._asgi import WebhookASGIApp
+
+        return WebhookASGIApp(self)
+
+    async def _answer(
+        self,
+        method: str,
+        content_length: int | None,
+        chunks: AsyncIterable[bytes],
+        remote: str | None,
+        *,
+        reference: str | None = None,
+    ) -> _Answer:
+        """Answer one request, whatever the HTTP framework: each adapter only translates.
+
+        Args:
+            method: The request method.
+            content_length: The declared body length, if any.
+            chunks: The raw body, as the framework reads it (never parsed before verifying).
+            remote: The peer's address, for the log.
+            reference: The request reference from the URL's query (``akool_ref``), if any:
+                it binds an ambiguous submit to the job calling back.
+        """
+        if method != "POST":
+            return _Answer(405, {"error": "method not allowed"}, {"Allow": "POST"})
+        body = await self._read_body(content_length, chunks)
+        if body is None:
+            self._rejections.add("size", remote, f"body over {self._max_body_size} bytes")
+            return _Answer(413, {"error": "body too large"})
+        try:
+            event = self._verifier.verify(body, check_replay=False)
+        except WebhookVerificationError as exc:
+            self._rejections.add(exc.reason, remote, str(exc))
+            return _Answer(400, {"error": "verification failed"})
+        if reference:
+            event = attrs.evolve(event, reference=reference)
+        status = await self._dispatch(event)
+        if status == 200:
+            return _Answer(200, {})
+        return _Answer(status, {"error": "handler failed" if status == 500 else "no listener"})
+
+    async def _read_body(
+        self, content_length: int | None, chunks: AsyncIterable[bytes]
+    ) -> bytes | None:
+        if content_length is not None and content_length > self._max_body_size:
             return None
         body = bytearray()
         # Read ourselves: a chunked body has no Content-Length to check up front.
-        async for chunk in request.content.iter_any():
+        async for chunk in chunks:
             body += chunk
             if len(body) > self._max_body_size:
                 return None
@@ -185,10 +334,12 @@ class WebhookReceiver:
             await pending.wait()
         if self._handled.covers(event):
             _log.debug("duplicate AKOOL webhook for %s status %d", event.id, event.status)
+            self._counts["duplicates"] += 1
             return 200
         listeners = list(self._listeners)
         if not listeners:
             _log.warning("no listener for the AKOOL webhook of %s; answering 503", event.id)
+            self._counts["unheard"] += 1
             return 503
         done = self._inflight[identity] = asyncio.Event()
         try:
@@ -203,8 +354,10 @@ class WebhookReceiver:
                     failed = True
                     _log.exception("a listener failed on the AKOOL webhook of %s", event.id)
             if failed:
+                self._counts["failed"] += 1
                 return 500
             self._handled.record(event)
+            self._counts["accepted"] += 1
             return 200
         finally:
             del self._inflight[identity]
@@ -247,7 +400,8 @@ class WebhookReceiver:
         return self._url
 
     async def aclose(self) -> None:
-        """Stop the standalone server (if any) and end every ``events()`` iterator."""
+        """Stop the server (if any), end every ``events()`` iterator, log unreported rejections."""
+        self._rejections.report()
         for stream in list(self._streams):
             stream._end()
         runner, self._runner, self._url = self._runner, None, None

@@ -20,6 +20,7 @@ import attrs
 from . import _errors
 from ._endpoints import FACESWAP_IMAGE, FACESWAP_PLUS, FACESWAP_PRO, FACESWAP_VIDEO, Endpoint
 from ._errors import (
+    AccountBannedError,
     AkoolError,
     AmbiguousSubmitError,
     APIError,
@@ -36,6 +37,7 @@ from ._errors import (
 from ._events import BatchDeadlineError, DownloadError
 from ._journal import JournalRecord
 from ._models import MediaType, SwapJob, SwapResult
+from ._redact import redact
 from ._wire import build_request, converter
 
 __all__ = [
@@ -116,7 +118,8 @@ def _json_default(value: object) -> object:
 def result_json(result: SwapResult | None) -> str | None:
     if result is None:
         return None
-    return json.dumps(converter.unstructure(result), default=_json_default, sort_keys=True)
+    # Masked: a hostile host may echo the key into a result field, and the journal is a file.
+    return redact(json.dumps(converter.unstructure(result), default=_json_default, sort_keys=True))
 
 
 @attrs.frozen
@@ -133,8 +136,8 @@ def error_columns(error: AkoolError | None) -> ErrorColumns:
     if error is None:
         return ErrorColumns()
     if isinstance(error, APIError):
-        return ErrorColumns(type(error).__name__, error.message, error.code)
-    return ErrorColumns(type(error).__name__, str(error), None)
+        return ErrorColumns(type(error).__name__, redact(error.message), error.code)
+    return ErrorColumns(type(error).__name__, redact(str(error)), None)
 
 
 def rebuild_error(
@@ -171,6 +174,7 @@ def never_acted(error: AkoolError) -> bool:
         | RateLimitError
         | InsufficientCreditError
         | AuthenticationError
+        | AccountBannedError
         | ClientStateError
         | JournalError
         | BatchDeadlineError,

@@ -74,6 +74,7 @@ class Client(BlockingBinder):
     faceswap_video = AsyncClient.faceswap_video
     detect_faces = AsyncClient.detect_faces
     detect_faces_legacy = AsyncClient.detect_faces_legacy
+    analyze_frames = AsyncClient.analyze_frames
     get_results = BlockingMirror(AsyncClient.get_results)
     delete_results = BlockingMirror(AsyncClient.delete_results)
     get_credit = BlockingMirror(AsyncClient.get_credit)

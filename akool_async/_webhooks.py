@@ -37,6 +37,7 @@ import attrs
 from akool_async import _crypto
 from akool_async._errors import ValidationError, WebhookVerificationError
 from akool_async._models import SwapStatus
+from akool_async._redact import register
 
 __all__ = ["WebhookEvent", "WebhookVerifier"]
 
@@ -79,6 +80,8 @@ class WebhookEvent:
         nonce: The body's ``nonce`` in the decimal string form that was signed.
         signature: The body's signature, lowercase hex (public; useful to correlate logs).
         extra: Any other payload fields (unconfirmed by the docs), read-only.
+        reference: The ``akool_ref`` query value of the URL the callback was posted to
+            (set by ``WebhookReceiver``; a batch's per-submit reference), else None.
     """
 
     id: str
@@ -91,6 +94,7 @@ class WebhookEvent:
     extra: Mapping[str, Any] = attrs.field(
         factory=dict, converter=_frozen_mapping, hash=False, repr=False
     )
+    reference: str | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -300,6 +304,7 @@ class WebhookVerifier:
             raise ValidationError("must be a non-empty string", field="client_id")
         if not isinstance(client_secret, str):
             raise ValidationError("must be a string", field="client_secret")
+        register(client_secret)  # masked in every text the SDK makes from here on
         if tolerance is not None and (
             isinstance(tolerance, bool)
             or not isinstance(tolerance, int | float)

@@ -13,8 +13,14 @@ Decoding rules (the single translation boundary; contract sections 1, 4 and 8):
   carrying the status and at most 2 KiB of the body: the API itself did not answer.
 * A JSON error body without a ``code``: ``ServerError`` (code None) for 5xx, ``APIError``
   (code None) for any other non-2xx status.
+* The detectors and Analyze Frames have their own envelopes: ``error_code != 0`` and
+  ``success: false`` are a ``DetectionError`` (on HTTP 401/403 an ``AuthenticationError`` /
+  ``PermissionDeniedError``); a standard ``{code, msg}`` answer on their paths (the gateway's
+  auth failures) is decoded by its ``code``.
 * A 2xx JSON body of the wrong shape (no ``code``, ``data`` of the wrong type, a missing
   ``_id``...) is a ``TransportError``: cattrs, KeyError and TypeError never escape.
+* A record ``_id`` that is not 24 hex digits (a submit's, or a listbyids item's) is such a
+  shape error too: ids name files (downloads, the journal), so ``../`` never gets that far.
 """
 
 from __future__ import annotations
@@ -34,12 +40,15 @@ import cattrs
 from ._endpoints import Endpoint, Envelope, Host
 from ._errors import (
     APIError,
+    AuthenticationError,
     DetectionError,
+    PermissionDeniedError,
     RateLimitError,
     ServerError,
     TransportError,
     error_for_code,
 )
+from ._frames import FrameAnalysis
 from ._models import (
     Credit,
     Deleted,
@@ -52,6 +61,7 @@ from ._models import (
     SwapJob,
     SwapStatus,
     Token,
+    is_record_id,
 )
 
 __all__ = [
@@ -299,16 +309,29 @@ def _malformed(endpoint: Endpoint[Any, Any], status: int, body: bytes, why: str)
 
 
 def _structure(
-    endpoint: Endpoint[Any, Any], status: int, body: bytes, value: Any, cls: type[T]
+    endpoint: Endpoint[Any, Any],
+    status: int,
+    body: bytes,
+    value: Any,
+    cls: type[T],
+    *,
+    path: str = "data",
 ) -> T:
     try:
         return converter.structure(value, cls)
     except Exception as exc:  # cattrs, KeyError, TypeError, ValueError: never let them escape
         if isinstance(exc, cattrs.BaseValidationError):
-            why = "; ".join(cattrs.transform_error(exc, path="data"))
+            why = "; ".join(cattrs.transform_error(exc, path=path))
         else:
             why = str(exc)
         raise _malformed(endpoint, status, body, f"unexpected shape: {why[:500]}") from exc
+
+
+def _check_ids(endpoint: Endpoint[Any, Any], status: int, body: bytes, ids: list[str]) -> None:
+    for record_id in ids:
+        if not is_record_id(record_id):
+            why = f"'_id' {record_id[:40]!r} is not 24 hex digits"
+            raise _malformed(endpoint, status, body, why)
 
 
 def _submit(endpoint: Endpoint[Any, Any], request: Any, data: SubmitData) -> SwapJob:
@@ -366,6 +389,8 @@ def decode(
 
     if endpoint.envelope is Envelope.DETECTOR:
         return _decode_detector(endpoint, status, headers, body, payload)
+    if endpoint.envelope is Envelope.ANALYSIS:
+        return cast("T", _decode_analysis(endpoint, status, headers, body, payload))
 
     code = _int_code(payload, "code")
     if status == 429 or code != SUCCESS_CODE:
@@ -387,14 +412,26 @@ def decode(
         raise _malformed(endpoint, status, body, "'data' is not an object")
     if response_type is SwapJob:
         submitted = _structure(endpoint, status, body, data, SubmitData)
+        _check_ids(endpoint, status, body, [submitted.id])
         return cast("T", _submit(endpoint, request, submitted))
     if response_type in (ResultPage, Credit):
-        return cast("T", _structure(endpoint, status, body, data, response_type))
+        decoded = _structure(endpoint, status, body, data, response_type)
+        if isinstance(decoded, ResultPage):
+            _check_ids(endpoint, status, body, [item.id for item in decoded.result])
+        return cast("T", decoded)
     raise TypeError(f"no decoder for {response_type.__name__}")  # a table error, not the wire's
 
 
 # --------------------------------------------------------------------------------------------
 # Detectors
+
+#: A detector-envelope failure with one of these statuses is that error, not a DetectionError:
+#: where the detectors answer auth failures is UNCONFIRMED (an emulator option), and an
+#: HTTP 401 is the credentials' fault whatever the envelope says.
+_STATUS_ERRORS: Final[Mapping[int, type[APIError]]] = {
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+}
 
 
 def _decode_detector(
@@ -416,7 +453,7 @@ def _decode_detector(
     if status == 429:
         raise _error(payload, error_code, status, headers, "error_msg", "msg")
     if error_code != 0:
-        raise DetectionError(
+        raise _STATUS_ERRORS.get(status, DetectionError)(
             _message(payload, "error_msg", "msg"),
             code=error_code,
             status=status,
@@ -510,3 +547,38 @@ def _legacy(payload: dict[str, Any]) -> LegacyFaceDetection:
         trx_id=_opt_str(payload.get("trx_id")),
         seconds=None if seconds is None else _strict_float(seconds, float),
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Analyze Frames
+
+
+def _decode_analysis(
+    endpoint: Endpoint[Any, Any],
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    payload: dict[str, Any],
+) -> FrameAnalysis:
+    """``{success: true, frame_count, persons}``, or ``{success: false, error}`` (3.10)."""
+    success = payload.get("success")
+    if not isinstance(success, bool):
+        # The platform's auth layer may answer in the standard envelope (e.g. 1101) here too.
+        code = _int_code(payload, "code")
+        if code is not None and code != SUCCESS_CODE:
+            raise _error(payload, code, status, headers, "msg", "message")
+        if status == 429 or status >= 400:
+            raise _error(payload, None, status, headers, "error", "msg", "message")
+        raise _malformed(endpoint, status, body, "no boolean 'success'")
+    if status == 429:
+        raise _error(payload, None, status, headers, "error", "msg", "message")
+    if not success or not 200 <= status < 300:
+        raise _STATUS_ERRORS.get(status, DetectionError)(
+            _message(payload, "error", "msg", "message"),
+            status=status,
+            body=payload,
+            retry_after=parse_retry_after(headers),
+        )
+    analysis = _structure(endpoint, status, body, payload, FrameAnalysis, path="$")
+    persons = tuple(sorted(analysis.persons, key=lambda person: person.index))
+    return attrs.evolve(analysis, persons=persons)

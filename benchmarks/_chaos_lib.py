@@ -125,6 +125,9 @@ class ChaosFigures:
     token_fetches: int
     token_refreshes: int
     ambiguous_submits: int
+    ambiguous_with_job: int
+    ambiguous_with_callback: int
+    resolved: int
     resubmitted_ambiguous: int
     after_resubmit_duplicates: int
     after_resubmit_succeeded: int
@@ -145,7 +148,10 @@ class ChaosFigures:
             + ", ".join(f"{k}={v}" for k, v in sorted(self.client_retries.items())),
             f"throttled answers: {self.throttled:,}; token fetches: {self.token_fetches}"
             f" (refreshes after expiry: {self.token_refreshes})",
-            f"ambiguous submits: {self.ambiguous:,} (client counter {self.ambiguous_submits:,})",
+            f"ambiguous submits: {self.ambiguous:,} (client counter {self.ambiguous_submits:,});"
+            f" of them with a job on the server: {self.ambiguous_with_job:,}; bound to their"
+            f" job by a webhook reference: {self.resolved:,}; left with a delivered callback:"
+            f" {self.ambiguous_with_callback:,}",
             f"duplicates outside ambiguous: {self.duplicates}  lost: {self.lost}"
             f"  verified files: {self.verified_files:,}",
             f"after the user's explicit resubmit of the ambiguous ones: resubmitted "
@@ -179,6 +185,7 @@ async def run_chaos(
     rates: dict[str, float] | None = None,
     webhooks: bool = True,
     resubmit: bool = True,
+    ambiguous_wait: float | None = 2.0,
 ) -> ChaosFigures:
     """Run ``n`` jobs through ``swap_many`` under the chaos fault mix; return the figures.
 
@@ -187,6 +194,9 @@ async def run_chaos(
     that feeds ``client.notify_job``; the emulator duplicates, loses and delays callbacks.
     With ``resubmit``, the ambiguous inputs are then run again from the journal with
     ``resubmit_ambiguous=True`` (the user's explicit decision) and no faults.
+
+    Webhooks come through ``use_webhooks``, so each submit carries its reference; with
+    ``ambiguous_wait=None`` ambiguous submits are reported at once (no binding: as before).
     """
     started = time.monotonic()
     config = EmulatorConfig(
@@ -215,15 +225,14 @@ async def run_chaos(
         )
         client.poll_config = FAST_POLL
         async with receiver, client:
-            hook_url = receiver.url if webhooks else None
+            hook_url = None  # use_webhooks sets it, with each submit's reference
             if webhooks:
 
                 def on_webhook(event: WebhookEvent) -> None:
                     handled[event.id] += 1
-                    client.notify_job(event.id, event.status, event.url)
 
                 receiver.subscribe(on_webhook)
-                client.attach_webhooks()
+                client.use_webhooks(receiver, url=receiver.url)
             outcomes: dict[int, Outcome[PlusSwap]] = {}
             extra = 0
             expired = False
@@ -234,6 +243,7 @@ async def run_chaos(
                 download_dir=out,
                 download_retry=DOWNLOAD_RETRY,
                 job_timeout=120,
+                ambiguous_wait=ambiguous_wait,
             )
             async with batch:
                 async for outcome in batch:
@@ -257,6 +267,12 @@ async def run_chaos(
             if missing:
                 problems.append(f"{missing} inputs had no outcome")
             lost += missing
+            with_job = sum(counts[target(i)] >= 1 for i in ambiguous)
+            delivered = {a.job_id for a in emu.webhook_attempts if a.outcome == "delivered"}
+            called_back = {
+                t for job in emu.jobs.values() if job.id in delivered for t in job.target_urls
+            }
+            with_callback = sum(target(i) in called_back for i in ambiguous)
             for i in range(n):
                 outcome = outcomes.get(i)
                 jobs = counts[target(i)]
@@ -327,6 +343,9 @@ async def run_chaos(
         token_fetches=client_stats.token_fetches,
         token_refreshes=client_stats.token_refreshes,
         ambiguous_submits=client_stats.ambiguous_submits,
+        ambiguous_with_job=with_job,
+        ambiguous_with_callback=with_callback,
+        resolved=stats.resolved,
         resubmitted_ambiguous=resubmitted,
         after_resubmit_duplicates=after_dupes,
         after_resubmit_succeeded=after_ok,

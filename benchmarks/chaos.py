@@ -32,6 +32,11 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=5, help="SIGKILLs (default 5)")
     parser.add_argument("--soak", type=int, help="soak jobs, 0 to skip (default 50000; quick 1500)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--ambiguity",
+        action="store_true",
+        help="only the chaos batch, twice: webhook references off (before) and on (after)",
+    )
     args = parser.parse_args()
     jobs = args.jobs or (400 if args.quick else 2000)
     inputs = args.inputs or (40 if args.quick else 200)
@@ -39,6 +44,18 @@ def main() -> int:
     broken = False
     with tempfile.TemporaryDirectory(prefix="akool-chaos-") as tmp:
         work = Path(tmp)
+        if args.ambiguity:
+            for label, wait in (("references off", None), ("references on", 2.0)):
+                print(f"== chaos batch: {jobs:,} jobs, {label} ==", flush=True)
+                (work / label).mkdir()
+                run = functools.partial(
+                    run_chaos, jobs, work / label, seed=args.seed, ambiguous_wait=wait
+                )
+                found = anyio.run(run)
+                print("\n".join(found.lines()), flush=True)
+                broken |= bool(found.problems) or found.duplicates > 0 or found.lost > 0
+            print("\nRESULT:", "FAILED" if broken else "ok")
+            return 1 if broken else 0
 
         print(f"== chaos batch: {jobs:,} jobs ==", flush=True)
         (work / "chaos").mkdir()

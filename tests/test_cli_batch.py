@@ -331,3 +331,55 @@ def test_sigterm_stops_cleanly(emulator: EmulatorThread, tmp_path: Path) -> None
     code, stdout, stderr = finish(child)
     assert (code, stdout, stderr.splitlines()[0]) == (143, "", "interrupted")
     assert ("Traceback" not in stderr, "Unclosed" not in stderr) == (True, True)
+
+
+def test_sigint_with_submits_in_flight_leaves_no_ambiguity(
+    emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    """Ctrl-C while 8 submits wait for their answer: the grace journals them, no ambiguity."""
+    emu = emulator.emulator
+    emulator.call(lambda: emu.faults.inject("faceswap_plus", "slow", times=8, delay=1.0))
+    manifest = plus_manifest(tmp_path / "m.jsonl", 8, tag="grace")
+    out = tmp_path / "out"
+    child = start_batch(emulator, manifest, out, "--concurrency", "8")
+    wait_for(lambda: submits(emulator) == 8)
+    child.send_signal(signal.SIGINT)
+    code, _, _ = finish(child)
+    resumed, _, stderr = finish(start_batch(emulator, manifest, out))
+    records = read_report(out / "report.jsonl")
+    assert (code, resumed, stderr) == (130, 0, "")
+    assert [(r["status"], r["resumed"]) for r in records] == [("ok", True)] * 8
+    assert sorted(emu.stats.jobs_by_target.values()) == [1] * 8
+
+
+def test_deadline_and_download_timeout_options(
+    emulator: EmulatorThread, cli: Cli, tmp_path: Path
+) -> None:
+    """--deadline ends a batch of slow jobs with timeouts; the next run finishes them."""
+    emulator.call(lambda: emulator.emulator.configure(image_seconds=(1.5, 2.0)))
+    manifest = plus_manifest(tmp_path / "m.jsonl", 3, tag="deadline")
+    out = str(tmp_path / "out")
+    options = ("--download-timeout", "60", "--poll-interval", "0.2")
+    first = cli("--json", "batch", str(manifest), "--out", out, "--deadline", "0.3", *options)
+    second = cli("--json", "batch", str(manifest), "--out", out, *options)
+    errors = {json.loads(line)["error_type"] for line in first.out.splitlines()}
+    assert (first.code, errors) == (1, {"JobTimeoutError"})
+    assert (second.code, submits(emulator)) == (0, 3)
+
+
+def test_jobs_the_journal_could_not_record_are_printed(
+    emulator: EmulatorThread, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk after the submits: the summary names every job created, with its line."""
+    from akool_async._errors import JournalError
+    from akool_async._journal import Journal
+
+    async def full_disk(*args: Any, **fields: Any) -> None:
+        raise JournalError("journal write failed: database or disk is full")
+
+    monkeypatch.setattr(Journal, "update", full_disk)
+    manifest = plus_manifest(tmp_path / "m.jsonl", 3, tag="full")
+    run = cli("batch", str(manifest), "--out", str(tmp_path / "out"), "--poll-interval", "0.2")
+    jobs = set(emulator.emulator.jobs)
+    printed = {line.split()[3] for line in run.out.splitlines() if "could not record" in line}
+    assert (run.code, len(jobs), printed) == (1, 3, jobs)

@@ -164,3 +164,55 @@ def test_other_shells_get_a_script(cli: Cli, shell: str) -> None:
     """zsh and fish get scripts naming the commands (zsh through bashcompinit)."""
     run = cli("completion", shell)
     assert (run.code, "akool-async" in run.out, "batch" in run.out) == (0, True, True)
+
+
+def test_detect_analyze_uses_the_stored_profile(
+    emulator: EmulatorThread, cli: Cli, config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """detect --analyze takes its key and host from a profile, like every other command."""
+    monkeypatch.delenv("AKOOL_BASE_URL")
+    login(cli, monkeypatch, DEFAULT_API_KEY, "--profile", "emu", "--base-url", emulator.base_url)
+    frames = [f"https://example.com/f-{n}-faces-2.jpg" for n in range(3)]
+    run = cli("--json", "--profile", "emu", "detect", "--analyze", *frames)
+    persons = json.loads(run.out)["persons"]
+    assert (run.code, [p["person_id"] for p in persons]) == (0, ["person_0", "person_1"])
+
+
+def test_report_scrubs_the_stored_key_from_the_page(
+    cli: Cli, config: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A key known only from the credentials file is masked in report.html too."""
+    stored = "sk-stored-profile-key-0042"
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stored + "\n"))
+    assert cli("login", "--no-verify").code == 0
+    out = tmp_path / "batch"
+    out.mkdir()
+    record = {
+        "line": 1,
+        "ref": "a",
+        "kind": "plus",
+        "status": "error",
+        "id": None,
+        "job_id": None,
+        "result_url": None,
+        "file": None,
+        "sha256": None,
+        "error_type": "AuthenticationError",
+        "error_message": f"rejected key {stored}",
+        "resumed": False,
+    }
+    (out / "report.jsonl").write_text(json.dumps(record) + "\n")
+    run = cli("-q", "report", str(out), "--inputs", "none")
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert (run.code, run.err, stored in page, "rejected key ***" in page) == (0, "", False, True)
+
+
+def test_typos_of_the_report_and_detect_options_get_a_suggestion(cli: Cli) -> None:
+    """did-you-mean covers the report command and detect's --analyze options."""
+    command = cli("reprot", "results/")
+    option = cli("detect", "--analize", "https://example.com/a.jpg")
+    ratio = cli("detect", "--analyze", "--expand-ration", "0.2", "https://example.com/a.jpg")
+    assert (command.code, option.code, ratio.code) == (2, 2, 2)
+    assert "did you mean 'report'?" in command.err
+    assert "did you mean '--analyze'?" in option.err
+    assert "did you mean '--expand-ratio'?" in ratio.err

@@ -250,8 +250,12 @@ def test_demo_says_its_failures_are_on_purpose_and_replaces_old_files(
     files_before = {p.name for p in out.iterdir()}
     second = cli("demo", "--jobs", "40", "--out", str(out), "--seed", "8")
     report = [json.loads(line) for line in (out / "report.jsonl").read_text().splitlines()]
-    expected = {Path(r["file"]).name for r in report if r["file"]} | {"report.jsonl"}
+    gallery = {"report.html", ".akool-batch.json", "report-files"}  # rebuilt by each run
+    expected = {Path(r["file"]).name for r in report if r["file"]} | {"report.jsonl"} | gallery
+    page = (out / "report.html").read_text(encoding="utf-8")
+    stale = [p.name for p in (out / "report-files").iterdir() if p.name not in page]
     assert (first.code, second.code) == (0, 0)
     assert "failed swaps are on purpose" in first.out + second.out
-    assert f"removed the {len(files_before) - 1} result files of the previous demo" in second.err
-    assert {p.name for p in out.iterdir()} == expected
+    removed = len(files_before - gallery) - 1  # the result files, not report.jsonl
+    assert f"removed the {removed} result files of the previous demo" in second.err
+    assert ({p.name for p in out.iterdir()}, stale) == (expected, [])

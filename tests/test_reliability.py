@@ -47,8 +47,15 @@ async def test_only_ambiguous_submits_fail(figures: ChaosFigures) -> None:
 
 
 async def test_ambiguous_outcomes_match_the_client_counter(figures: ChaosFigures) -> None:
-    """The batch's ambiguous outcomes are exactly the client's ambiguous submits."""
-    assert figures.ambiguous == figures.ambiguous_submits
+    """The client's ambiguous submits are the ambiguous outcomes plus those bound by webhook."""
+    assert figures.ambiguous + figures.resolved == figures.ambiguous_submits
+
+
+async def test_webhook_references_resolve_ambiguous_submits_with_a_job(
+    figures: ChaosFigures,
+) -> None:
+    """Ambiguous submits whose job called back are all bound to it (only lost callbacks stay)."""
+    assert (figures.resolved > 0, figures.ambiguous_with_callback) == (True, 0)
 
 
 async def test_every_success_is_downloaded_and_verified(figures: ChaosFigures) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import concurrent.futures
 import hashlib
 import json
+import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -21,7 +23,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from akool_async import _crypto
 from akool_async._errors import ClientStateError, ValidationError, WebhookVerificationError
 from akool_async._models import SwapStatus
-from akool_async._receiver import WebhookReceiver
+from akool_async._receiver import WebhookReceiver, WebhookReceiverStatistics
 from akool_async._webhooks import WebhookEvent, WebhookVerifier, _ReplayCache
 from akool_async.testing import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Emulator, EmulatorConfig
 
@@ -982,3 +984,72 @@ def test_replay_reason_and_default_reason(verifier: WebhookVerifier) -> None:
         verifier.verify(vector_body())
 
     assert (info.value.reason, WebhookVerificationError("x").reason) == ("replay", "unknown")
+
+
+@pytest.mark.anyio
+async def test_receiver_counts_rejections_and_logs_a_bounded_summary(
+    verifier: WebhookVerifier, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    """500 junk bodies and one oversized body give 2 WARNING lines (first, summary), all counted."""
+    caplog.set_level(logging.DEBUG, logger="akool_async.webhooks")
+    async with WebhookReceiver(verifier, on_event=Recorder(), max_body_size=1024) as receiver:
+        for i in range(500):
+            async with session.post(receiver.url, data=f"junk {i}") as response:
+                assert response.status == 400
+        oversized = await post(session, receiver.url, b" " * 2000)
+        accepted = await post(session, receiver.url, vector_body())
+        stats = receiver.statistics()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert (
+        (oversized[0], accepted[0]),
+        (stats.accepted, stats.rejected, dict(stats.rejected_by_reason)),
+        warnings,
+    ) == (
+        (413, 200),
+        (1, 501, {"json": 500, "size": 1}),
+        [
+            "rejected an AKOOL webhook from 127.0.0.1: body is not valid JSON: JSONDecodeError",
+            "rejected 500 AKOOL webhooks since the last report (json 499, size 1); the last "
+            "from 127.0.0.1: body over 1024 bytes",
+        ],
+    )
+
+
+@pytest.mark.anyio
+async def test_receiver_reports_pending_rejections_once_the_interval_passed(
+    verifier: WebhookVerifier, session: aiohttp.ClientSession
+) -> None:
+    """Rejections after the first are reported when the interval ends, with no new rejection."""
+    counts: list[int] = []
+    reported = asyncio.Event()
+
+    class Reports(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            words = record.getMessage().split()
+            counts.append(1 if words[1] == "an" else int(words[1]))
+            if sum(counts) == 3:
+                reported.set()
+
+    handler = Reports(level=logging.WARNING)
+    logger = logging.getLogger("akool_async.webhooks")
+    logger.addHandler(handler)
+    try:
+        async with WebhookReceiver(verifier, rejection_log_interval=0.2) as receiver:
+            for i in range(3):
+                async with session.post(receiver.url, data=f"junk {i}") as response:
+                    assert response.status == 400
+            with anyio.fail_after(10):
+                await reported.wait()  # the loop's timer reports what is pending
+    finally:
+        logger.removeHandler(handler)
+    # [1, 2] unless the machine was so slow that the interval passed between two rejections.
+    assert (counts[0], sum(counts), len(counts) in (2, 3)) == (1, 3, True)
+
+
+def test_receiver_statistics_start_at_zero(verifier: WebhookVerifier) -> None:
+    """A new receiver's statistics are all zero; a negative log interval is refused."""
+    with pytest.raises(ValidationError):
+        WebhookReceiver(verifier, rejection_log_interval=-1)
+    assert WebhookReceiver(verifier).statistics() == WebhookReceiverStatistics(
+        accepted=0, duplicates=0, failed=0, unheard=0, rejected=0, rejected_by_reason={}
+    )

@@ -293,6 +293,7 @@ def test_endpoint_table_paths() -> None:
         "delete_results": ("POST", "/api/open/v3/faceswap/result/delbyids"),
         "quota": ("GET", "/api/open/v3/faceswap/quota/info"),
         "detect_faces": ("POST", "/interface/detect-api/detect_faces"),
+        "analyze_frames": ("POST", "/interface/detect-api/faceswap/analyze_frames"),
         "detect_legacy": ("POST", "/detect"),
     }
     assert expected == {name: (e.method, e.path) for name, e in ENDPOINTS.items()}
@@ -668,6 +669,23 @@ def test_malformed_result_item_is_transport_error(item: dict[str, Any]) -> None:
     """Items without _id, with an unknown status or wrong types are a TransportError."""
     with pytest.raises(TransportError):
         decode(LIST_RESULTS, 200, {}, body({"code": 1000, "msg": "OK", "data": {"result": [item]}}))
+
+
+@pytest.mark.parametrize(
+    "record_id",
+    ["../../.akool-journal", "6593c94c0ef703e8c055e3c", "6593c94c0ef703e8c055e3c8/x", ""],
+)
+def test_an_id_that_is_not_24_hex_digits_is_transport_error(record_id: str) -> None:
+    """A submit's or a listbyids item's ``_id`` that could not be a record id is refused."""
+    submit = {"code": 1000, "msg": "OK", "data": {"_id": record_id, "job_id": "j"}}
+    item = {"_id": record_id, "faceswap_status": 3}
+    page = {"code": 1000, "msg": "OK", "data": {"result": [item]}}
+    with pytest.raises(TransportError) as submitted:
+        decode(FACESWAP_PLUS, 200, {}, body(submit), request=PLUS)
+    with pytest.raises(TransportError) as listed:
+        decode(LIST_RESULTS, 200, {}, body(page))
+    why = "is not 24 hex digits"
+    assert (why in str(submitted.value), why in str(listed.value)) == (True, True)
 
 
 def test_huge_body_is_capped() -> None:

@@ -3,7 +3,8 @@
 Every request passes one middleware that counts it, applies a fault if one is due, checks
 auth, the ban and the rate limit, then calls the handler. Rejections by that gate (1101,
 1102, 1200, 1005) use the ``{code, msg}`` envelope on every endpoint, detectors included,
-as an API gateway in front of them would.
+as an API gateway in front of them would; ``EmulatorConfig.detector_auth_errors="native"``
+makes the detectors refuse credentials in their own envelopes instead (UNCONFIRMED).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ._faces import detect_faces, detect_legacy
+from ._frames import analyze_frames, error_body
 from ._media import md5_of, mp4_chunks, mp4_size, png_bytes
 from ._validate import Rejected
 
@@ -43,6 +45,7 @@ _REASONS = {
     503: "Service Unavailable",
 }
 _NO_AUTH = frozenset({"get_token", "result_file"})
+_DETECTORS = frozenset({"detect_faces", "analyze_frames", "detect_legacy"})
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -79,8 +82,24 @@ class _Api:
         return web.json_response(body, status=config.error_status.get(code, 200))
 
     def detector(self, request: web.Request, status: int, body: dict[str, Any]) -> web.Response:
-        self.emu.stats.codes[(_endpoint(request), body["error_code"])] += 1
+        # Analyze Frames has no code: counted as the new detector's 0 (success) and 1 (failure).
+        code = body["error_code"] if "error_code" in body else int(body.get("success") is not True)
+        self.emu.stats.codes[(_endpoint(request), code)] += 1
         return web.json_response(body, status=status)
+
+    def refuse(self, request: web.Request, code: int, msg: str) -> web.Response:
+        """An auth failure (1101, 1102, 1200) in the endpoint's envelope (see the config)."""
+        endpoint = _endpoint(request)
+        if endpoint not in _DETECTORS or self.emu.config.detector_auth_errors == "standard":
+            return self.error(request, code, msg)
+        body: dict[str, Any]
+        if endpoint == "analyze_frames":
+            body = error_body(msg)
+        elif endpoint == "detect_faces":
+            body = {"error_code": 1, "error_msg": msg, "faces_obj": {}}
+        else:
+            body = {"error_code": 1, "error_msg": msg}
+        return self.detector(request, 403 if code == 1200 else 401, body)
 
     @staticmethod
     async def json_body(request: web.Request) -> Any:
@@ -130,9 +149,9 @@ class _Api:
             code = self.auth_code(request)
             if code is not None:
                 msg = "Authorization empty" if code == 1102 else "Authorization invalid"
-                return self.error(request, code, msg)
+                return self.refuse(request, code, msg)
             if config.banned:
-                return self.error(request, 1200, "Account banned")
+                return self.refuse(request, 1200, "Account banned")
         if endpoint != "result_file" and not emu._limiter.allow(endpoint, emu.clock.now(), config):
             return self.error(request, 1005, "Operation too frequent")
         return None
@@ -267,6 +286,11 @@ class _Api:
         status, out = detect_faces(body, self.emu.config, self.emu.base_url)
         return self.detector(request, status, out)
 
+    async def analyze_frames(self, request: web.Request) -> web.Response:
+        body = await self.json_body(request)
+        status, out = analyze_frames(body, self.emu.config, self.emu.base_url)
+        return self.detector(request, status, out)
+
     async def detect_legacy(self, request: web.Request) -> web.Response:
         body = await self.json_body(request)
         status, out = detect_legacy(body, self.emu.config, self.emu.base_url, self.emu._detect_rng)
@@ -352,6 +376,11 @@ def build_app(emu: Emulator) -> web.Application:
     add("/api/open/v3/faceswap/result/delbyids", api.delete_results, name="delete_results")
     app.router.add_get("/api/open/v3/faceswap/quota/info", api.quota, name="quota")
     add("/interface/detect-api/detect_faces", api.detect_faces, name="detect_faces")
+    add(
+        "/interface/detect-api/faceswap/analyze_frames",
+        api.analyze_frames,
+        name="analyze_frames",
+    )
     add("/detect", api.detect_legacy, name="detect_legacy")
     app.router.add_get("/results/{name:.+}", api.result_file, name="result_file")
     return app

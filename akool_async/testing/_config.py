@@ -42,6 +42,7 @@ ENDPOINTS = frozenset(
         "delete_results",
         "quota",
         "detect_faces",
+        "analyze_frames",
         "detect_legacy",
         "result_file",
     }
@@ -167,7 +168,17 @@ class EmulatorConfig:
     plus_mapping_required: bool = True
     """Plus ``single_face_mode: false`` without ``face_mapping``: 1003 (True) or accepted."""
     detector_no_face: Literal["error", "empty"] = "error"
-    """Detectors on media with no face: "No faces detected" error, or success with empty arrays."""
+    """Detectors on media with no face: "No faces detected" error, or success with empty arrays.
+    (Analyze Frames always answers success with no persons, as documented.)"""
+    analyze_max_frames: int | None = None
+    """Most ``frame_urls`` one Analyze Frames call takes (more is a 400); None means unlimited.
+    UNCONFIRMED: the docs give no limit."""
+    detector_auth_errors: Literal["standard", "native"] = "standard"
+    """Auth failures (1101, 1102, 1200) on the detector endpoints (``detect_faces``,
+    ``analyze_frames``, ``detect_legacy``): the face-swap envelope ``{code, msg}`` as on every
+    other endpoint (``"standard"``, status from ``error_status``), or each endpoint's own error
+    envelope (``{error_code: 1, error_msg}``, ``{success: false, error}``) with HTTP 401 (403
+    for 1200) (``"native"``). UNCONFIRMED: the docs do not say how the detectors refuse."""
 
     # --- authentication ---------------------------------------------------------------------
     accept_api_key_as_bearer: bool = False
@@ -222,6 +233,8 @@ class EmulatorConfig:
             raise ValueError("video_size must be >= 0")
         if self.max_ids is not None and self.max_ids < 1:
             raise ValueError("max_ids must be at least 1 (or None)")
+        if self.analyze_max_frames is not None and self.analyze_max_frames < 1:
+            raise ValueError("analyze_max_frames must be at least 1 (or None)")
         if not set(self.webhook_statuses) <= {1, 2, 3, 4}:
             raise ValueError("webhook_statuses must be within 1..4")
         unknown = set(self.endpoint_rate_limits) - ENDPOINTS

@@ -177,6 +177,13 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         metavar="STATUS",
         help="statuses that trigger a callback (default: 3 4)",
     )
+    p.add_argument(
+        "--detector-auth-errors",
+        choices=["standard", "native"],
+        default="standard",
+        help="detectors' auth failures: {code, msg} (standard) or their own envelope on "
+        "HTTP 401/403 (native); UNCONFIRMED (default: %(default)s)",
+    )
     return p
 
 
@@ -195,6 +202,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         "rate_burst": args.burst,
         "credit": args.credit,
         "fault_rates": rates,
+        "detector_auth_errors": args.detector_auth_errors,
     }
     for name in ("queue_seconds", "image_seconds", "video_seconds", "webhook_statuses"):
         if getattr(args, name):

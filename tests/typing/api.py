@@ -11,6 +11,7 @@ from typing import Any, assert_type
 import attrs
 
 from akool_async import (
+    AnalyzeFrames,
     AsyncClient,
     ClientStatistics,
     DetectedFace,
@@ -19,8 +20,10 @@ from akool_async import (
     FaceImage,
     FaceInfo,
     FaceMapping,
+    FrameAnalysis,
     LegacyFaceDetection,
     MediaType,
+    Person,
     PlusSwap,
     RetryPolicy,
     SwapJob,
@@ -28,6 +31,7 @@ from akool_async import (
     SwapResult,
     SwapStatus,
     Timeout,
+    map_faces,
 )
 from akool_async._endpoints import (
     FACESWAP_PLUS,
@@ -62,6 +66,18 @@ async def operations(client: AsyncClient) -> None:
     assert_type(await client.detect_faces(img=b"\xff\xd8"), FaceDetection)
     assert_type(await client.detect_faces(DetectFaces(img="face.jpg")), FaceDetection)
     assert_type(await client.detect_faces_legacy(image_url="https://a/t.jpg"), LegacyFaceDetection)
+    assert_type(await client.analyze_frames(frame_urls=["https://a/f0.jpg"]), FrameAnalysis)
+    assert_type(
+        await client.analyze_frames(
+            frame_urls=["https://a/f0.jpg", "https://a/f1.jpg"],
+            timestamps=[0, 1.5],
+            expand_ratio=0.3,
+        ),
+        FrameAnalysis,
+    )
+    assert_type(
+        await client.analyze_frames(AnalyzeFrames(frame_urls=["https://a/f.jpg"])), FrameAnalysis
+    )
     assert_type(await client.get_results(["6593c94c0ef703e8c055e3c8"]), list[SwapResult])
     assert_type(await client.delete_results(["6593c94c0ef703e8c055e3c8"]), None)
     assert_type(await client.get_credit(), float)
@@ -75,9 +91,12 @@ async def operations(client: AsyncClient) -> None:
     await client.faceswap_plus(source_url="https://a/s.jpg")  # type: ignore[call-overload]
     await client.faceswap_plus(source_url=1, target_url="https://a/t.jpg")  # type: ignore[call-overload]
     await client.faceswap_pro(face)  # type: ignore[call-overload]
+    await client.analyze_frames(urls=["https://a/f.jpg"])  # type: ignore[call-overload]
 
 
-def models(job: SwapJob, result: SwapResult, detection: FaceDetection) -> None:
+def models(
+    job: SwapJob, result: SwapResult, detection: FaceDetection, analysis: FrameAnalysis
+) -> None:
     assert_type(job.kind, SwapKind)
     assert_type(job.media, MediaType)
     assert_type(job.url, str | None)
@@ -87,6 +106,12 @@ def models(job: SwapJob, result: SwapResult, detection: FaceDetection) -> None:
     assert_type(detection.faces[0].to_face_image("https://a/t.jpg"), FaceImage)
     assert_type(detection.frames[0].faces, tuple[DetectedFace, ...])  # frames keyed by int
     FaceMapping(source=FaceInfo(face_url="https://a/s.jpg"), target=FaceInfo(bbox=(1, 2, 3, 4)))
+    assert_type(analysis.persons, tuple[Person, ...])
+    assert_type(analysis.persons[0].bbox, tuple[float, float, float, float] | None)
+    assert_type(analysis.persons[0].appearances[0].frame_index, int)
+    assert_type(map_faces(analysis, ["https://a/new.jpg", None]), tuple[FaceMapping, ...])
+    assert_type(map_faces(analysis, {"person_0": "https://a/new.jpg"}), tuple[FaceMapping, ...])
+    assert_type(map_faces(detection.faces, {0: "https://a/new.jpg"}), tuple[FaceMapping, ...])
 
 
 def descriptors() -> None:

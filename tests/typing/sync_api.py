@@ -15,6 +15,7 @@ from akool_async import (
     ClientStatistics,
     FaceDetection,
     FaceImage,
+    FrameAnalysis,
     LegacyFaceDetection,
     Limits,
     PlusSwap,
@@ -47,6 +48,7 @@ def operations(client: Client, job: SwapJob) -> None:
     )
     assert_type(client.detect_faces(url="https://a/t.jpg"), FaceDetection)
     assert_type(client.detect_faces_legacy(image_url="https://a/t.jpg"), LegacyFaceDetection)
+    assert_type(client.analyze_frames(frame_urls=["https://a/f0.jpg"]), FrameAnalysis)
     assert_type(client.get_results([job.id]), list[SwapResult])
     assert_type(client.delete_results([job.id]), None)
     assert_type(client.get_credit(), float)
@@ -68,6 +70,8 @@ def batches(client: Client, requests: list[PlusSwap]) -> None:
             assert_type(outcome.request, PlusSwap)
     assert_type(batch.statistics(), BatchStatistics)
     client.swap_many(requests, concurrency="many")  # type: ignore[arg-type]
+    client.swap_many(requests, cancel_grace=2.0, download_timeout=None, ambiguous_wait=None)
+    assert_type(batch.statistics().resolved, int)
 
 
 def webhooks_and_statistics(client: Client) -> None:
