@@ -140,7 +140,7 @@ class Context:
         stored = load_profile(self.args, self.note)
         options = {"api_key": self.args.api_key, "base_url": self.args.base_url} | stored
         try:
-            client = AsyncClient(**options)
+            client = AsyncClient(**options, rate_limit=getattr(self.args, "rate_limit", None))
         except ValidationError as exc:
             if exc.field != "api_key":
                 raise

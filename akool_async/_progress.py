@@ -2,8 +2,9 @@
 
 Imported only by commands that draw (``batch`` and ``demo`` without ``--json``), after the
 command line checked that rich is installed. The progress display is drawn on stderr so that
-stdout carries only results; it is fed by periodic ``Batch.statistics()`` snapshots, so that
-every count on it comes from the same moment and they add up.
+stdout carries only results; it is fed by periodic ``Batch.statistics()`` snapshots (with the
+client's rate controller statistics), so that every count on it comes from the same moment and
+they add up.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ._events import BatchEvent, BatchStatistics
+from ._ratelimit import RateLimitStatistics
 
 __all__ = [
     "BatchProgress",
@@ -40,6 +42,11 @@ def console(stream: IO[str]) -> Console:
     return Console(file=stream, highlight=False, soft_wrap=False)
 
 
+def _rate(rate: float) -> str:
+    """A request rate in three significant figures, or whole with separators from 100/s."""
+    return f"{rate:,.0f}" if rate >= 99.95 else f"{rate:.3g}"
+
+
 def _clock(seconds: float | None) -> str:
     if seconds is None or seconds != seconds or seconds == float("inf"):
         return "-:--:--".rjust(_CLOCK)
@@ -57,12 +64,17 @@ class ProgressView:
     the elapsed time and an ETA from the average rate so far; the other lines are the counts,
     broken between items (never inside one) so that no line wraps. Running totals
     (retries, throttling) are labelled "so far" to keep them apart from the current counts.
+
+    While the client is rate-bound (requests wait for their turn at the rate controller) the
+    counts end with "rate-bound at R/s", and the ETA is what is left to submit at that rate:
+    the average so far trails a rate change, and a rate-bound batch goes no faster than it.
     """
 
     def __init__(self, total: int, *, label: str = "swaps") -> None:
         self.total = total
         self.label = label
         self.stats: BatchStatistics | None = None
+        self.limit: RateLimitStatistics | None = None
         self.done = False
         self.interrupted = False
 
@@ -80,9 +92,23 @@ class ProgressView:
             "downloading": stats.downloading,
         }
 
+    def _bound_rate(self) -> float | None:
+        """The rate requests are paced at, while the client is rate-bound."""
+        limit = self.limit
+        if limit is None or not limit.rate_bound or not limit.rate:
+            return None
+        return limit.rate
+
     def _eta(self, finished: int) -> float | None:
         stats = self.stats
-        if stats is None or finished <= 0 or stats.elapsed <= 0:
+        if stats is None:
+            return None
+        rate = self._bound_rate()
+        unsent = (self.total if stats.total is None else stats.total) - stats.read
+        unsent += stats.submitting
+        if rate is not None and unsent > 0:
+            return unsent / rate
+        if finished <= 0 or stats.elapsed <= 0:
             return None
         return (self.total - finished) / (finished / stats.elapsed)
 
@@ -130,6 +156,9 @@ class ProgressView:
             items.append(
                 Text(f"so far: {stats.retries:,} retried, {stats.throttles:,} throttled", "dim")
             )
+        rate = None if self.done else self._bound_rate()
+        if rate is not None:
+            items.append(Text(f"rate-bound at {_rate(rate)}/s", "yellow"))
         line = Text(" ")
         for item in items:
             if line.cell_len > 1 and line.cell_len + 2 + item.cell_len > width:
@@ -195,9 +224,14 @@ class BatchProgress:
     def event(self, event: BatchEvent) -> None:
         """Accept a batch event (the display is drawn from ``update``'s snapshots)."""
 
-    def update(self, stats: BatchStatistics) -> None:
-        """Show this snapshot of the batch."""
+    def update(self, stats: BatchStatistics, limit: RateLimitStatistics | None = None) -> None:
+        """Show this snapshot of the batch.
+
+        With the client's rate statistics (``client.statistics().rate_limit``), a rate-bound
+        batch says so, at what rate, and its time remaining follows that rate.
+        """
         self.view.stats = stats
+        self.view.limit = limit
 
 
 def key_value_table(title: str, rows: Sequence[tuple[str, str]]) -> Table:
