@@ -183,7 +183,7 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         metavar="URL",
         default=default(None),
         help="object-store prefix (s3://bucket/prefix/) where local media files are uploaded "
-        "(once per content hash) and sent as presigned URLs; needs akool-async[storage]",
+        "(once per content hash) and sent as presigned URLs (the storage extra)",
     )
     group.add_argument(
         "--storage-option",
