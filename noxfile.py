@@ -1,5 +1,5 @@
-"""Developer and CI sessions: lint, typecheck, tests on 3.11-3.13 with a coverage gate, docs,
-bench, demo.
+"""Developer and CI sessions: system components, lint, typecheck, tests on 3.11-3.13 with a
+coverage gate, docs, bench, demo.
 
 ``python -m nox`` runs the default sessions (what `.ci/run` runs). pyenv installs 3.11, 3.12 and
 3.13 side by side on our machines but only 3.11 is on PATH; when pyenv is present we add the
@@ -38,13 +38,23 @@ if shutil.which("pyenv"):
     if all(wanted):
         os.environ["PYENV_VERSION"] = ":".join(dict.fromkeys([*active, *wanted]))
 
-nox.options.sessions = ["lint", "typecheck", "tests", "coverage_report", "docs"]
+nox.options.sessions = ["system", "lint", "typecheck", "tests", "coverage_report", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = bool(
     os.environ.get("AKOOL_REQUIRE_ALL_PYTHONS") or os.environ.get("CI")
 )
 
 TEST_DEPS = ["-e", ".[test]"]
+
+
+@nox.session(python=False)
+def system(session: nox.Session) -> None:
+    """The system components some suites drive for real (Chromium, a PostgreSQL server).
+
+    ``tools/system-deps.sh`` installs what is missing with apt where it can; where it cannot,
+    those tests skip with the reason, except in CI, where a missing component fails the run.
+    """
+    session.run("bash", "tools/system-deps.sh", external=True)
 
 
 @nox.session
