@@ -9,6 +9,9 @@
         [result] = await client.get_results([job.id])
 """
 
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
+
 from ._asgi import WebhookASGIApp
 from ._client import AsyncClient, ClientStatistics
 from ._config import Limits, Timeout
@@ -80,6 +83,12 @@ from ._retry import RetryPolicy
 from ._storage import StorageError
 from ._sync import BlockingBatch, Client
 from ._webhooks import WebhookEvent, WebhookVerifier
+
+try:
+    __version__: str = _version("akool-async")
+    """The installed distribution's version (``importlib.metadata``)."""
+except _PackageNotFoundError:  # pragma: no cover - run from a source tree never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "APIError",

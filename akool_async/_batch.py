@@ -133,6 +133,8 @@ if TYPE_CHECKING:
 
 __all__ = ["BatchOptions", "BatchRun"]
 
+_log = logging.getLogger("akool_async.batch")
+
 #: Resubmits of one request after the client gave up on 1005 (each waits at least a backoff).
 _THROTTLE_RESUBMITS: Final = 8
 _RESUBMIT_BACKOFF: Final = RetryPolicy(initial_delay=1.0, max_delay=30.0)
@@ -402,6 +404,14 @@ class BatchRun(Generic[R]):
             self._deadline_at = counters.started_at + self._options.deadline
         counters.polls_at_start = self._poller.requests
         counters.client_at_start = self._client_counters()
+        options = self._options
+        _log.info(
+            "batch started: %s requests, concurrency %d, max_pending %d, journal %s",
+            "unknown number of" if self.total is None else f"{self.total:,}",
+            options.concurrency,
+            options.max_pending,
+            "none" if options.journal is None else repr(str(options.journal)),
+        )
         try:
             async with AsyncExitStack() as stack:
                 options = self._options
@@ -458,6 +468,25 @@ class BatchRun(Generic[R]):
             self.finished = True
             self.send.close()
             self.done.set()
+            self._log_finish()
+
+    def _log_finish(self) -> None:
+        stats = self.statistics()
+        how = "stopped" if self.scope.cancel_called or self.failure is not None else "finished"
+        _log.info(
+            "batch %s after %.1fs: %d succeeded, %d failed, %d errors, %d ambiguous, "
+            "%d resumed; %d submits, %d retries, %d throttled",
+            how,
+            stats.elapsed,
+            stats.succeeded,
+            stats.failed,
+            stats.errored,
+            stats.ambiguous,
+            stats.resumed,
+            stats.submits,
+            stats.retries,
+            stats.throttles,
+        )
 
     async def _join_shared(self, stack: AsyncExitStack) -> _ClaimReader[R]:
         """Read the whole input, join the shared batch with it, share the throttle gate."""

@@ -53,8 +53,10 @@ def outcome_record(
 ) -> dict[str, Any]:
     """One report record: what became of one swap, as a JSON-ready dict.
 
-    ``status`` is ``"ok"``, ``"failed"`` (the job ended with status 4) or ``"error"``
-    (anything else: rejected submit, timeout, download failure, ambiguous submit...).
+    ``id`` is the job's record ``_id`` (what ``status``, ``wait`` and ``delete`` take) and
+    ``job_id`` AKOOL's own job id, as in every other command's JSON. ``status`` is ``"ok"``,
+    ``"failed"`` (the job ended with status 4) or ``"error"`` (anything else: rejected submit,
+    timeout, download failure, ambiguous submit...).
     """
     error = outcome.error
     if error is None:
@@ -64,15 +66,18 @@ def outcome_record(
     else:
         status = "error"
     result = outcome.result
-    job_id = outcome.job.id if outcome.job is not None else None
-    if job_id is None and result is not None:
-        job_id = result.id
+    job, record_id, job_id = outcome.job, None, None
+    if job is not None:
+        record_id, job_id = job.id, job.job_id
+    if result is not None:
+        record_id, job_id = record_id or result.id, job_id or result.job_id
     record: dict[str, Any] = {}
     if line is not None:
         record |= {"line": line, "ref": ref}
     record |= {
         "kind": kind,
         "status": status,
+        "id": record_id,
         "job_id": job_id,
         "result_url": result.url
         if result is not None and result.status is SwapStatus.SUCCESS
@@ -173,6 +178,8 @@ async def run_batch(
                 if on_record is not None:
                     on_record(record)
             tg.cancel_scope.cancel()
+        # The final counts; after a Ctrl-C the display keeps the last snapshot taken while the
+        # batch ran (once stopped, jobs still running at AKOOL would count as not started).
         if bar is not None:
             bar.update(batch.statistics())
     records.sort(key=lambda record: record["line"])
@@ -220,19 +227,21 @@ def _summary(ctx: Context, result: BatchRunResult, report: Path, out_dir: Path |
     )
     failures = [record for record in result.records if record["status"] != "ok"]
     for record in failures[:_FAILURES_SHOWN]:
+        ref = f" ref {record['ref']!r}" if record.get("ref") else ""
         ctx.say(
-            f"line {record['line']} ({record['kind']}): {record['status']}: "
+            f"line {record['line']}{ref} ({record['kind']}): {record['status']}: "
             f"{record['error_type']}: {record['error_message']}"
         )
     if len(failures) > _FAILURES_SHOWN:
         ctx.say(f"... and {len(failures) - _FAILURES_SHOWN} more in {report}")
     unjournaled = [
-        record for record in failures if record["error_type"] == "JournalError" and record["job_id"]
+        record for record in failures if record["error_type"] == "JournalError" and record["id"]
     ]
     for record in unjournaled:  # paid for: the report and this line are their only record
+        akool = f" (AKOOL job {record['job_id']})" if record["job_id"] else ""
         ctx.say(
-            f"line {record['line']}: job {record['job_id']} was created but the journal could "
-            "not record it (a resume will not know it): keep this job id"
+            f"line {record['line']}: job {record['id']}{akool} was created but the journal "
+            "could not record it (a resume will not know it): keep this job id"
         )
     ambiguous = sum(1 for record in failures if record["error_type"] == "AmbiguousSubmitError")
     if ambiguous:
@@ -331,7 +340,7 @@ async def cmd_batch(ctx: Context) -> int:
             batch_id=shared.batch_id,
             worker_id=shared.worker_id,
             lease=args.lease,
-            progress=not ctx.json,
+            progress=not ctx.json and not ctx.quiet,
             on_record=on_record,
         )
     await anyio.to_thread.run_sync(write_report, report, result.records)

@@ -410,6 +410,7 @@ class _OrchestratorMixin:
         *,
         timeout: float | None = 600.0,  # noqa: ASYNC109 - a job deadline, raised as JobTimeoutError
         media: MediaType | str | None = None,
+        on_status: Callable[[SwapResult], None] | None = None,
     ) -> SwapResult:
         """Wait for a job to finish, through the client's shared poller.
 
@@ -420,6 +421,8 @@ class _OrchestratorMixin:
             timeout: Seconds to wait; None waits for as long as it takes.
             media: ``"image"`` or ``"video"`` (sets the polling pace); taken from a
                 ``SwapJob``, else image.
+            on_status: Called with the job's ``SwapResult`` each time a new non-terminal
+                status (queued, processing) is seen; on the event loop, so keep it quick.
 
         Returns:
             The job's final ``SwapResult`` (status SUCCESS; ``url`` is the result file).
@@ -437,7 +440,9 @@ class _OrchestratorMixin:
         else:
             raise ValidationError("must be a SwapJob or a job _id", field="job")
         timeout = _seconds(timeout, "timeout")
-        return await self._orchestrator().poller.wait(job_id, media=kind, timeout=timeout)
+        return await self._orchestrator().poller.wait(
+            job_id, media=kind, timeout=timeout, on_status=on_status
+        )
 
     # -- many jobs --------------------------------------------------------------------------
 

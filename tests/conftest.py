@@ -16,6 +16,16 @@ from akool_async.testing import DEFAULT_API_KEY, Emulator, EmulatorThread
 from tests._support import FAST_RETRY, Cli, Run
 
 
+@pytest.fixture(autouse=True)
+def _no_stored_credentials(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI never reads the developer's own credentials file (``akool-async login``)."""
+    path = tmp_path_factory.getbasetemp() / "no-akool-config.toml"
+    monkeypatch.setenv("AKOOL_CONFIG", str(path))
+    monkeypatch.delenv("AKOOL_PROFILE", raising=False)
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     """Run every ``@pytest.mark.anyio`` test on asyncio."""
