@@ -110,6 +110,14 @@ def chaos(session: nox.Session) -> None:
 
 
 @nox.session
+def multiworker(session: nox.Session) -> None:
+    """Four workers on one shared 2,000-input batch, two SIGKILLed and restarted (full size)."""
+    session.install(*TEST_DEPS)
+    session.env["AKOOL_MULTIWORKER_INPUTS"] = "2000"
+    session.run("pytest", "tests/test_multiworker.py", "-s", *session.posargs)
+
+
+@nox.session
 def demo(session: nox.Session) -> None:
     """The main job: `akool-async demo` on the embedded emulator."""
     session.install("-e", ".[cli]")

@@ -49,6 +49,7 @@ from ._events import (
     Outcome,
 )
 from ._frames import AnalyzeFrames, Appearance, FrameAnalysis, Person, map_faces
+from ._journal_pg import BatchStatus, WorkerStatus, read_batch_status
 from ._models import (
     DetectedFace,
     DetectedFrame,
@@ -102,6 +103,7 @@ __all__ = [
     "BatchDeadlineError",
     "BatchEvent",
     "BatchStatistics",
+    "BatchStatus",
     "BlockingBatch",
     "Client",
     "ClientStateError",
@@ -160,8 +162,10 @@ __all__ = [
     "WebhookReceiverStatistics",
     "WebhookVerificationError",
     "WebhookVerifier",
+    "WorkerStatus",
     "bbox_from_region",
     "error_for_code",
     "map_faces",
+    "read_batch_status",
     "write_report_html",
 ]

@@ -27,6 +27,7 @@ import anyio
 import attrs
 
 from ._cli_context import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PROG, CliError, Context
+from ._cli_shared import shared_options
 from ._client import AsyncClient
 from ._errors import AkoolError, JobFailedError
 from ._events import BatchEvent, BatchStatistics, Outcome, SwapRequest
@@ -114,12 +115,15 @@ async def run_batch(
     entries: Sequence[ManifestEntry],
     *,
     out_dir: Path | str | None,
-    journal: Path | None = None,
+    journal: Path | str | None = None,
     concurrency: int = 64,
     job_timeout: float | None = 3 * 3600.0,
     download_timeout: float | None = 3600.0,
     deadline: float | None = None,
     resubmit_ambiguous: bool = False,
+    batch_id: str | None = None,
+    worker_id: str | None = None,
+    lease: float | None = None,
     progress: bool = True,
     label: str = "swaps",
     on_record: Callable[[dict[str, Any]], None] | None = None,
@@ -152,6 +156,9 @@ async def run_batch(
         deadline=deadline,
         resubmit_ambiguous=resubmit_ambiguous,
         on_event=on_event,
+        batch_id=batch_id,
+        worker_id=worker_id,
+        lease=lease,
     )
 
     async def tick() -> None:
@@ -266,6 +273,13 @@ async def _gallery(
 async def cmd_batch(ctx: Context) -> int:
     """``akool-async batch MANIFEST --out DIR ...``."""
     args = ctx.args
+    if args.status:
+        from ._cli_shared import cmd_batch_status
+
+        return await cmd_batch_status(ctx)
+    if args.manifest is None or args.out is None:
+        raise CliError("batch needs a MANIFEST and --out DIR (or --status)", EXIT_USAGE)
+    shared = shared_options(ctx)
     if not ctx.json:
         ctx.require_rich("akool-async batch")
     try:
@@ -279,16 +293,25 @@ async def cmd_batch(ctx: Context) -> int:
     out_dir: Path | str = args.out
     # An object-store --out: the journal and the report stay local, next to the manifest.
     local = out_dir if isinstance(out_dir, Path) else args.manifest.with_suffix("")
-    journal: Path = args.journal or (
-        local / ".akool-journal.sqlite" if isinstance(out_dir, Path) else Path(f"{local}.journal")
+    journal: Path | str = shared.journal or (
+        Path(args.journal)
+        if args.journal
+        else local / ".akool-journal.sqlite"
+        if isinstance(out_dir, Path)
+        else Path(f"{local}.journal")
     )
     report: Path = args.report or (
-        local / "report.jsonl" if isinstance(out_dir, Path) else Path(f"{local}.report.jsonl")
+        local / shared.report_name
+        if isinstance(out_dir, Path)
+        else Path(f"{local}.{shared.report_name}")
     )
     client = ctx.client()  # no credentials: ValidationError (exit 2) before anything is sent
     if isinstance(out_dir, Path):
         await anyio.Path(out_dir).mkdir(parents=True, exist_ok=True)
-        await anyio.to_thread.run_sync(lambda: remember_batch(out_dir, entries, journal=journal))
+        local_journal = journal if isinstance(journal, Path) else None  # never a database URL
+        await anyio.to_thread.run_sync(
+            lambda: remember_batch(out_dir, entries, journal=local_journal)
+        )
     finished = 0
 
     def on_record(record: dict[str, Any]) -> None:
@@ -314,13 +337,18 @@ async def cmd_batch(ctx: Context) -> int:
             download_timeout=args.download_timeout,
             deadline=args.deadline,
             resubmit_ambiguous=args.resubmit_ambiguous,
+            batch_id=shared.batch_id,
+            worker_id=shared.worker_id,
+            lease=args.lease,
             progress=not ctx.json and not ctx.quiet,
             on_record=on_record,
         )
     await anyio.to_thread.run_sync(write_report, report, result.records)
     # (the HTML gallery needs the files at hand: none for results in an object store)
     page = (
-        await _gallery(ctx, out_dir, entries, result, journal)
+        await _gallery(
+            ctx, out_dir, entries, result, journal if isinstance(journal, Path) else None
+        )
         if isinstance(out_dir, Path)
         else None
     )

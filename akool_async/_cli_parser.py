@@ -395,20 +395,40 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=BATCH_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    batch.add_argument("manifest", type=Path, metavar="MANIFEST", help="JSONL or CSV file")
+    batch.add_argument(
+        "manifest", type=Path, nargs="?", metavar="MANIFEST", help="JSONL or CSV file"
+    )
     batch.add_argument(
         "--out",
         type=_destination,
-        required=True,
         metavar="DIR",
-        help="download directory, or an object-store URL (s3://bucket/results/); with a URL "
-        "the journal and report default to files next to the manifest",
+        help="download directory (required), or an object-store URL (s3://bucket/results/); "
+        "with a URL the journal and report default to files next to the manifest",
     )
     batch.add_argument(
         "--journal",
-        type=Path,
-        metavar="FILE",
-        help="resume journal (default: DIR/.akool-journal.sqlite)",
+        metavar="FILE|URL",
+        help="resume journal (default: DIR/.akool-journal.sqlite), or postgresql://... for "
+        "a batch shared by many workers (with --batch-id)",
+    )
+    batch.add_argument(
+        "--batch-id",
+        metavar="NAME",
+        help="the shared batch's name: run the same command on every worker",
+    )
+    batch.add_argument(
+        "--worker-id", metavar="NAME", help="this worker's name (default: host:pid:random)"
+    )
+    batch.add_argument(
+        "--lease",
+        type=_seconds,
+        metavar="S",
+        help="seconds before a dead worker's swaps go to the others (default: 30)",
+    )
+    batch.add_argument(
+        "--status",
+        action="store_true",
+        help="show a shared batch's progress (every worker's) and exit",
     )
     batch.add_argument(
         "--report", type=Path, metavar="FILE", help="JSONL report (default: DIR/report.jsonl)"

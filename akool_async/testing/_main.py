@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import json
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import IO, Any, NoReturn
 
 from ._config import (
     DEFAULT_API_KEY,
@@ -170,6 +171,12 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         help="random fault, repeatable (endpoint may be '*' or 'webhook')",
     )
     p.add_argument(
+        "--submit-log",
+        default=None,
+        metavar="FILE",
+        help="append one JSON line per job created (endpoint, _id, body), flushed at once",
+    )
+    p.add_argument(
         "--fetch-inputs",
         action="store_true",
         help="GET every input URL of a submit first; an unreachable one fails the job",
@@ -231,12 +238,27 @@ async def _serve(args: argparse.Namespace, config: EmulatorConfig) -> int:
             config=config,
             port=args.port,
         ) as emu:
+            log = _submit_log(emu, args.submit_log) if args.submit_log else None
             print(f"AKOOL emulator listening on {emu.base_url}", flush=True)
             await stop.wait()
+            if log is not None:
+                log.close()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     return 0
+
+
+def _submit_log(emu: Emulator, path: str) -> IO[str]:
+    """Log every created job to ``path`` (line-buffered: a killed client cannot lose one)."""
+    handle = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - closed by _serve
+
+    def write(job: Any) -> None:
+        record = {"endpoint": job.endpoint, "id": job.id, "body": job.request}
+        handle.write(json.dumps(record, sort_keys=True) + "\n")
+
+    emu.submit_listeners.append(write)
+    return handle
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str = PROG) -> int:
