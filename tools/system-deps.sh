@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The system components some test suites drive for real (see README "Development"):
 #   chromium                 the HTML gallery's browser tests (tests/test_report.py)
-#   postgresql (server)      the PostgreSQL journal's multi-worker tests (tests/test_journal_pg*.py)
+#   postgresql (server)      the PostgreSQL journal (tests/test_journal_pg.py, test_multiworker.py)
 # Installs what is missing with apt when it can (root, or sudo without a password). Where it
 # cannot, it says so: outside CI those tests are then skipped with that reason; in CI (CI set)
 # a missing component is an error, so a green CI run always ran them.
