@@ -219,7 +219,8 @@ def _asyncpg() -> Any:
         import asyncpg
     except ImportError:  # pragma: no cover - the test extra installs it
         raise JournalError(
-            "a postgresql:// journal needs asyncpg: pip install 'akool-async[postgres]'"
+            "a postgresql:// journal needs asyncpg: pip install '.[postgres]' in an akool-async"
+            " checkout, or pip install asyncpg"
         ) from None
     return asyncpg
 
