@@ -74,6 +74,7 @@ from ._poller import PollerStatistics
 from ._receiver import WebhookReceiver, WebhookReceiverStatistics
 from ._report import write_report_html
 from ._retry import RetryPolicy
+from ._speedups import tune_gc
 from ._sync import BlockingBatch, Client
 from ._webhooks import WebhookEvent, WebhookVerifier
 
@@ -147,5 +148,6 @@ __all__ = [
     "bbox_from_region",
     "error_for_code",
     "map_faces",
+    "tune_gc",
     "write_report_html",
 ]
