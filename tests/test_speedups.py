@@ -39,7 +39,8 @@ def test_loads_rejects_non_json_with_value_error() -> None:
 def test_build_request_encodes_the_body_once_with_the_declared_wire_names() -> None:
     """A POST's bytes are its JSON body as encoded by ``dumps``, wire names included."""
     wire = build_request(
-        FACESWAP_PLUS, PlusSwap(source_url="https://x.test/a.jpg", target_url="https://x.test/b.jpg")
+        FACESWAP_PLUS,
+        PlusSwap(source_url="https://x.test/a.jpg", target_url="https://x.test/b.jpg"),
     )
     assert wire.content is not None
     assert (json.loads(wire.content), wire.content) == (wire.json, dumps(wire.json))
@@ -55,9 +56,10 @@ def test_speedups_are_used_when_installed() -> None:
 def test_the_blocking_client_runs_its_loop_on_uvloop() -> None:
     """The portal thread's loop (the SDK's own) is a uvloop loop when uvloop is installed."""
     pytest.importorskip("uvloop")
-    with EmulatorThread() as emulator, Client(
-        api_key=DEFAULT_API_KEY, base_url=emulator.base_url
-    ) as client:
+    with (
+        EmulatorThread() as emulator,
+        Client(api_key=DEFAULT_API_KEY, base_url=emulator.base_url) as client,
+    ):
         runtime = client._core.current()
         loop_type = type(runtime.portal.loop)
         credit = client.get_credit()
