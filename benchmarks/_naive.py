@@ -23,6 +23,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import API_KEY, LIST_PATH, SUBMIT_PATH, Usage, emit, request_body
+from _common import run as run_process
 
 
 async def run(base_url: str, jobs: int, concurrency: int, interval: float) -> dict[str, Any]:
@@ -83,7 +84,7 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, required=True)
     p.add_argument("--interval", type=float, default=4.5)
     args = p.parse_args()
-    emit(asyncio.run(run(args.base_url, args.jobs, args.concurrency, args.interval)))
+    emit(run_process(run(args.base_url, args.jobs, args.concurrency, args.interval)))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import API_KEY, Usage, emit, request_body
+from _common import API_KEY, Usage, emit, request_body, run
 
 from akool_async import AsyncClient, PlusSwap
 from akool_async._events import BatchEvent
@@ -114,9 +114,9 @@ def main() -> None:
     p.add_argument("--journal", help="makespan mode: journal the batch in this (new) file")
     args = p.parse_args()
     if args.mode == "makespan":
-        result = asyncio.run(makespan(args.base_url, args.jobs, args.concurrency, args.journal))
+        result = run(makespan(args.base_url, args.jobs, args.concurrency, args.journal))
     else:
-        result = asyncio.run(submit(args.base_url, args.jobs, args.concurrency))
+        result = run(submit(args.base_url, args.jobs, args.concurrency))
     emit(result)
 
 

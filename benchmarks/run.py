@@ -310,6 +310,7 @@ def report(
         "naive_server_cpu_s": round(naive["server_cpu_s"], 2),
         "errors": sdk["errors"] + journaled["errors"] + naive["errors"],
         "speedups": sdk.get("speedups"),
+        "tuned": os.environ.get("AKOOL_BENCH_TUNED", "") not in ("", "0"),
         "run_s": round(elapsed, 1),
     }
     naive_status = naive["status_requests_per_job"]
@@ -501,9 +502,18 @@ def main() -> None:
         "checkout of an older akool_async) first on PYTHONPATH, for an A/B in one run",
     )
     p.add_argument(
-        "--baseline-no-speedups",
+        "--baseline-env",
+        metavar="NAME=VALUE",
+        action="append",
+        default=[],
+        help="also run the akool-async workloads with this environment (repeatable), e.g. "
+        "AKOOL_ASYNC_NO_SPEEDUPS=1 or AKOOL_BENCH_TUNED=0 (A/B in one run)",
+    )
+    p.add_argument(
+        "--tuned",
         action="store_true",
-        help="also run the akool-async workloads with AKOOL_ASYNC_NO_SPEEDUPS=1 (A/B in one run)",
+        help="every client process (raw, naive, akool-async) on uvloop with tune_gc(): what a "
+        "program that owns its process may opt into",
     )
     args = p.parse_args()
     profile = "quick" if args.quick else "full"
@@ -519,8 +529,11 @@ def main() -> None:
     baseline_env: dict[str, str] = {}
     if args.baseline:
         baseline_env["PYTHONPATH"] = str(Path(args.baseline).resolve())
-    if args.baseline_no_speedups:
-        baseline_env["AKOOL_ASYNC_NO_SPEEDUPS"] = "1"
+    for item in args.baseline_env:
+        name, _, value = item.partition("=")
+        baseline_env[name] = value
+    if args.tuned:
+        os.environ["AKOOL_BENCH_TUNED"] = "1"  # inherited by every client process
 
     def swap_many(label: str, journal: bool) -> dict[str, Any]:
         extra = f" with a journal{label}" if journal else label
