@@ -806,6 +806,8 @@ class BatchRun(Generic[R]):
             else:
                 if references is not None:
                     references.forget(ref)
+                if journal is None:  # no scope to enter (anyio's cost ~5 us) for no write
+                    return job, None
                 with anyio.CancelScope(shield=True):
                     error = await self._record(
                         item, "submitted", job_id=job.id, job_ref=job.job_id,
