@@ -300,6 +300,8 @@ def report(
         "sdk_vs_raw_submit_throughput": round(throughput_ratio, 3),
         "sync_overhead_us": round(sync["overhead_us"], 1),
         "sync_floor_us": round(floor, 1),
+        # The same hop around a call doing nothing (statistics()): the portal's own cost.
+        "sync_trivial_overhead_us": round(sync.get("trivial_overhead_us", math.nan), 1),
         "sync_overhead_vs_floor": round(sync["overhead_us"] / floor, 3),
         "rss_bytes_per_job": round(memory["bytes_per_job"], 1),
         "profile": profile,
