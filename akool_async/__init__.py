@@ -71,6 +71,7 @@ from ._models import (
 from ._orchestrator import Batch
 from ._poll_config import PollConfig
 from ._poller import PollerStatistics
+from ._ratelimit import RateLimit, RateLimitStatistics
 from ._receiver import WebhookReceiver, WebhookReceiverStatistics
 from ._report import write_report_html
 from ._retry import RetryPolicy
@@ -127,7 +128,9 @@ __all__ = [
     "PollConfig",
     "PollerStatistics",
     "ProSwap",
+    "RateLimit",
     "RateLimitError",
+    "RateLimitStatistics",
     "RetryPolicy",
     "ServerError",
     "SwapJob",

@@ -60,7 +60,7 @@ from collections.abc import (
 )
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Generic
+from typing import TYPE_CHECKING, Any, Final, Generic, cast
 
 import anyio
 import attrs
@@ -184,7 +184,8 @@ class _Flight:
         self.sent = True
 
     def report(self, kind: str, **data: Any) -> None:
-        self.sent = False  # that attempt was refused (or never connected): no job
+        if kind != "sending":  # an attempt leaving the rate controller; submit_sending follows
+            self.sent = False  # that attempt was refused (or never connected): no job
         if self.stopping:
             self.scope.cancel()  # and no further attempt
         if self.forward is not None:
@@ -493,9 +494,9 @@ class BatchRun(Generic[R]):
 
     async def _job(self, index: int, request: R) -> None:
         item = _Item(index, request, _Slot(self._counters.states))
-        if self._options.on_event is not None:
-            # This task's own context: the client reports this request's retries through it.
-            submit_events.set(functools.partial(self._report, index))
+        # This task's own context: the client reports this request's sends and retries
+        # through it.
+        submit_events.set(functools.partial(self._report, index))
         handed_off = False
         try:
             outcome = await self._resolve(item)
@@ -700,7 +701,7 @@ class BatchRun(Generic[R]):
                         return item.outcome(job=job, error=journal_error)
                     break
             if isinstance(error, RateLimitError) and throttles < _THROTTLE_RESUBMITS:
-                # The client already waited at the shared gate and gave up; 1005 is a
+                # The client already retried it at the rate controller and gave up; 1005 is a
                 # refusal without action, so trying again later cannot create a second job.
                 throttles += 1
                 delay = _RESUBMIT_BACKOFF.delay(throttles - 1, retry_after=error.retry_after)
@@ -787,8 +788,7 @@ class BatchRun(Generic[R]):
             if references is not None:
                 references.expect(ref)
             try:
-                self._counters.submits += 1
-                self._counters.requests[endpoint.name] += 1
+                # Counted by ``_report("sending")`` as each attempt leaves the rate controller.
                 job: SwapJob = await self._client._call(endpoint, request)
             except BaseException as exc:
                 if references is not None and not isinstance(exc, AmbiguousSubmitError):
@@ -1091,13 +1091,18 @@ class BatchRun(Generic[R]):
             return None
         return True
 
-    def _report(self, index: int, kind: EventKind, **data: Any) -> None:
+    def _report(self, index: int, kind: str, **data: Any) -> None:
         """An event from inside the client's retry loop: a raising hook stops the batch.
 
         (Its retries are in the statistics already: they come from the client's counters.)
+        ``"sending"``: an attempt passed the rate controller and is being sent now.
         """
+        if kind == "sending":
+            self._counters.submits += 1
+            self._counters.requests[data["name"]] += 1
+            return
         try:
-            self._event(kind, index, **data)
+            self._event(cast("EventKind", kind), index, **data)
         except Exception as exc:
             self.fail(exc)
 

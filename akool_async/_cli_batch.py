@@ -151,7 +151,7 @@ async def run_batch(
 
     async def tick() -> None:
         while True:
-            bar.update(batch.statistics())
+            bar.update(batch.statistics(), client.statistics().rate_limit)
             await anyio.sleep(_TICK)
 
     display: AbstractContextManager[Any] = bar if bar is not None else nullcontext()

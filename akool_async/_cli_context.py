@@ -117,7 +117,11 @@ class Context:
 
     def client(self) -> AsyncClient:
         """An ``AsyncClient`` from ``--api-key`` / ``--base-url`` and the AKOOL_* environment."""
-        client = AsyncClient(api_key=self.args.api_key, base_url=self.args.base_url)
+        client = AsyncClient(
+            api_key=self.args.api_key,
+            base_url=self.args.base_url,
+            rate_limit=getattr(self.args, "rate_limit", None),
+        )
         interval = getattr(self.args, "poll_interval", None)
         if interval is not None:
             defaults = PollConfig()

@@ -71,6 +71,16 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected requests per second, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number per second, got {text}")
+    return value
+
+
 def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     """The options every command takes; on subcommands they default to "not given"."""
 
@@ -90,6 +100,14 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         metavar="URL",
         default=default(None),
         help="API host (default: $AKOOL_BASE_URL, else https://openapi.akool.com)",
+    )
+    group.add_argument(
+        "--rate-limit",
+        type=_rate,
+        metavar="R",
+        default=default(None),
+        help="the account's request limit in requests per second, if known: every request is "
+        "paced to it, so AKOOL never answers 1005 (default: discovered from its 1005s)",
     )
     group.add_argument(
         "--json",

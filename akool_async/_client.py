@@ -3,9 +3,10 @@
 Every operation ends in ``AsyncClient._call(endpoint, request)``:
 
 1. the request is encoded by ``_wire.build_request`` (sans-I/O);
-2. each attempt waits at the client-wide throttle gate, adds the auth header (fetching the
-   getToken token once, under a lock, in client-id mode), sends, and decodes with
-   ``_wire.decode``; aiohttp exceptions are translated here and nowhere else;
+2. each attempt adds the auth header (fetching the getToken token once, under a lock, in
+   client-id mode), waits for its turn at the client-wide rate controller (``_ratelimit``),
+   sends, and decodes with ``_wire.decode``; aiohttp exceptions are translated here and
+   nowhere else;
 3. a failed attempt is classified by how far the request provably got (``_Delivery``) and
    retried by ``backoff`` under the call's ``RetryPolicy`` when that is safe:
 
@@ -16,8 +17,9 @@ Every operation ends in ``AsyncClient._call(endpoint, request)``:
      create that may have been accepted (read timeout, dropped connection, other 5xx, a
      malformed 200) raises ``AmbiguousSubmitError`` and is never retried silently.
 
-A 1005/429 anywhere closes a client-wide gate (``_Gate``) so that every concurrent request
-(submitters and pollers together) pauses, not only the one that was refused.
+Every attempt anywhere (submitters and pollers together) is paced by one ``RateController``
+per client; a 1005/429 lowers its rate for everybody (once per throttle episode), not only
+for the request that was refused, and the refused request is retried at its next turn.
 
 Instrumentation for orchestration: ``statistics()`` (a snapshot of counters) and the
 provisional ``on_event(name, **data)`` hook; see ``AsyncClient``.
@@ -93,6 +95,7 @@ from ._models import (
     validate_ids,
 )
 from ._orchestrator import _OrchestratorMixin
+from ._ratelimit import RateController, RateLimit, RateLimitStatistics
 from ._redact import describe, register, safe_cause, scrub_error
 from ._retry import RetryPolicy
 from ._wire import BODY_LIMIT, WireRequest, build_request, decode
@@ -159,6 +162,9 @@ class _Failure(Exception):
         self.delivery = delivery
         self.retryable = retryable
         self.throttled = throttled
+        # A throttled attempt is retried at its next turn at the rate controller, which
+        # also honours Retry-After: no backoff wait on top (``RetryPolicy.wait_gen``).
+        self.paced = throttled
         self.retry_after = error.retry_after if isinstance(error, APIError) else None
 
 
@@ -200,10 +206,13 @@ async def _on_backoff(details: Mapping[str, Any]) -> None:
     endpoint: Endpoint[Any, Any] = details["args"][1]
     failure: _Failure = details["exception"]
     client._shared.stats.retries[endpoint.name] += 1
+    delay: float = details["wait"]
+    if failure.paced:  # it waits at the rate controller instead: about one turn
+        delay = _pace_delay(client, failure.retry_after)
     _logger.debug(
         "retrying %s in %.3fs after attempt %d: %s",
         endpoint.name,
-        details["wait"],
+        delay,
         details["tries"],
         failure.error,
     )
@@ -211,12 +220,15 @@ async def _on_backoff(details: Mapping[str, Any]) -> None:
         "retried",
         endpoint=endpoint.name,
         attempt=details["tries"],
-        delay=details["wait"],
+        delay=delay,
         error=failure.error,
     )
-    _tell_batch(
-        endpoint, "retried", attempt=details["tries"], delay=details["wait"], error=failure.error
-    )
+    _tell_batch(endpoint, "retried", attempt=details["tries"], delay=delay, error=failure.error)
+
+
+def _pace_delay(client: AsyncClient, retry_after: float | None) -> float:
+    """About how long a throttled request waits for its next turn."""
+    return retry_after if retry_after is not None else 1.0 / client._shared.rate.rate()
 
 
 @functools.lru_cache(maxsize=64)
@@ -252,11 +264,12 @@ class ClientStatistics:
             ``"quota"``, ``"get_token"``...).
         retries: Retries scheduled, per endpoint name.
         throttled: 1005 / HTTP 429 answers received.
-        throttle_waits: Attempts that had to wait at the closed throttle gate.
-        throttle_wait_seconds: Total seconds attempts spent waiting at the gate.
+        throttle_waits: Attempts that had to wait for their turn at the rate controller.
+        throttle_wait_seconds: Total seconds attempts spent waiting for their turn.
         token_fetches: getToken calls that produced a token.
         token_refreshes: Requests replayed after a 1101 with a fresh token.
         ambiguous_submits: ``AmbiguousSubmitError`` raised.
+        rate_limit: The rate controller: the current rate estimate, throttle episodes...
     """
 
     requests: Mapping[str, int]
@@ -267,6 +280,7 @@ class ClientStatistics:
     token_fetches: int
     token_refreshes: int
     ambiguous_submits: int
+    rate_limit: RateLimitStatistics
 
 
 @attrs.define
@@ -274,49 +288,23 @@ class _Stats:
     requests: Counter[str] = attrs.field(factory=Counter)
     retries: Counter[str] = attrs.field(factory=Counter)
     throttled: int = 0
-    throttle_waits: int = 0
-    throttle_wait_seconds: float = 0.0
     token_fetches: int = 0
     token_refreshes: int = 0
     ambiguous_submits: int = 0
 
-    def snapshot(self) -> ClientStatistics:
+    def snapshot(self, rate: RateController) -> ClientStatistics:
+        limit = rate.statistics()
         return ClientStatistics(
             requests=dict(self.requests),
             retries=dict(self.retries),
             throttled=self.throttled,
-            throttle_waits=self.throttle_waits,
-            throttle_wait_seconds=self.throttle_wait_seconds,
+            throttle_waits=limit.waits,
+            throttle_wait_seconds=limit.wait_seconds,
             token_fetches=self.token_fetches,
             token_refreshes=self.token_refreshes,
             ambiguous_submits=self.ambiguous_submits,
+            rate_limit=limit,
         )
-
-
-class _Gate:
-    """A client-wide pause after a 1005/429: every attempt waits until it reopens.
-
-    Each throttle answer closes it for the server's ``Retry-After`` or else for the policy's
-    backoff step at the current streak of throttle answers (``initial_delay *
-    multiplier**(streak-1)``, capped); any successful answer resets the streak.
-    """
-
-    def __init__(self) -> None:
-        self.open_at = 0.0
-        self.streak = 0
-
-    def close_for(self, seconds: float) -> None:
-        self.open_at = max(self.open_at, time.monotonic() + seconds)
-
-    def remaining(self) -> float:
-        return max(0.0, self.open_at - time.monotonic())
-
-    async def wait(self) -> float:
-        waited = 0.0
-        while (remaining := self.open_at - time.monotonic()) > 0:
-            await anyio.sleep(remaining)
-            waited += remaining
-        return waited
 
 
 def _hidden(value: object) -> str:
@@ -360,7 +348,7 @@ class _Shared:
     owns_session: bool
     on_event: EventHook | None
     state: _State = _State.UNOPENED
-    gate: _Gate = attrs.field(factory=_Gate)
+    rate: RateController = attrs.field(factory=RateController)
     stats: _Stats = attrs.field(factory=_Stats)
 
 
@@ -430,6 +418,11 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
         limits: Connection pool limits (ignored with a caller-owned ``session``).
         retry: The default ``RetryPolicy``; override per call with ``with_options(retry=...)``.
         max_ids_per_request: Most ids per listbyids/delbyids call (``get_results`` chunks).
+        rate_limit: The account's request rate, if known: requests per second (a number) or
+            a ``RateLimit`` (with a burst, ...). The client paces every request to it, so it
+            never provokes a 1005. None (the default): discover it from 1005 / HTTP 429
+            answers. One rate controller serves the client, its views, every batch and
+            ``wait``.
         session: A caller-owned ``aiohttp.ClientSession`` to use; it is never closed here.
         on_event: Provisional instrumentation hook, ``on_event(name, **data)``, called
             synchronously for ``"retried"`` (endpoint, attempt, delay, error), ``"throttled"``
@@ -465,6 +458,7 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
         limits: Limits | None = None,
         retry: RetryPolicy | None = None,
         max_ids_per_request: int = 100,
+        rate_limit: RateLimit | float | None = None,
         session: aiohttp.ClientSession | None = None,
         on_event: EventHook | None = None,
     ) -> None:
@@ -496,6 +490,13 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise ValidationError("must be an aiohttp.ClientSession", field="session")
         register(api_key, client_secret)  # masked in every text the SDK makes from here on
+        if rate_limit is not None and not isinstance(rate_limit, RateLimit):
+            if isinstance(rate_limit, bool) or not isinstance(rate_limit, int | float):
+                raise ValidationError(
+                    f"must be requests per second, a RateLimit or None, got {rate_limit!r}",
+                    field="rate_limit",
+                )
+            rate_limit = RateLimit(rate=rate_limit)
         self._shared = _Shared(
             auth=_Auth(api_key=api_key, client_id=client_id, client_secret=client_secret),
             base_url=base,
@@ -505,6 +506,7 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
             session=session,
             owns_session=session is None,
             on_event=on_event,
+            rate=RateController(rate_limit),
         )
         self._retry = retry if retry is not None else RetryPolicy()
         self._timeout = timeout if timeout is not None else Timeout()
@@ -538,6 +540,11 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
         return self._shared.limits
 
     @property
+    def rate_limit(self) -> RateLimit:
+        """The configured rate limit (``RateLimit()``: discovered from throttles)."""
+        return self._shared.rate.limit
+
+    @property
     def max_ids_per_request(self) -> int:
         """Most ids per listbyids/delbyids call."""
         return self._shared.max_ids_per_request
@@ -566,7 +573,7 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
     ) -> AsyncClient:
         """A lightweight view with another retry policy and/or timeout.
 
-        The view shares this client's session, token, throttle gate and counters; open and
+        The view shares this client's session, token, rate controller and counters; open and
         close the original client, not the view. Example::
 
             patient = client.with_options(retry=attrs.evolve(client.retry, max_attempts=8))
@@ -580,8 +587,8 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
         return view
 
     def statistics(self) -> ClientStatistics:
-        """A snapshot of the request, retry, throttle and token counters."""
-        return self._shared.stats.snapshot()
+        """A snapshot of the request, retry, throttle and token counters and the rate."""
+        return self._shared.stats.snapshot(self._shared.rate)
 
     def __repr__(self) -> str:
         auth = "api_key" if self._shared.auth.api_key is not None else "client_credentials"
@@ -755,21 +762,17 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
     ) -> R:
         """One attempt (plus one replay after a 1101 in token mode); raises ``_Failure``."""
         shared = self._shared
-        waited = await shared.gate.wait()
-        if waited > 0:
-            shared.stats.throttle_waits += 1
-            shared.stats.throttle_wait_seconds += waited
         auth = shared.auth
         if auth.api_key is not None and endpoint.authenticated:
             # API-key mode: the headers were built once (no token can be refused).
             json_body = wire.content is not None
             headers = auth.key_json_headers if json_body else auth.key_headers
-            return await self._exchange(endpoint, wire, request, headers, policy, attempt)
+            return await self._paced(endpoint, wire, request, headers, policy, attempt)
         headers, token = await self._auth_headers(endpoint)
         if wire.content is not None:
             headers["Content-Type"] = "application/json"
         try:
-            return await self._exchange(endpoint, wire, request, headers, policy, attempt)
+            return await self._paced(endpoint, wire, request, headers, policy, attempt)
         except _Failure as failure:
             error = failure.error
             if not (token is not None and isinstance(error, AuthenticationError)):
@@ -782,7 +785,34 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
         headers, _ = await self._auth_headers(endpoint, stale=token)
         if wire.content is not None:
             headers["Content-Type"] = "application/json"
-        return await self._exchange(endpoint, wire, request, headers, policy, attempt)
+        return await self._paced(endpoint, wire, request, headers, policy, attempt)
+
+    async def _paced(
+        self,
+        endpoint: Endpoint[Any, R],
+        wire: WireRequest,
+        request: Any,
+        headers: dict[str, str],
+        policy: RetryPolicy,
+        attempt: int,
+    ) -> R:
+        """Wait for this request's turn at the rate controller, then send it once.
+
+        Nothing has been sent while ``acquire`` waits: cancelling it there loses nothing.
+        """
+        rate = self._shared.rate
+        sent_at = await rate.acquire(poll=endpoint is LIST_RESULTS)
+        _tell_batch(endpoint, "sending", name=endpoint.name)
+        try:
+            result = await self._exchange(endpoint, wire, request, headers, policy, attempt)
+        except _Failure as failure:
+            if failure.throttled:
+                rate.refused(sent_at, retry_after=failure.retry_after)
+            elif failure.delivery is _Delivery.ANSWERED:
+                rate.accepted(sent_at)  # a definite answer: the rate was not the problem
+            raise
+        rate.accepted(sent_at)
+        return result
 
     async def _auth_headers(
         self, endpoint: Endpoint[Any, Any], *, stale: str | None = None
@@ -900,7 +930,6 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
         except (APIError, TransportError) as exc:
             scrub_error(exc)  # what a server sent back may echo the key or the token
             raise self._classify(endpoint, exc, status, policy, attempt=attempt) from exc
-        shared.gate.streak = 0
         return result
 
     def _classify(
@@ -935,13 +964,12 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
         policy: RetryPolicy,
         attempt: int,
     ) -> None:
-        gate = self._shared.gate
-        gate.streak += 1
-        delay = error.retry_after if error.retry_after is not None else policy.step(gate.streak - 1)
-        gate.close_for(delay)
+        # The rate controller paces the retry (``_paced``); the delay reported is its pacing
+        # interval at the new rate, or the server's Retry-After.
+        delay = _pace_delay(self, error.retry_after)
         self._shared.stats.throttled += 1
         _logger.debug(
-            "%s throttled (HTTP %d, code %s): gate closed for %.3fs",
+            "%s throttled (HTTP %d, code %s): next turn in about %.3fs",
             endpoint.name,
             status,
             error.code,

@@ -13,7 +13,7 @@ they share one request: the poller sleeps until the earliest such deadline, then
 ids (up to ``batch_size``, most urgent first). A request with spare room is filled with the
 next-most-due ids that were not polled (or created) within their first interval: free
 freshness, no extra request. Up to ``max_concurrent_requests`` listbyids calls run at once;
-the client's shared 1005 throttle gate applies to them like to every other call.
+the client's shared rate controller paces them in a lane of their own (``_ratelimit``).
 
 Queue awareness (``PollConfig.fifo``, on by default). AKOOL queues jobs (status 1) and starts
 them in submit order, so once a job is seen processing (status 2) or finished, every job

@@ -24,8 +24,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from ._events import BatchEvent, BatchStatistics
+from ._ratelimit import RateLimitStatistics
 
 __all__ = ["BatchProgress", "console", "key_value_table", "print_table", "requests_rows"]
 
@@ -53,13 +55,13 @@ class BatchProgress:
                 " [dim]{task.fields[flight]}[/]"
             ),
             TimeElapsedColumn(),
-            TimeRemainingColumn(),
+            _RateAwareRemaining(),
             console=console(stream),
             refresh_per_second=8,
             transient=False,
         )
         self._task: TaskID = self._progress.add_task(
-            label, total=total, ok=0, failed=0, flight="", start=True
+            label, total=total, ok=0, failed=0, flight="", eta=None, start=True
         )
         self._ok = 0
         self._failed = 0
@@ -86,9 +88,14 @@ class BatchProgress:
             self._failed += 1
         self._progress.update(self._task, advance=1, ok=self._ok, failed=self._failed)
 
-    def update(self, stats: BatchStatistics) -> None:
-        """Show what is in flight (submitting, waiting for AKOOL, downloading)."""
+    def update(self, stats: BatchStatistics, limit: RateLimitStatistics | None = None) -> None:
+        """Show what is in flight (submitting, waiting for AKOOL, downloading).
+
+        With the client's rate statistics, a rate-bound batch says so, at what rate, and its
+        time remaining follows that rate.
+        """
         parts = []
+        eta = None
         if stats.submitting:
             parts.append(f"{stats.submitting} submitting")
         if stats.pending:
@@ -97,7 +104,24 @@ class BatchProgress:
             parts.append(f"{stats.downloading} downloading")
         if stats.throttles:
             parts.append(f"{stats.throttles} throttled")
-        self._progress.update(self._task, flight=", ".join(parts))
+        if limit is not None and limit.rate_bound and limit.rate:
+            parts.append(f"rate-bound at {limit.rate:.3g}/s")
+            left = (stats.total or 0) - stats.read + stats.submitting
+            eta = max(0, left) / limit.rate if stats.total is not None else None
+        self._progress.update(self._task, flight=", ".join(parts), eta=eta)
+
+
+class _RateAwareRemaining(TimeRemainingColumn):
+    """rich's time remaining, or, while the batch is rate-bound, what is left to submit at
+    the current rate (rich's own estimate trails a rate change by its averaging window)."""
+
+    def render(self, task: Any) -> Any:
+        eta = task.fields.get("eta")
+        if eta is None or task.finished:
+            return super().render(task)
+        minutes, seconds = divmod(int(eta), 60)
+        hours, minutes = divmod(minutes, 60)
+        return Text(f"{hours:d}:{minutes:02d}:{seconds:02d}", style="progress.remaining")
 
 
 def key_value_table(title: str, rows: Sequence[tuple[str, str]]) -> Table:

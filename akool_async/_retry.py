@@ -89,11 +89,15 @@ class RetryPolicy:
     def wait_gen(self) -> Generator[float, Any, None]:
         """A ``backoff`` wait generator; ``backoff`` sends it each failure it retries.
 
-        A failure with a ``retry_after`` attribute (seconds) is honoured.
+        A failure with a ``retry_after`` attribute (seconds) is honoured; one with a true
+        ``paced`` attribute is retried at once (the client's rate controller paces it).
         """
         failure = yield 0.0  # backoff primes the generator with send(None)
         retry_number = 0
         while True:
+            if getattr(failure, "paced", False):
+                failure = yield 0.0
+                continue
             retry_after = getattr(failure, "retry_after", None)
             failure = yield self.delay(retry_number, retry_after=retry_after)
             retry_number += 1

@@ -94,6 +94,7 @@ class Client(BlockingBinder):
     retry = AttributeMirror(AsyncClient.retry)
     timeout = AttributeMirror(AsyncClient.timeout)
     limits = AttributeMirror(AsyncClient.limits)
+    rate_limit = AttributeMirror(AsyncClient.rate_limit)
     max_ids_per_request = AttributeMirror(AsyncClient.max_ids_per_request)
     client_id = AttributeMirror(AsyncClient.client_id)
     client_secret = AttributeMirror(AsyncClient.client_secret)

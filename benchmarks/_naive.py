@@ -6,6 +6,10 @@ finished, then takes the next input. That is ``asyncio.gather`` over a
 ``swap_and_wait(input)`` coroutine behind an ``asyncio.Semaphore(C)``: at most C requests in
 flight, exactly like ``swap_many(concurrency=C)`` has at most C submits in flight.
 
+A 1005 ("Operation is too frequent", the account's rate limit) is what such code handles
+with sleep-and-retry: a refused submit is sent again after ``--throttle-sleep`` seconds
+(1 s), a refused poll after the next polling interval.
+
 Records, per job, when the client learnt that it had finished (wall clock).
 """
 
@@ -26,21 +30,29 @@ from _common import API_KEY, LIST_PATH, SUBMIT_PATH, Usage, emit, request_body
 from _common import run as run_process
 
 
-async def run(base_url: str, jobs: int, concurrency: int, interval: float) -> dict[str, Any]:
+async def run(
+    base_url: str, jobs: int, concurrency: int, interval: float, throttle_sleep: float = 1.0
+) -> dict[str, Any]:
     usage = Usage()
     detected: dict[str, float] = {}
     requests = {"submit": 0, "list_results": 0}
     errors = 0
+    throttled = 0
     inputs = iter(range(jobs))
     headers = {"x-api-key": API_KEY}
 
     async def swap_and_wait(session: aiohttp.ClientSession, index: int) -> None:
-        nonlocal errors
-        requests["submit"] += 1
-        async with session.post(
-            base_url + SUBMIT_PATH, json=request_body(index), headers=headers
-        ) as response:
-            answer = await response.json()
+        nonlocal errors, throttled
+        while True:
+            requests["submit"] += 1
+            async with session.post(
+                base_url + SUBMIT_PATH, json=request_body(index), headers=headers
+            ) as response:
+                answer = await response.json()
+            if answer.get("code") != 1005:
+                break
+            throttled += 1
+            await asyncio.sleep(throttle_sleep)
         if answer.get("code") != 1000:
             errors += 1
             return
@@ -52,6 +64,9 @@ async def run(base_url: str, jobs: int, concurrency: int, interval: float) -> di
                 base_url + LIST_PATH, params={"_ids": job_id}, headers=headers
             ) as response:
                 page = await response.json()
+            if page.get("code") == 1005:
+                throttled += 1
+                continue  # asked again after the next interval
             items = page.get("data", {}).get("result", [])
             if items and items[0]["faceswap_status"] in (3, 4):
                 detected[job_id] = time.time()
@@ -74,6 +89,7 @@ async def run(base_url: str, jobs: int, concurrency: int, interval: float) -> di
         "errors": errors,
         "detected": detected,
         "client_requests": requests,
+        "throttled": throttled,
     }
 
 
@@ -83,8 +99,13 @@ def main() -> None:
     p.add_argument("--jobs", type=int, required=True)
     p.add_argument("--concurrency", type=int, required=True)
     p.add_argument("--interval", type=float, default=4.5)
+    p.add_argument("--throttle-sleep", type=float, default=1.0)
     args = p.parse_args()
-    emit(run_process(run(args.base_url, args.jobs, args.concurrency, args.interval)))
+    emit(
+        run_process(
+            run(args.base_url, args.jobs, args.concurrency, args.interval, args.throttle_sleep)
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -2,9 +2,9 @@
 
 ``python benchmarks/_server.py --slots 500 --image-seconds 2 4`` runs an ``Emulator`` (fixed
 configuration: no queue time, uniform image processing time, ``--slots`` processing slots,
-plenty of credit, no rate limit, results listed in request order so that polling never
-consumes the job planner's random numbers) and, on a second 127.0.0.1 port of the same
-process, a small admin app:
+plenty of credit, no rate limit unless ``--rate-limit``, results listed in request order so
+that polling never consumes the job planner's random numbers) and, on a second 127.0.0.1
+port of the same process, a small admin app:
 
 * ``GET /stats``: requests by endpoint, jobs created, this process's CPU seconds;
 * ``GET /jobs``: every job in creation order as ``[_id, created, started, finished, ok]``,
@@ -38,6 +38,7 @@ def _config(args: argparse.Namespace) -> EmulatorConfig:
         image_seconds=(args.image_seconds[0], args.image_seconds[1]),
         credit=args.credit,
         result_order="request",
+        rate_limit=args.rate_limit,
     )
 
 
@@ -52,6 +53,7 @@ def _admin(emu: Emulator) -> web.Application:
             {
                 "requests": dict(emu.stats.requests),
                 "responses": {f"{k[0]} {k[1]}": n for k, n in emu.stats.responses.items()},
+                "codes": {f"{k[0]} {k[1]}": n for k, n in emu.stats.codes.items()},
                 "jobs": len(emu.jobs),
                 "cpu_s": usage.ru_utime + usage.ru_stime,
             }
@@ -107,6 +109,9 @@ def main() -> None:
     p.add_argument("--image-seconds", type=float, nargs=2, default=(2.0, 4.0))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--credit", type=float, default=1e9)
+    p.add_argument(
+        "--rate-limit", type=float, default=None, help="account-wide requests/s (1005 beyond)"
+    )
     asyncio.run(_serve(p.parse_args()))
 
 

@@ -9,7 +9,11 @@ One run measures, on the same workload and the same emulator configuration:
    makespan: the jobs' own processing times list-scheduled, in submit order, onto the
    emulator's slots from time 0 (what an infinitely fast client would get);
 
-plus the blocking shim's per-call overhead and the memory per tracked job at 100,000 jobs.
+plus the blocking shim's per-call overhead, the memory per tracked job at 100,000 jobs, and a
+rate-limited workload: the emulator refuses (1005) beyond an account-wide token bucket of
+``RATELIMIT_RATE`` requests/s the clients do not know about; swap_many (default concurrency,
+the client at its defaults) against the naive client with sleep-and-retry on 1005, each as
+goodput (the ideal ``N / R`` plus one job's time, over the wall time) and refused share.
 
 The emulator runs in its own process (``_server.py``), started fresh for every workload, with
 an introspection port for request counts and per-job server times. Every client workload runs
@@ -47,25 +51,19 @@ PYTHON = sys.executable
 #: quick run's 1,000 jobs leave a proportionally longer tail and fewer ids per poll.
 PROFILES: dict[str, dict[str, Any]] = {
     "full": {
-        "jobs": 10_000,
-        "slots": 500,
-        "concurrency": 256,
-        "submit_jobs": 10_000,
-        "rounds": 2,
-        "makespan": 1.05,
-        "status": 0.03,
+        "jobs": 10_000, "slots": 500, "concurrency": 256, "submit_jobs": 10_000, "rounds": 2,
+        "ratelimit_jobs": 600, "makespan": 1.05, "status": 0.03,
     },
     "quick": {
-        "jobs": 1_000,
-        "slots": 150,
-        "concurrency": 75,
-        "submit_jobs": 3_000,
-        "rounds": 1,
-        "makespan": 1.10,
-        "status": 0.04,
+        "jobs": 1_000, "slots": 150, "concurrency": 75, "submit_jobs": 3_000, "rounds": 1,
+        "ratelimit_jobs": 200, "makespan": 1.10, "status": 0.04,
     },
-}
-PARTS = ("sdk", "journal", "naive", "submit", "memory", "sync")
+}  # fmt: skip
+#: The rate-limited workload: the account's limit (requests/s, burst = 1 s of it), the
+#: concurrency of both clients (swap_many's default), and the ideal's one job (IMAGE_SECONDS).
+RATELIMIT_RATE = 20.0
+RATELIMIT_CONCURRENCY = 64
+PARTS = ("sdk", "journal", "naive", "submit", "memory", "sync", "ratelimit")
 IMAGE_SECONDS = (2.0, 4.0)
 NAIVE_INTERVAL = 4.5
 MEMORY_JOBS = 100_000
@@ -78,7 +76,8 @@ MEMORY_JOBS = 100_000
 class Server:
     """One ``_server.py`` process: the emulator plus its admin port."""
 
-    def __init__(self, slots: int, seed: int = 0) -> None:
+    def __init__(self, slots: int, seed: int = 0, rate_limit: float | None = None) -> None:
+        limit = ("--rate-limit", str(rate_limit)) if rate_limit is not None else ()
         self.process = subprocess.Popen(
             [
                 PYTHON,
@@ -89,6 +88,7 @@ class Server:
                 str(seed),
                 "--image-seconds",
                 *map(str, IMAGE_SECONDS),
+                *limit,
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -117,8 +117,8 @@ class Server:
 
 
 @contextlib.contextmanager
-def server(slots: int) -> Iterator[Server]:
-    srv = Server(slots)
+def server(slots: int, rate_limit: float | None = None) -> Iterator[Server]:
+    srv = Server(slots, rate_limit=rate_limit)
     try:
         yield srv
     finally:
@@ -236,6 +236,31 @@ def submit_workload(script: str, slots: int, jobs: int, concurrency: int) -> dic
     }
 
 
+def ratelimit_workload(script: str, slots: int, jobs: int, *args: object) -> dict[str, Any]:
+    """``jobs`` swaps under the emulator's account-wide limit of ``RATELIMIT_RATE``/s."""
+    with server(slots, rate_limit=RATELIMIT_RATE) as srv:
+        result = worker(
+            script, "--base-url", srv.base_url, "--jobs", jobs,
+            "--concurrency", RATELIMIT_CONCURRENCY, *args,
+        )  # fmt: skip
+        stats = srv.get("/stats")
+        created = srv.get("/jobs")["jobs"]
+    requests = sum(stats["requests"].values())
+    refused = sum(n for key, n in stats["codes"].items() if key.endswith(" 1005"))
+    ideal = jobs / RATELIMIT_RATE + IMAGE_SECONDS[1]
+    return {
+        "jobs": jobs,
+        "created": len(created),
+        "errors": result.get("errors", 0),
+        "wall_s": result["wall_s"],
+        "ideal_s": ideal,
+        "goodput": ideal / result["wall_s"],
+        "requests": requests,
+        "refused": refused,
+        "refused_share": refused / requests if requests else math.nan,
+    }
+
+
 def sync_overhead(slots: int) -> dict[str, Any]:
     """The sync shim's overhead per call (``bench_sync.measure_sync_overhead`` if present)."""
     with server(slots) as srv:
@@ -264,9 +289,11 @@ def report(
     sdk_submit: dict[str, Any],
     sync: dict[str, Any],
     memory: dict[str, Any],
+    limited: dict[str, Any],
     elapsed: float,
 ) -> dict[str, Any]:
     ideal = sdk["ideal_s"]
+    ours, theirs = limited["sdk"], limited["naive"]
     throughput_ratio = sdk_submit["throughput"] / raw["throughput"]
     raw_cpu = raw["cpu_us_per_job"]
     cpu_ratio = sdk["client_cpu_us_per_job"] / raw_cpu
@@ -304,13 +331,26 @@ def report(
         "sync_trivial_overhead_us": round(sync.get("trivial_overhead_us", math.nan), 1),
         "sync_overhead_vs_floor": round(sync["overhead_us"] / floor, 3),
         "rss_bytes_per_job": round(memory["bytes_per_job"], 1),
+        "ratelimit_goodput": round(ours["goodput"], 3),
+        "ratelimit_refused_share": round(ours["refused_share"], 4),
+        "naive_ratelimit_goodput": round(theirs["goodput"], 3),
+        "naive_ratelimit_refused_share": round(theirs["refused_share"], 4),
+        "ratelimit_wall_s": round(ours["wall_s"], 3),
+        "naive_ratelimit_wall_s": round(theirs["wall_s"], 3),
+        "ratelimit_ideal_s": round(ours["ideal_s"], 3),
+        "ratelimit_jobs": ours["jobs"],
+        "ratelimit_rate": RATELIMIT_RATE,
         "profile": profile,
         "slots": config["slots"],
         "concurrency": config["concurrency"],
         "naive_interval_s": NAIVE_INTERVAL,
         "server_cpu_s": round(sdk["server_cpu_s"], 2),
         "naive_server_cpu_s": round(naive["server_cpu_s"], 2),
-        "errors": sdk["errors"] + journaled["errors"] + naive["errors"],
+        "errors": sdk["errors"]
+        + journaled["errors"]
+        + naive["errors"]
+        + ours["errors"]
+        + theirs["errors"],
         "speedups": sdk.get("speedups"),
         "tuned": os.environ.get("AKOOL_BENCH_TUNED", "") not in ("", "0"),
         "run_s": round(elapsed, 1),
@@ -363,11 +403,47 @@ def report(
             1.5,
             sync["overhead_us"] <= 1.5 * floor,
         ),
+        *ratelimit_targets(limited),
     ]
     summary["targets_met"] = sum(1 for t in targets if t[3])
     summary["targets"] = len(targets)
     _print_tables(config, sdk, journaled, naive, raw, sdk_submit, sync, memory, targets)
+    _print_ratelimit(limited)
     return summary
+
+
+def ratelimit_targets(limited: dict[str, Any]) -> list[tuple[str, float, float, bool]]:
+    """The rate-limited workload's targets: goodput, refused share, ahead of naive."""
+    ours, theirs = limited["sdk"], limited["naive"]
+    return [
+        ("rate-limited goodput >= 0.85", ours["goodput"], 0.85, ours["goodput"] >= 0.85),
+        (
+            "rate-limited refused <= 5%",
+            ours["refused_share"],
+            0.05,
+            ours["refused_share"] <= 0.05,
+        ),
+        (
+            "rate-limited goodput > naive's",
+            ours["goodput"],
+            theirs["goodput"],
+            ours["goodput"] > theirs["goodput"],
+        ),
+    ]
+
+
+def _print_ratelimit(limited: dict[str, Any]) -> None:
+    ours, theirs = limited["sdk"], limited["naive"]
+    print(
+        f"rate-limited: {ours['jobs']} swaps at {RATELIMIT_RATE:g} requests/s (unknown to the "
+        f"clients), ideal {ours['ideal_s']:.1f} s"
+    )
+    for name, row in (("akool-async", ours), ("naive sleep-and-retry", theirs)):
+        print(
+            f"  {name}: {row['wall_s']:.1f} s, goodput {row['goodput']:.3f}, "
+            f"{row['refused']} of {row['requests']} requests refused "
+            f"({row['refused_share']:.1%}), {row['created']} jobs created"
+        )
 
 
 def _print_tables(
@@ -620,6 +696,15 @@ def main() -> None:
     if "sync" in parts:
         step("sync shim overhead")
         sync = sync_overhead(slots)
+    limited: dict[str, Any] = {}
+    if "ratelimit" in parts:
+        jobs = config["ratelimit_jobs"]
+        step(f"rate-limited, {RATELIMIT_RATE:g}/s: akool-async swap_many, {jobs} jobs")
+        limited["sdk"] = ratelimit_workload("_sdk.py", slots, jobs)
+        step(f"rate-limited, {RATELIMIT_RATE:g}/s: naive sleep-and-retry, {jobs} jobs")
+        limited["naive"] = ratelimit_workload(
+            "_naive.py", slots, jobs, "--interval", NAIVE_INTERVAL
+        )
     step("done")
     if parts != set(PARTS):
         print(
@@ -633,6 +718,7 @@ def main() -> None:
                     "memory": memory,
                     "sync": sync,
                     "baseline": baseline,
+                    "ratelimit": limited,
                 },
                 default=str,
             )
@@ -648,6 +734,7 @@ def main() -> None:
         sdk_submit,
         sync,
         memory,
+        limited,
         time.monotonic() - started,
     )
     if baseline:

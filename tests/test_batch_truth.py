@@ -116,7 +116,9 @@ async def test_stop_with_submits_in_flight_leaves_no_ambiguity(
     await stopped_batch(client, 8, eight_sent, journal=journal, concurrency=8)
     states = Counter(record.state for record in read_journal(journal))
     outcomes = await run(client, 8, journal=journal)
-    assert (states, jobs_per_input(emu, 8)) == ({"submitted": 8}, [1] * 8)
+    # Paced sends answer a few ms apart: a job polled done within the grace is journaled so.
+    assert (set(states) <= {"submitted", "succeeded"}, states.total()) == (True, 8)
+    assert jobs_per_input(emu, 8) == [1] * 8
     assert [(o.ok, o.resumed) for o in outcomes.values()] == [(True, True)] * 8
 
 

@@ -194,6 +194,7 @@ def test_detect_missing_file_and_legacy_frames(emulator: EmulatorThread, cli: Cl
         (["credit", "--nope"], "error: unrecognized arguments: --nope"),
         (["batch", "m.jsonl", "--out", "d", "--concurrency", "0"], "error: argument --concurrency"),
         ([], "error: the following arguments are required: COMMAND"),
+        (["credit", "--rate-limit", "0"], "error: argument --rate-limit: must be a positive"),
     ],
 )
 def test_usage_errors_are_one_line(cli: Cli, argv: list[str], message: str) -> None:

@@ -140,6 +140,44 @@ def test_batch_json_streams_one_record_per_line(
     assert sorted(streamed, key=lambda r: r["line"]) == read_report(report)
 
 
+def test_batch_rate_limit_keeps_to_the_account_limit(
+    emulator: EmulatorThread, cli: Cli, tmp_path: Path
+) -> None:
+    """--rate-limit paces the whole batch, so an account limited to it never answers 1005."""
+    emulator.call(lambda: emulator.emulator.configure(rate_limit=10.0, rate_burst=2))
+    manifest = plus_manifest(tmp_path / "m.jsonl", 6)
+    argv = ["--json", "--rate-limit", "10", "batch", str(manifest), "--out", str(tmp_path / "o")]
+    run = cli(*argv, "--poll-interval", "0.2")
+    codes = emulator.emulator.stats.codes
+    refused = sum(n for (_, code), n in codes.items() if code == 1005)
+    emulator.call(lambda: emulator.emulator.configure(rate_limit=None, rate_burst=None))
+    assert (run.code, len(run.out.splitlines()), refused) == (0, 6, 0)
+
+
+@pytest.mark.anyio
+async def test_progress_shows_a_rate_bound_batch() -> None:
+    """The progress line says when the batch is rate-bound, at what rate, with its ETA."""
+    import io
+
+    from akool_async import RateLimitStatistics
+    from akool_async._events import BatchCounters
+    from akool_async._progress import BatchProgress, _RateAwareRemaining
+
+    stream = io.StringIO()
+    stats = BatchCounters(read=10).snapshot(
+        total=100, polls=0, client=(0, 0), started=True, finished=False
+    )
+    limit = RateLimitStatistics(
+        rate=20.0, limit=None, phase="limited", measured=19.0, throttle_episodes=1,
+        refused=1, waiting=5, waits=5, wait_seconds=1.0,
+    )  # fmt: skip
+    with BatchProgress(stream, 100) as bar:
+        bar.update(stats, limit)
+        [task] = bar._progress.tasks
+        eta = _RateAwareRemaining().render(task).plain  # 90 left at 20/s
+    assert ("rate-bound at 20/s" in stream.getvalue(), eta) == (True, "0:00:04")
+
+
 def test_bad_manifest_submits_nothing(emulator: EmulatorThread, cli: Cli, tmp_path: Path) -> None:
     """A bad line anywhere is exit 2 naming line and field, and the emulator sees no request."""
     manifest = plus_manifest(tmp_path / "m.jsonl", 3)

@@ -121,6 +121,53 @@ async def test_global_rate_limit_answers_1005(
     assert expected == codes
 
 
+async def test_rate_limit_can_send_retry_after(
+    akool_emulator: Emulator, http: aiohttp.ClientSession
+) -> None:
+    """With ``rate_limit_retry_after``, the limiter's 1005 says when a token is back."""
+    akool_emulator.configure(rate_limit=0.5, rate_burst=1, rate_limit_retry_after=True)
+    answers = []
+    for _ in range(2):
+        async with http.get(akool_emulator.base_url + QUOTA, headers=KEY) as resp:
+            answers.append(((await resp.json())["code"], resp.headers.get("Retry-After")))
+    expected = [(1000, None), (1005, "2")]
+    assert expected == answers
+
+
+async def test_endpoint_burst_overrides_the_shared_one(
+    akool_emulator: Emulator, http: aiohttp.ClientSession
+) -> None:
+    """``endpoint_rate_bursts`` sizes that endpoint's bucket; the others keep ``rate_burst``."""
+    akool_emulator.configure(
+        rate_burst=1,
+        endpoint_rate_limits={"quota": 0.01, "list_results": 0.01},
+        endpoint_rate_bursts={"quota": 3},
+    )
+    quota = [await quota_code(http, akool_emulator) for _ in range(4)]
+    listed = []
+    for _ in range(2):
+        async with http.get(akool_emulator.base_url + LIST, headers=KEY, params={"_ids": "a"}) as r:
+            listed.append((await r.json())["code"])
+    expected = ([1000, 1000, 1000, 1005], [1000, 1005])
+    assert expected == (quota, listed)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"rate_limit": 0},
+        {"rate_burst": 0},
+        {"endpoint_rate_limits": {"quota": -1}},
+        {"endpoint_rate_bursts": {"nope": 2}},
+    ],
+    ids=repr,
+)
+def test_bad_rate_limit_settings_are_rejected(changes: dict[str, Any]) -> None:
+    """Rate limits and bursts must be positive, on known endpoints."""
+    with pytest.raises(ValueError, match="rate"):
+        EmulatorConfig(**changes)
+
+
 async def test_endpoint_rate_limit_only_hits_that_endpoint(
     akool_emulator: Emulator, http: aiohttp.ClientSession
 ) -> None:

@@ -64,6 +64,8 @@ def test_core_names_exported() -> None:
         "MediaType",
         "Timeout",
         "Limits",
+        "RateLimit",
+        "RateLimitStatistics",
         "RetryPolicy",
         "ValidationError",
         "ClientStateError",

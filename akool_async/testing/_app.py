@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -152,8 +153,13 @@ class _Api:
                 return self.refuse(request, code, msg)
             if config.banned:
                 return self.refuse(request, 1200, "Account banned")
-        if endpoint != "result_file" and not emu._limiter.allow(endpoint, emu.clock.now(), config):
-            return self.error(request, 1005, "Operation too frequent")
+        if endpoint != "result_file":
+            wait = emu._limiter.check(endpoint, emu.clock.now(), config)
+            if wait > 0:
+                response = self.error(request, 1005, "Operation too frequent")
+                if config.rate_limit_retry_after:
+                    response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+                return response
         return None
 
     @web.middleware

@@ -192,11 +192,18 @@ class EmulatorConfig:
 
     # --- rate limiting ----------------------------------------------------------------------
     rate_limit: float | None = None
-    """Global requests per second (token bucket on the emulator clock) before 1005."""
+    """Account-wide requests per second (token bucket on the emulator clock) before 1005.
+    Every endpoint but result files counts; a refused request takes no token."""
     rate_burst: int | None = None
     """Bucket size for every limit; None means ``max(1, ceil(rate))``."""
     endpoint_rate_limits: Mapping[str, float] = attrs.field(factory=dict, converter=_frozen_str_map)
-    """Per-endpoint requests per second (endpoint names as in ``ENDPOINTS``)."""
+    """Per-endpoint requests per second (endpoint names as in ``ENDPOINTS``); a request
+    passes only if the account-wide bucket and its endpoint's both have a token."""
+    endpoint_rate_bursts: Mapping[str, float] = attrs.field(factory=dict, converter=_frozen_str_map)
+    """Per-endpoint bucket sizes, overriding ``rate_burst`` for those endpoints."""
+    rate_limit_retry_after: bool = False
+    """Send ``Retry-After`` (whole seconds until a token, at least 1) with the limiter's
+    1005s. The real API is not known to send one."""
 
     # --- faults -----------------------------------------------------------------------------
     fault_rates: Mapping[str, Mapping[str, float]] = attrs.field(
@@ -237,6 +244,14 @@ class EmulatorConfig:
             raise ValueError("analyze_max_frames must be at least 1 (or None)")
         if not set(self.webhook_statuses) <= {1, 2, 3, 4}:
             raise ValueError("webhook_statuses must be within 1..4")
-        unknown = set(self.endpoint_rate_limits) - ENDPOINTS
-        if unknown:
-            raise ValueError(f"unknown endpoint(s) in endpoint_rate_limits: {sorted(unknown)}")
+        for name in ("endpoint_rate_limits", "endpoint_rate_bursts"):
+            limits: Mapping[str, float] = getattr(self, name)
+            unknown = set(limits) - ENDPOINTS
+            if unknown:
+                raise ValueError(f"unknown endpoint(s) in {name}: {sorted(unknown)}")
+            if any(not value > 0 for value in limits.values()):
+                raise ValueError(f"{name} must be positive")
+        if self.rate_limit is not None and not self.rate_limit > 0:
+            raise ValueError("rate_limit must be positive (or None)")
+        if self.rate_burst is not None and self.rate_burst < 1:
+            raise ValueError("rate_burst must be at least 1 (or None)")

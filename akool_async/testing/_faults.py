@@ -113,20 +113,30 @@ class RateLimiter:
 
     def allow(self, endpoint: str, now: float, config: EmulatorConfig) -> bool:
         """Whether a request may pass; consumes a token from each applicable bucket."""
-        limits = []
+        return self.check(endpoint, now, config) == 0.0
+
+    def check(self, endpoint: str, now: float, config: EmulatorConfig) -> float:
+        """0.0 if a request may pass (a token is taken from each applicable bucket), else
+        the seconds until the emptiest bucket it needs has a token again (nothing is taken).
+        """
+        limits: list[tuple[str, float, float | None]] = []
         if config.rate_limit is not None:
-            limits.append(("*", config.rate_limit))
+            limits.append(("*", config.rate_limit, config.rate_burst))
         if endpoint in config.endpoint_rate_limits:
-            limits.append((endpoint, config.endpoint_rate_limits[endpoint]))
+            burst = config.endpoint_rate_bursts.get(endpoint, config.rate_burst)
+            limits.append((endpoint, config.endpoint_rate_limits[endpoint], burst))
         levels = []
-        for key, rate in limits:
-            burst = float(config.rate_burst or max(1, math.ceil(rate)))
+        wait = 0.0
+        for key, rate, size in limits:
+            burst = float(size or max(1, math.ceil(rate)))
             tokens, last = self._buckets.get(key, (burst, now))
             tokens = min(burst, tokens + max(0.0, now - last) * rate)
             if tokens < 1:
                 self._buckets[key] = (tokens, now)
-                return False
+                wait = max(wait, (1 - tokens) / rate)
             levels.append((key, tokens))
+        if wait > 0:
+            return wait
         for key, tokens in levels:
             self._buckets[key] = (tokens - 1, now)
-        return True
+        return 0.0

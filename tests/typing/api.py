@@ -25,6 +25,7 @@ from akool_async import (
     MediaType,
     Person,
     PlusSwap,
+    RateLimit,
     RetryPolicy,
     SwapJob,
     SwapKind,
@@ -82,6 +83,11 @@ async def operations(client: AsyncClient) -> None:
     assert_type(await client.delete_results(["6593c94c0ef703e8c055e3c8"]), None)
     assert_type(await client.get_credit(), float)
     assert_type(client.statistics(), ClientStatistics)
+    assert_type(client.statistics().rate_limit.rate, float | None)
+    assert_type(client.rate_limit, RateLimit)
+    AsyncClient(rate_limit=5)
+    AsyncClient(rate_limit=RateLimit(rate=5, burst=2))
+    AsyncClient(rate_limit="5")  # type: ignore[arg-type]
 
     patient = client.with_options(retry=RetryPolicy(max_attempts=8), timeout=Timeout(read=5))
     assert_type(patient, AsyncClient)

@@ -19,6 +19,7 @@ from akool_async import (
     LegacyFaceDetection,
     Limits,
     PlusSwap,
+    RateLimit,
     RetryPolicy,
     SwapJob,
     SwapResult,
@@ -85,6 +86,7 @@ def configuration(client: Client) -> None:
     assert_type(client.retry, RetryPolicy)
     assert_type(client.timeout, Timeout)
     assert_type(client.limits, Limits)
+    assert_type(client.rate_limit, RateLimit)
     assert_type(client.max_ids_per_request, int)
     assert_type(client.client_id, str | None)
     assert_type(client.base_url, str)
