@@ -74,8 +74,10 @@ from ._poller import PollerStatistics
 from ._ratelimit import RateLimit, RateLimitStatistics
 from ._receiver import WebhookReceiver, WebhookReceiverStatistics
 from ._report import write_report_html
+from ._result_store import SavedFile
 from ._retry import RetryPolicy
 from ._speedups import tune_gc
+from ._storage import StorageError
 from ._sync import BlockingBatch, Client
 from ._webhooks import WebhookEvent, WebhookVerifier
 
@@ -132,7 +134,9 @@ __all__ = [
     "RateLimitError",
     "RateLimitStatistics",
     "RetryPolicy",
+    "SavedFile",
     "ServerError",
+    "StorageError",
     "SwapJob",
     "SwapKind",
     "SwapResult",

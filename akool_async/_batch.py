@@ -73,7 +73,6 @@ from ._download import (
     MIN_RATE,
     RATE_WINDOW,
     part_files,
-    save_result,
     sha256_of_file,
     sweep_parts,
 )
@@ -120,7 +119,9 @@ from ._records import (
     result_json,
     submit_endpoint,
 )
+from ._result_store import check_stored, save_anywhere
 from ._retry import RetryPolicy
+from ._storage import MEDIA_TYPES, StorageError, is_store_url, media_refs
 
 if TYPE_CHECKING:
     from ._client import AsyncClient
@@ -145,7 +146,7 @@ class BatchOptions:
     job_timeout: float | None
     deadline: float | None
     journal: Path | None
-    download_dir: Path | None
+    download_dir: Path | str | None  # a str: an object-store URL (``_storage``)
     fail_fast: bool
     resubmit_ambiguous: bool
     check_credit: bool
@@ -370,7 +371,7 @@ class BatchRun(Generic[R]):
                     self._journal = await stack.enter_async_context(
                         Journal(self._options.journal, base_url=self._client.base_url)
                     )
-                    if self._options.download_dir is not None:
+                    if isinstance(self._options.download_dir, Path):
                         stack.push_async_callback(self._sweep_parts)
                         await self._sweep_parts()  # left behind by a killed run
                 with self.scope:
@@ -450,7 +451,7 @@ class BatchRun(Generic[R]):
         """Delete the ``.part`` files of this batch's jobs (a killed run leaves them)."""
         assert self._journal is not None
         directory = self._options.download_dir
-        assert directory is not None
+        assert isinstance(directory, Path)
         with anyio.CancelScope(shield=True), contextlib.suppress(JournalError):
             parts = await anyio.to_thread.run_sync(part_files, directory)
             if parts:  # usually none: the journal is asked only about the files found
@@ -592,12 +593,26 @@ class BatchRun(Generic[R]):
             and result is not None
             and (
                 state == "download_failed"
-                or (state == "succeeded" and not await _file_intact(record))
+                or (state == "succeeded" and not await self._intact(record))
             )
         ):
             return await self._fetch(item, job, result)
-        path = Path(record.path) if record.path else None
-        return item.outcome(job=job, result=result, error=error, path=path, sha256=record.sha256)
+        remote = record.path is not None and is_store_url(record.path)
+        path = Path(record.path) if record.path and not remote else None
+        return item.outcome(
+            job=job, result=result, error=error, path=path, sha256=record.sha256,
+            location=record.path,
+        )  # fmt: skip
+
+    async def _intact(self, record: JournalRecord) -> bool:
+        """``_file_intact``, for a result in an object store too (re-read and hashed)."""
+        if record.path is None or not is_store_url(record.path):
+            return await _file_intact(record)
+        options = self._client._media().storage_options
+        try:
+            return await check_stored(record.path, record.sha256, options, size=record.size)
+        except StorageError:
+            return False
 
     def _resolvable(self, item: _Item[R]) -> bool:
         """Whether a callback may still tell which job this ambiguous submit created."""
@@ -683,6 +698,20 @@ class BatchRun(Generic[R]):
 
     async def _submit(self, item: _Item[R]) -> SwapJob | Outcome[R]:
         endpoint = SUBMIT_ENDPOINTS[type(item.request)]
+        request: R = item.request
+        if type(request) in MEDIA_TYPES and self._stop_error() is None and media_refs(request):
+            # Local files and object-store URLs become presigned URLs before anything is sent
+            # (the journal remembers them); a missing file or a refusing store is an outcome.
+            # (Not when the batch stopped admitting: nothing is uploaded for a request that
+            # will not be sent.)
+            try:
+                request = await self._client._media().resolve(
+                    request, lifetime=self._options.job_timeout, journal=self._journal
+                )
+            except (ValidationError, StorageError, JournalError) as exc:
+                if self._journal is not None and not isinstance(exc, JournalError):
+                    await self._record_unsubmitted(item, "unsent", exc)
+                return item.outcome(error=exc)
         throttles = 0
         while True:  # at most ``concurrency`` of these run: one per worker
             # Cancellation is still honoured before anything is counted or sent.
@@ -691,7 +720,7 @@ class BatchRun(Generic[R]):
             if error is None:
                 item.slot.move("submitting")
                 try:
-                    job, journal_error = await self._send_once(item, endpoint)
+                    job, journal_error = await self._send_once(item, endpoint, request)
                 except AkoolError as exc:
                     item.slot.move("waiting_input")
                     error = exc
@@ -738,10 +767,9 @@ class BatchRun(Generic[R]):
             and self._client._shared.auth.api_key is not None
         )
 
-    def _with_reference(self, item: _Item[R]) -> R:
+    def _with_reference(self, item: _Item[R], request: R) -> R:
         """The request to send: with a webhook reference when callbacks come to us."""
         orchestrator = self._orchestrator
-        request = item.request
         if orchestrator is None or orchestrator.webhook_url is None or request.webhook_url:
             item.ref = None
             return request
@@ -749,7 +777,7 @@ class BatchRun(Generic[R]):
         return attrs.evolve(request, webhook_url=with_reference(orchestrator.webhook_url, item.ref))
 
     async def _send_once(
-        self, item: _Item[R], endpoint: Endpoint[Any, SwapJob]
+        self, item: _Item[R], endpoint: Endpoint[Any, SwapJob], resolved: R
     ) -> tuple[SwapJob, JournalError | None]:
         """Journal the intent (durably), send the submit (with the client's retries), and
         journal its job: ``(job, None)``, or ``(job, JournalError)`` when that last write
@@ -759,7 +787,7 @@ class BatchRun(Generic[R]):
         that was sent ``cancel_grace`` seconds for its answer, and abandons one that was not.
         """
         journal = self._journal
-        request = self._with_reference(item)
+        request = self._with_reference(item, resolved)
         if journal is not None:
             try:
                 await journal.begin_submit(
@@ -1004,8 +1032,8 @@ class BatchRun(Generic[R]):
 
         self._counters.requests["download"] += 1
         try:
-            done = await save_result(
-                self._client._session(),
+            done = await save_anywhere(
+                self._client,
                 result,
                 self._options.download_dir,
                 deadline=self._deadline_at,
@@ -1014,14 +1042,17 @@ class BatchRun(Generic[R]):
                 on_retry=on_retry,
                 min_rate=self._options.download_floor,
             )
-        except (DownloadError, ClientStateError) as exc:
+        except (DownloadError, ClientStateError, StorageError) as exc:
             await self._record(item, "download_failed", result, exc)
             return item.outcome(job=job, result=result, error=exc)
         error = await self._record(
-            item, "succeeded", result, None, path=str(done.path), sha256=done.sha256,
+            item, "succeeded", result, None, path=done.location, sha256=done.sha256,
             size=done.size,
         )  # fmt: skip
-        return item.outcome(job=job, result=result, path=done.path, sha256=done.sha256, error=error)
+        return item.outcome(
+            job=job, result=result, path=done.path, sha256=done.sha256, error=error,
+            location=done.location,
+        )  # fmt: skip
 
     async def _record(
         self, item: _Item[R], state: JournalState, *args: Any, **fields: Any

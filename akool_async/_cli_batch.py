@@ -76,7 +76,7 @@ def outcome_record(
         "result_url": result.url
         if result is not None and result.status is SwapStatus.SUCCESS
         else None,
-        "file": None if outcome.path is None else str(outcome.path),
+        "file": outcome.location or (None if outcome.path is None else str(outcome.path)),
         "sha256": outcome.sha256,
         "error_type": None if error is None else type(error).__name__,
         "error_message": None if error is None else str(error),
@@ -108,7 +108,7 @@ async def run_batch(
     client: AsyncClient,
     entries: Sequence[ManifestEntry],
     *,
-    out_dir: Path | None,
+    out_dir: Path | str | None,
     journal: Path | None = None,
     concurrency: int = 64,
     job_timeout: float | None = 3 * 3600.0,
@@ -191,7 +191,7 @@ def _resume_command(ctx: Context) -> str:
     return ctx.redact(shlex.join([PROG, *ctx.argv]))
 
 
-def _summary(ctx: Context, result: BatchRunResult, report: Path, out_dir: Path) -> None:
+def _summary(ctx: Context, result: BatchRunResult, report: Path, out_dir: Path | str) -> None:
     from ._progress import key_value_table, print_table, requests_rows
 
     stats = result.statistics
@@ -267,12 +267,19 @@ async def cmd_batch(ctx: Context) -> int:
         raise CliError(
             f"cannot read the manifest {str(args.manifest)!r}: {exc.strerror}", EXIT_USAGE
         ) from None
-    out_dir: Path = args.out
-    journal: Path = args.journal or out_dir / ".akool-journal.sqlite"
-    report: Path = args.report or out_dir / "report.jsonl"
+    out_dir: Path | str = args.out
+    # An object-store --out: the journal and the report stay local, next to the manifest.
+    local = out_dir if isinstance(out_dir, Path) else args.manifest.with_suffix("")
+    journal: Path = args.journal or (
+        local / ".akool-journal.sqlite" if isinstance(out_dir, Path) else Path(f"{local}.journal")
+    )
+    report: Path = args.report or (
+        local / "report.jsonl" if isinstance(out_dir, Path) else Path(f"{local}.report.jsonl")
+    )
     client = ctx.client()  # no credentials: ValidationError (exit 2) before anything is sent
-    await anyio.Path(out_dir).mkdir(parents=True, exist_ok=True)
-    await anyio.to_thread.run_sync(lambda: remember_batch(out_dir, entries, journal=journal))
+    if isinstance(out_dir, Path):
+        await anyio.Path(out_dir).mkdir(parents=True, exist_ok=True)
+        await anyio.to_thread.run_sync(lambda: remember_batch(out_dir, entries, journal=journal))
     finished = 0
 
     def on_record(record: dict[str, Any]) -> None:
@@ -302,7 +309,12 @@ async def cmd_batch(ctx: Context) -> int:
             on_record=on_record,
         )
     await anyio.to_thread.run_sync(write_report, report, result.records)
-    page = await _gallery(ctx, out_dir, entries, result, journal)
+    # (the HTML gallery needs the files at hand: none for results in an object store)
+    page = (
+        await _gallery(ctx, out_dir, entries, result, journal)
+        if isinstance(out_dir, Path)
+        else None
+    )
     if not ctx.json:
         _summary(ctx, result, report, out_dir)
         if page is not None:

@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any, Final
 
 import anyio
+import attrs
 
 from ._cli_context import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PROG, CliError, Context
 from ._client import AsyncClient
 from ._errors import JobError, JobFailedError
+from ._events import DownloadError
 from ._manifest import build_request, fields_of
 from ._models import (
     DetectFaces,
@@ -22,6 +24,7 @@ from ._models import (
     SwapResult,
     validate_ids,
 )
+from ._storage import StorageError
 
 __all__ = ["HANDLERS", "cmd_emulator", "result_record"]
 
@@ -57,7 +60,7 @@ def _columns(rows: Sequence[Sequence[str]]) -> Iterator[str]:
 
 def _swap_request(args: argparse.Namespace) -> Any:
     fields = {name: getattr(args, name) for name in fields_of(args.kind) if hasattr(args, name)}
-    return build_request(args.kind, fields, text=True)
+    return build_request(args.kind, fields, text=True, base=Path.cwd())
 
 
 async def _submit(client: AsyncClient, request: Any) -> SwapJob:
@@ -97,22 +100,27 @@ async def _cmd_swap(ctx: Context) -> int:
                 ctx.note(f"submitted job {event.job_id}; waiting for it...")
 
         batch = client.swap_many(
-            [request],
-            download_dir=args.download,
-            job_timeout=args.timeout,
-            check_credit=False,
-            on_event=on_event,
+            [request], job_timeout=args.timeout, check_credit=False, on_event=on_event
         )
         async with batch:
             outcomes = [outcome async for outcome in batch]
-    [outcome] = outcomes
+        [outcome] = outcomes
+        if outcome.ok and outcome.result is not None and args.download is not None:
+            try:
+                saved = await client.download(outcome.result, args.download)
+            except (DownloadError, StorageError) as exc:
+                outcome = attrs.evolve(outcome, error=exc)
+            else:
+                outcome = attrs.evolve(
+                    outcome, path=saved.path, sha256=saved.sha256, location=saved.location
+                )
     record = outcome_record(outcome, line=None, kind=args.kind)
     if ctx.json:
         ctx.emit(record)
     elif outcome.ok:
         ctx.say(f"job {record['job_id']} succeeded: {record['result_url']}")
-        if outcome.path is not None:
-            ctx.say(f"saved {outcome.path} (sha256 {outcome.sha256})")
+        if outcome.location is not None:
+            ctx.say(f"saved {outcome.location} (sha256 {outcome.sha256})")
     else:
         what = f"job {record['job_id']}" if record["job_id"] else "the swap"
         ctx.note(

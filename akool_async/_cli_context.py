@@ -117,10 +117,13 @@ class Context:
 
     def client(self) -> AsyncClient:
         """An ``AsyncClient`` from ``--api-key`` / ``--base-url`` and the AKOOL_* environment."""
+        options = getattr(self.args, "storage_option", None)
         client = AsyncClient(
             api_key=self.args.api_key,
             base_url=self.args.base_url,
             rate_limit=getattr(self.args, "rate_limit", None),
+            upload_to=getattr(self.args, "upload_to", None),
+            storage_options=dict(options) if options else None,
         )
         interval = getattr(self.args, "poll_interval", None)
         if interval is not None:

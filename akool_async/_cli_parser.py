@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import json
 from pathlib import Path
 from typing import Any, Final, NoReturn
 
 from ._cli_context import EXIT_USAGE, PROG, CliError
 from ._models import MediaType, ModelStyle
+from ._storage import is_store_url
 
 __all__ = ["BATCH_EPILOG", "build_parser"]
 
@@ -71,6 +73,23 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _destination(text: str) -> Path | str:
+    """A download destination: an object-store URL (``s3://bucket/results/``) or a directory."""
+    return text if is_store_url(text) else Path(text)
+
+
+def _storage_option(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE``; VALUE is read as JSON when it is JSON (numbers, booleans, objects)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        parsed: Any = json.loads(value)
+    except ValueError:
+        parsed = value
+    return key.strip(), parsed
+
+
 def _rate(text: str) -> float:
     try:
         value = float(text)
@@ -100,6 +119,22 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         metavar="URL",
         default=default(None),
         help="API host (default: $AKOOL_BASE_URL, else https://openapi.akool.com)",
+    )
+    group.add_argument(
+        "--upload-to",
+        metavar="URL",
+        default=default(None),
+        help="object-store prefix (s3://bucket/prefix/) where local media files are uploaded "
+        "(once per content hash) and sent as presigned URLs; needs akool-async[storage]",
+    )
+    group.add_argument(
+        "--storage-option",
+        metavar="KEY=VALUE",
+        type=_storage_option,
+        action="append",
+        default=default(None),
+        help="an fsspec option of the object stores (endpoint_url=..., anon=false; JSON "
+        "values are decoded); repeatable. Prefer the environment for credentials",
     )
     group.add_argument(
         "--rate-limit",
@@ -158,8 +193,9 @@ def _swap_parsers(swap: argparse._SubParsersAction[Any], common: argparse.Argume
     group.add_argument(
         "--download",
         metavar="DIR",
-        type=Path,
-        help="wait, then download the result into DIR (verified; implies --wait)",
+        type=_destination,
+        help="wait, then download the result into DIR or an object-store URL such as "
+        "s3://bucket/results/ (verified; implies --wait)",
     )
     group.add_argument(
         "--timeout",
@@ -288,7 +324,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     batch.add_argument("manifest", type=Path, metavar="MANIFEST", help="JSONL or CSV file")
-    batch.add_argument("--out", type=Path, required=True, metavar="DIR", help="download directory")
+    batch.add_argument(
+        "--out",
+        type=_destination,
+        required=True,
+        metavar="DIR",
+        help="download directory, or an object-store URL (s3://bucket/results/); with a URL "
+        "the journal and report default to files next to the manifest",
+    )
     batch.add_argument(
         "--journal",
         type=Path,

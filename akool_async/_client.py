@@ -97,7 +97,9 @@ from ._models import (
 from ._orchestrator import _OrchestratorMixin
 from ._ratelimit import RateController, RateLimit, RateLimitStatistics
 from ._redact import describe, register, safe_cause, scrub_error
+from ._result_store import SavedFile, download_one
 from ._retry import RetryPolicy
+from ._storage import MEDIA_TYPES, MediaResolver, media_refs
 from ._wire import BODY_LIMIT, WireRequest, build_request, decode
 
 __all__ = [
@@ -350,6 +352,7 @@ class _Shared:
     state: _State = _State.UNOPENED
     rate: RateController = attrs.field(factory=RateController)
     stats: _Stats = attrs.field(factory=_Stats)
+    media: MediaResolver | None = None
 
 
 def _check_base_url(value: str, field: str) -> str:
@@ -428,6 +431,12 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
             synchronously for ``"retried"`` (endpoint, attempt, delay, error), ``"throttled"``
             (endpoint, delay, status, code), ``"token_fetched"`` () and
             ``"ambiguous_submit"`` (endpoint, request, error). Its exceptions are logged.
+        upload_to: Object-store prefix (``"s3://bucket/prefix/"``) for media given as local
+            files (``pathlib.Path``, ``file://``): each distinct file is uploaded once, under
+            its SHA-256, and sent as a presigned URL. Needs ``akool-async[storage]``.
+        storage_options: fsspec options of the object stores (``key``, ``secret``,
+            ``endpoint_url``, ``client_kwargs``...), for ``upload_to``, ``s3://`` inputs and
+            ``s3://`` download destinations alike.
 
     Raises:
         ValidationError: no usable credentials (nothing is sent), or a bad URL or option.
@@ -461,6 +470,8 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
         rate_limit: RateLimit | float | None = None,
         session: aiohttp.ClientSession | None = None,
         on_event: EventHook | None = None,
+        upload_to: str | None = None,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
         self._owner = False  # until construction succeeds: __del__ must not warn
         env = os.environ
@@ -507,6 +518,11 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
             owns_session=session is None,
             on_event=on_event,
             rate=RateController(rate_limit),
+            media=(
+                MediaResolver(upload_to, storage_options)
+                if upload_to is not None or storage_options is not None
+                else None
+            ),
         )
         self._retry = retry if retry is not None else RetryPolicy()
         self._timeout = timeout if timeout is not None else Timeout()
@@ -703,6 +719,27 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
         """The account's credit balance."""
         return (await self._call(GET_CREDIT, CreditQuery())).credit
 
+    async def download(self, result: SwapResult, dest: str | os.PathLike[str]) -> SavedFile:
+        """Download one finished job's file into ``dest``, verified, and say where it is.
+
+        ``dest`` is a local directory (created if missing) or an object-store URL
+        (``"s3://bucket/results/"``, with ``storage_options``); the file is named
+        ``<job _id><extension>``. The download is streamed, checked against its length and
+        ETag, retried when transient, and only then written under its final name.
+
+        Raises:
+            DownloadError: no intact copy (no URL, HTTP 403/404 after the 7-day expiry...).
+            StorageError: the object store refused the file.
+        """
+        return await download_one(self, result, dest)
+
+    def _media(self) -> MediaResolver:
+        """The client's media resolver (one without ``upload_to`` when none was configured)."""
+        shared = self._shared
+        if shared.media is None:
+            shared.media = MediaResolver()
+        return shared.media
+
     # ---- the one generic call ---------------------------------------------------------------
 
     async def _call(
@@ -720,6 +757,8 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
         policy = retry if retry is not None else self._retry
         if isinstance(request, _DETECTORS) and isinstance(request.img, Path):
             request = attrs.evolve(request, img=await anyio.Path(request.img).read_bytes())
+        if type(request) in MEDIA_TYPES and media_refs(request):
+            request = await self._media().resolve(request)  # local/object-store media to URLs
         wire = build_request(endpoint, self._with_webhook_url(endpoint, request))
         started = time.monotonic()
         try:

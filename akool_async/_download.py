@@ -32,7 +32,7 @@ import re
 import secrets
 from collections.abc import AsyncIterator, Callable, Collection
 from pathlib import Path, PurePosixPath
-from typing import Final
+from typing import Any, Final, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -103,6 +103,53 @@ def sha256_of_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+class Sink(Protocol):
+    """Where one download attempt's bytes go; only ``commit`` makes them visible."""
+
+    async def open(self) -> None: ...
+    async def write(self, chunk: bytes) -> None: ...
+    async def close(self) -> None:
+        """All bytes are written (and durable); not yet visible under the final name."""
+
+    async def commit(self) -> None:
+        """Make the verified content visible under its final name."""
+
+    async def discard(self) -> None:
+        """Throw away whatever was not committed (called in every case; idempotent)."""
+
+
+class FileSink:
+    """The default sink: a hidden ``.part`` file next to the destination, fsynced, renamed."""
+
+    def __init__(self, destination: Path) -> None:
+        self.destination = destination
+        self.temp = destination.with_name(f".{destination.name}.{secrets.token_hex(4)}.part")
+        self._handle: Any = None
+
+    async def open(self) -> None:
+        self._handle = await anyio.open_file(self.temp, "wb")
+
+    async def write(self, chunk: bytes) -> None:
+        await self._handle.write(chunk)
+
+    async def close(self) -> None:
+        handle, self._handle = self._handle, None
+        try:
+            await handle.flush()
+            await anyio.to_thread.run_sync(os.fsync, handle.wrapped.fileno())
+        finally:
+            await handle.aclose()
+
+    async def commit(self) -> None:
+        await anyio.to_thread.run_sync(os.replace, self.temp, self.destination)
+
+    async def discard(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            await handle.aclose()
+        await anyio.Path(self.temp).unlink(missing_ok=True)
+
+
 class _Retryable(Exception):
     def __init__(self, reason: str, status: int | None = None) -> None:
         super().__init__(reason)
@@ -119,6 +166,7 @@ async def download(
     read_timeout: float | None = 60.0,
     on_retry: Callable[[int, float, DownloadError], None] | None = None,
     min_rate: tuple[float, float] = (MIN_RATE, RATE_WINDOW),
+    sink: Callable[[Path], Sink] = FileSink,
 ) -> Downloaded:
     """Download ``url`` to ``destination`` (atomically), verifying what can be verified.
 
@@ -131,6 +179,8 @@ async def download(
         on_retry: Called as ``on_retry(attempt, delay, error)`` before each retry.
         min_rate: ``(bytes per second, window seconds)``: an attempt that receives less
             than ``rate * window`` bytes in any window fails (and is retried).
+        sink: Makes each attempt's ``Sink`` for ``destination`` (default: a local file;
+            ``_storage`` streams into an object store).
 
     Raises:
         DownloadError: no intact copy after the allowed attempts, or a non-retryable answer.
@@ -143,7 +193,9 @@ async def download(
     while True:
         attempt += 1
         try:
-            return await _attempt(session, url, destination, read_timeout, min_rate)
+            return await _attempt(
+                session, url, destination, read_timeout, min_rate, sink(destination)
+            )
         except _Retryable as exc:
             error = DownloadError(
                 f"download of {url} failed: {exc.reason}",
@@ -212,8 +264,9 @@ async def _attempt(
     destination: Path,
     read_timeout: float | None,
     min_rate: tuple[float, float] = (MIN_RATE, RATE_WINDOW),
+    out: Sink | None = None,
 ) -> Downloaded:
-    temp = destination.with_name(f".{destination.name}.{secrets.token_hex(4)}.part")
+    out = FileSink(destination) if out is None else out
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=30.0, sock_read=read_timeout)
     try:
         # No headers of ours: the session holds no credentials (the client adds them per API
@@ -238,21 +291,20 @@ async def _attempt(
             sha = hashlib.sha256()
             md5 = hashlib.md5(usedforsecurity=False) if etag and encoding == "identity" else None
             size = 0
-            async with await anyio.open_file(temp, "wb") as handle:
-                chunks, floor = aiter(response.content.iter_chunked(_CHUNK)), _RateFloor(*min_rate)
-                while (chunk := await _next_chunk(chunks, floor)) is not None:
-                    sha.update(chunk)
-                    if md5 is not None:
-                        md5.update(chunk)
-                    size += len(chunk)
-                    await handle.write(chunk)
-                await handle.flush()
-                await anyio.to_thread.run_sync(os.fsync, handle.wrapped.fileno())
+            await out.open()
+            chunks, floor = aiter(response.content.iter_chunked(_CHUNK)), _RateFloor(*min_rate)
+            while (chunk := await _next_chunk(chunks, floor)) is not None:
+                sha.update(chunk)
+                if md5 is not None:
+                    md5.update(chunk)
+                size += len(chunk)
+                await out.write(chunk)
+            await out.close()
         if expected is not None and size != expected:
             raise _Retryable(f"short body: {size} of {expected} bytes", status)
         if md5 is not None and etag is not None and md5.hexdigest() != etag.group(1).lower():
             raise _Retryable("MD5 mismatch with the ETag (corrupted transfer)", status)
-        await anyio.to_thread.run_sync(os.replace, temp, destination)
+        await out.commit()
         return Downloaded(path=destination, sha256=sha.hexdigest(), size=size)
     except (aiohttp.TooManyRedirects, aiohttp.RedirectClientError) as exc:
         # RedirectClientError: a redirect to a non-http(s) or malformed URL.
@@ -269,7 +321,7 @@ async def _attempt(
         ) from exc
     finally:
         with anyio.CancelScope(shield=True):
-            await anyio.Path(temp).unlink(missing_ok=True)
+            await out.discard()
 
 
 async def save_result(
@@ -282,6 +334,7 @@ async def save_result(
     retry: RetryPolicy = DOWNLOAD_RETRY,
     on_retry: Callable[[int, float, DownloadError], None] | None = None,
     min_rate: tuple[float, float] = (MIN_RATE, RATE_WINDOW),
+    sink: Callable[[Path], Sink] = FileSink,
 ) -> Downloaded:
     """Download a finished job's file into ``directory`` as ``<job _id><extension>``.
 
@@ -313,6 +366,7 @@ async def save_result(
             retry=retry,
             on_retry=on_retry,
             min_rate=min_rate,
+            sink=sink,
         )
     assert scope.cancelled_caught
     if limit < deadline:

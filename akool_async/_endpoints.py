@@ -253,13 +253,15 @@ ENDPOINTS: Final[Mapping[str, Endpoint[Any, Any]]] = {
 }
 
 #: The API operations of a client, sorted: the ``Operation`` descriptors plus the conveniences
-#: over ``_call`` (``get_results``, ``delete_results``, ``get_credit``). Orchestration methods
+#: over ``_call`` (``get_results``, ``delete_results``, ``get_credit``) and ``download`` (one
+#: result file, verified, into a directory or an object store). Orchestration methods
 #: (mixed in from ``_orchestrator``) are not API operations and are not listed here.
 PUBLIC_OPERATIONS: Final[tuple[str, ...]] = (
     "analyze_frames",
     "delete_results",
     "detect_faces",
     "detect_faces_legacy",
+    "download",
     "faceswap_image",
     "faceswap_plus",
     "faceswap_pro",

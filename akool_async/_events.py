@@ -92,6 +92,8 @@ class Outcome(Generic[R]):
             or None.
         path: The downloaded result file (with ``download_dir``), else None.
         sha256: Hex SHA-256 of the downloaded file, else None.
+        location: Where the downloaded file is: its local path, or its object-store URL
+            (with an ``s3://...`` ``download_dir``, where ``path`` is None), else None.
         resumed: True when no submit was made for it in this run: its job (or the whole
             outcome) came from the batch journal of an earlier run.
     """
@@ -104,6 +106,7 @@ class Outcome(Generic[R]):
     path: Path | None = None
     sha256: str | None = None
     resumed: bool = False
+    location: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -19,6 +19,7 @@ Its envelope is its own (quirk 5): ``{success: true, frame_count, persons}``, an
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any
 
@@ -27,6 +28,7 @@ import attrs
 from ._errors import ValidationError
 from ._models import (
     MAX_FACES,
+    MEDIA,
     DetectedFace,
     DetectedFrame,
     FaceDetection,
@@ -34,7 +36,9 @@ from ._models import (
     FaceMapping,
     _check_url,
     _empty_to_none,
+    _media_ref,
     _wire,
+    check_media,
 )
 
 __all__ = [
@@ -59,7 +63,7 @@ def _frame_urls(value: Iterable[str]) -> tuple[str, ...]:
             "must be a list of frame URLs, not a single string", field="frame_urls"
         )
     try:
-        urls = tuple(value)
+        urls = tuple(_media_ref(url) if isinstance(url, os.PathLike) else url for url in value)
     except TypeError:
         raise ValidationError(
             f"must be a list of frame URLs, got {type(value).__name__}", field="frame_urls"
@@ -67,7 +71,7 @@ def _frame_urls(value: Iterable[str]) -> tuple[str, ...]:
     if not urls:
         raise ValidationError("must contain at least one frame URL", field="frame_urls")
     for index, url in enumerate(urls):
-        _check_url(url, f"frame_urls[{index}]")
+        check_media(url, f"frame_urls[{index}]")  # local and s3:// frames: see _storage
     return urls
 
 
@@ -124,7 +128,7 @@ class AnalyzeFrames:
     """
 
     frame_urls: Annotated[tuple[str, ...], _wire("frame_urls", hook=list)] = attrs.field(
-        converter=_frame_urls
+        converter=_frame_urls, metadata=MEDIA
     )
     timestamps: Annotated[
         tuple[float, ...] | None, _wire("timestamps", omit_none=True, hook=list)

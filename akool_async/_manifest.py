@@ -46,6 +46,10 @@ cell is either JSON (starting with ``[``) or ``;``-separated items: face lists a
     plus,https://x/me.jpg,https://x/team.jpg,,,,https://x/s0.png>https://x/t0.png;https://x/s1.png>https://x/t1.png,b
     image,,,https://x/me.jpg,https://x/them.jpg,https://x/group.jpg,,c
 
+Media fields also take object-store URLs (``s3://bucket/key``) and local files: a path
+without a URL scheme (``faces/me.jpg``) is relative to the manifest's own directory, and a
+missing file is a problem of its line (uploading needs the CLI's ``--upload-to``).
+
 Whatever the format, every line is checked (field names, types, URLs, the model's own rules)
 before the first request goes out; each problem is reported as ``FILE:LINE: FIELD: reason``.
 """
@@ -57,13 +61,17 @@ import io
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 import attrs
 
 from ._errors import ValidationError
 from ._models import FaceImage, FaceInfo, FaceMapping, ImageSwap, PlusSwap, ProSwap, VideoSwap
+from ._storage import media_refs
 
 __all__ = [
     "KINDS",
@@ -174,6 +182,22 @@ def _string(value: object, path: str, text: bool) -> str:
     return value.strip() if text else value
 
 
+#: The directory of the manifest file being read: relative local paths are relative to it.
+_BASE: ContextVar[Path | None] = ContextVar("akool_manifest_base", default=None)
+
+
+def _local(value: str) -> str:
+    """A media value: a path relative to the manifest (or absolute) becomes a file:// URL."""
+    base = _BASE.get()
+    if base is None or not value or "://" in value or value.startswith("file:"):
+        return value
+    return (base / Path(value).expanduser()).absolute().as_uri()
+
+
+def _media_string(value: object, path: str, text: bool) -> str:
+    return _local(_string(value, path, text))
+
+
 def _boolean(value: object, path: str, text: bool) -> bool:
     if isinstance(value, bool):
         return value
@@ -218,7 +242,7 @@ def _face_image(item: object, path: str) -> FaceImage:
     if isinstance(item, str):
         url, sep, opts = item.partition("|")
         return _with_path(
-            path, lambda: FaceImage(path=url.strip(), opts=opts.strip() if sep else None)
+            path, lambda: FaceImage(path=_local(url.strip()), opts=opts.strip() if sep else None)
         )
     if isinstance(item, dict):
         unknown = sorted(set(item) - {"path", "opts"})
@@ -226,7 +250,7 @@ def _face_image(item: object, path: str) -> FaceImage:
             raise _FieldError(f"{path}.{unknown[0]}", "unknown field (expected path, opts)")
         if "path" not in item or item["path"] is None:
             raise _FieldError(f"{path}.path", "is required")
-        face_path = _string(item["path"], f"{path}.path", False)
+        face_path = _local(_string(item["path"], f"{path}.path", False))
         raw_opts = item.get("opts")
         face_opts = None if raw_opts is None else _string(raw_opts, f"{path}.opts", False)
         return _with_path(path, lambda: FaceImage(path=face_path, opts=face_opts))
@@ -254,14 +278,14 @@ def _face_info(item: object, path: str) -> FaceInfo:
     if isinstance(item, str):
         url, sep, bbox_text = item.partition("|")
         bbox = _bbox_text(bbox_text, path) if sep else None
-        return _with_path(path, lambda: FaceInfo(face_url=url.strip(), bbox=bbox))
+        return _with_path(path, lambda: FaceInfo(face_url=_local(url.strip()), bbox=bbox))
     if isinstance(item, dict):
         unknown = sorted(set(item) - {"face_url", "bbox"})
         if unknown:
             raise _FieldError(f"{path}.{unknown[0]}", "unknown field (expected face_url, bbox)")
         face_url = item.get("face_url")
         if face_url is not None:
-            face_url = _string(face_url, f"{path}.face_url", False)
+            face_url = _local(_string(face_url, f"{path}.face_url", False))
         bbox_value = item.get("bbox")
         if bbox_value is not None and not isinstance(bbox_value, list):
             raise _FieldError(f"{path}.bbox", f"must be [x1, y1, x2, y2], got {bbox_value!r}")
@@ -301,10 +325,10 @@ _Parser = Callable[[object, str, bool], Any]
 
 #: How each request field is read. A test checks that every field of every kind is here.
 _PARSERS: Final[Mapping[str, _Parser]] = {
-    "source_url": _string,
-    "target_url": _string,
-    "modify_image": _string,
-    "modify_video": _string,
+    "source_url": _media_string,
+    "target_url": _media_string,
+    "modify_image": _media_string,
+    "modify_video": _media_string,
     "webhook_url": _string,
     "model_style": _string,
     "model_name": _string,
@@ -329,21 +353,28 @@ def _all_fields() -> frozenset[str]:
     return frozenset(META_FIELDS).union(*(fields_of(kind) for kind in KINDS))
 
 
-def build_request(kind: str, fields: Mapping[str, object], *, text: bool = False) -> SwapRequest:
+def build_request(
+    kind: str, fields: Mapping[str, object], *, text: bool = False, base: Path | None = None
+) -> SwapRequest:
     """Build and validate the request of one manifest line.
 
     Args:
         kind: ``"plus"``, ``"pro"``, ``"image"`` or ``"video"``.
         fields: The line's request fields (no ``kind`` / ``ref``); None values are left out.
         text: The values are CSV cells (strings), not JSON values.
+        base: Media values without a URL scheme are local paths relative to this directory.
 
     Raises:
         ValidationError: with ``field`` set to the offending field's dotted path.
     """
+    token = _BASE.set(base) if base is not None else None
     try:
         return _build(kind, fields, text)
     except _FieldError as exc:
         raise ValidationError(exc.reason, field=exc.field) from None
+    finally:
+        if token is not None:
+            _BASE.reset(token)
 
 
 def _build(kind: str, fields: Mapping[str, object], text: bool) -> SwapRequest:
@@ -410,6 +441,12 @@ def _entry(
     except _FieldError as exc:
         problems.append(Problem(line=line, field=exc.field, reason=exc.reason))
         return None
+    if _BASE.get() is not None:
+        for field, value in media_refs(request):
+            if value.startswith("file:") and not Path(url2pathname(urlsplit(value).path)).is_file():
+                where = url2pathname(urlsplit(value).path)
+                problems.append(Problem(line=line, field=field, reason=f"no such file: {where!r}"))
+                return None
     ref_text = None if ref is None or (isinstance(ref, str) and not ref.strip()) else str(ref)
     return ManifestEntry(line=line, kind=kind, request=request, ref=ref_text)
 
@@ -521,7 +558,11 @@ def read_manifest(
             source, [Problem(line=1, field=None, reason=f"not UTF-8: {exc}")]
         ) from None
     fmt = format or detect_format(path, text[:256])
-    entries, problems = parse_jsonl(_lines(text)) if fmt == "jsonl" else parse_csv(text)
+    token = _BASE.set(Path(path).absolute().parent)
+    try:
+        entries, problems = parse_jsonl(_lines(text)) if fmt == "jsonl" else parse_csv(text)
+    finally:
+        _BASE.reset(token)
     if not problems and not entries:
         problems.append(Problem(line=1, field=None, reason="the manifest holds no swap"))
     if problems:

@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Final
 from urllib.parse import urlsplit
 
 import attrs
@@ -169,6 +169,66 @@ def _url(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
     _check_url(value, attribute.name)
 
 
+#: URL schemes of object stores a media field takes (resolved by ``_storage`` before the wire).
+OBJECT_SCHEMES: Final = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
+#: attrs metadata of a field that holds media: ``_storage`` resolves local and object-store
+#: references in such fields to http(s) URLs before a request goes out.
+MEDIA: Final = {"akool_media": True}
+_MEDIA_HELP = (
+    "must be an http(s) URL, a local file (pathlib.Path or file:// URL) or an object-store "
+    "URL (s3://bucket/key, gs://...)"
+)
+
+
+def _media_ref(value: str | os.PathLike[str]) -> str:
+    """A ``pathlib.Path`` (or any path-like) becomes its absolute ``file://`` URL."""
+    if isinstance(value, os.PathLike):
+        try:
+            return Path(value).expanduser().absolute().as_uri()
+        except (TypeError, ValueError):
+            return str(value)  # the validator names the field
+    return value
+
+
+def _optional_media_ref(value: str | os.PathLike[str] | None) -> str | None:
+    return None if value is None else _media_ref(value)
+
+
+def check_media(value: object, field: str) -> None:
+    """An http(s) URL, a ``file://`` URL, or an object-store URL with a bucket and a key.
+
+    Raises:
+        ValidationError: anything else, naming ``field``.
+    """
+    if not isinstance(value, str):
+        raise ValidationError(f"{_MEDIA_HELP}, got {type(value).__name__}", field=field)
+    if _PLAIN_URL.match(value) is not None:
+        return
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        raise ValidationError(f"{_MEDIA_HELP}, got {value!r}", field=field) from None
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https") and parts.netloc:
+        return
+    if scheme == "file" and parts.netloc in ("", "localhost") and len(parts.path) > 1:
+        return
+    if scheme in OBJECT_SCHEMES and parts.netloc and parts.path.strip("/"):
+        return
+    raise ValidationError(f"{_MEDIA_HELP}, got {value!r}", field=field)
+
+
+def _media(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    check_media(value, attribute.name)
+
+
+def _optional_media(
+    instance: object, attribute: attrs.Attribute[str | None], value: str | None
+) -> None:
+    if value is not None:
+        check_media(value, attribute.name)
+
+
 def _optional_url(
     instance: object, attribute: attrs.Attribute[str | None], value: str | None
 ) -> None:
@@ -277,7 +337,7 @@ class FaceInfo:
     """
 
     face_url: Annotated[str | None, _wire("face_url", omit_none=True)] = attrs.field(
-        default=None, validator=_optional_url
+        default=None, converter=_optional_media_ref, validator=_optional_media, metadata=MEDIA
     )
     bbox: Annotated[
         tuple[float, float, float, float] | None, _wire("bbox", omit_none=True, hook=_bbox_json)
@@ -331,7 +391,9 @@ class FaceImage:
             either list has more than one item.
     """
 
-    path: Annotated[str, _wire("path")] = attrs.field(validator=_url)
+    path: Annotated[str, _wire("path")] = attrs.field(
+        converter=_media_ref, validator=_media, metadata=MEDIA
+    )
     opts: Annotated[str | None, _wire("opts", omit_none=True)] = attrs.field(
         default=None, validator=_opts
     )
@@ -421,8 +483,12 @@ class PlusSwap:
 
     kind: ClassVar[SwapKind] = SwapKind.PLUS
 
-    source_url: Annotated[str, _wire("source_url")] = attrs.field(validator=_url)
-    target_url: Annotated[str, _wire("target_url")] = attrs.field(validator=_url)
+    source_url: Annotated[str, _wire("source_url")] = attrs.field(
+        converter=_media_ref, validator=_media, metadata=MEDIA
+    )
+    target_url: Annotated[str, _wire("target_url")] = attrs.field(
+        converter=_media_ref, validator=_media, metadata=MEDIA
+    )
     single_face_mode: Annotated[bool | None, _wire("single_face_mode")] = attrs.field(
         default=None, validator=_optional_bool
     )
@@ -550,7 +616,9 @@ class ImageSwap:
     target: Annotated[tuple[FaceImage, ...], _wire("targetImage")] = attrs.field(
         converter=_target_faces
     )
-    modify_image: Annotated[str, _wire("modifyImage")] = attrs.field(validator=_url)
+    modify_image: Annotated[str, _wire("modifyImage")] = attrs.field(
+        converter=_media_ref, validator=_media, metadata=MEDIA
+    )
     face_enhance: Annotated[bool, _wire("face_enhance", hook=int)] = attrs.field(
         default=False, validator=_is_bool
     )
@@ -583,7 +651,9 @@ class VideoSwap:
     target: Annotated[tuple[FaceImage, ...], _wire("targetImage")] = attrs.field(
         converter=_target_faces
     )
-    modify_video: Annotated[str, _wire("modifyVideo")] = attrs.field(validator=_url)
+    modify_video: Annotated[str, _wire("modifyVideo")] = attrs.field(
+        converter=_media_ref, validator=_media, metadata=MEDIA
+    )
     face_enhance: Annotated[bool, _wire("face_enhance", hook=int)] = attrs.field(
         default=False, validator=_is_bool
     )
@@ -636,7 +706,7 @@ class DetectFaces:
     """
 
     url: Annotated[str | None, _wire("url", omit_none=True)] = attrs.field(
-        default=None, validator=_optional_url
+        default=None, converter=_optional_media_ref, validator=_optional_media, metadata=MEDIA
     )
     img: Annotated[bytes | Path | None, _wire("img", omit_none=True)] = attrs.field(
         default=None, converter=_image_source
@@ -666,7 +736,7 @@ class LegacyDetect:
     """
 
     image_url: Annotated[str | None, _wire("image_url", omit_none=True)] = attrs.field(
-        default=None, validator=_optional_url
+        default=None, converter=_optional_media_ref, validator=_optional_media, metadata=MEDIA
     )
     img: Annotated[bytes | Path | None, _wire("img", omit_none=True)] = attrs.field(
         default=None, converter=_image_source

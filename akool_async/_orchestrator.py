@@ -43,6 +43,7 @@ from ._models import MediaType, ResultsQuery, SwapJob, SwapResult, SwapStatus, _
 from ._poll_config import PollConfig
 from ._poller import Poller, PollerStatistics
 from ._retry import RetryPolicy
+from ._storage import is_store_url
 
 if TYPE_CHECKING:
     from ._client import AsyncClient
@@ -472,7 +473,9 @@ class _OrchestratorMixin:
                 outcomes come back with ``resumed=True``) and resubmits only what provably was
                 never submitted.
             download_dir: Download each successful result into this directory (created if
-                missing) as ``<job _id><extension>``, verified and atomically renamed.
+                missing) as ``<job _id><extension>``, verified and atomically renamed; or
+                into an object store (``"s3://bucket/results/"``, the client's
+                ``storage_options``), its SHA-256 recorded, re-read and checked on resume.
             fail_fast: Stop at the first error outcome and raise it (see ``Batch``).
             resubmit_ambiguous: On resume, submit again the requests whose earlier submit may
                 or may not have reached AKOOL (may pay twice); by default they are reported as
@@ -510,7 +513,13 @@ class _OrchestratorMixin:
             job_timeout=_seconds(job_timeout, "job_timeout"),
             deadline=_seconds(deadline, "deadline"),
             journal=Path(journal) if journal is not None else None,
-            download_dir=Path(download_dir) if download_dir is not None else None,
+            download_dir=(
+                download_dir
+                if isinstance(download_dir, str) and is_store_url(download_dir)
+                else Path(download_dir)
+                if download_dir is not None
+                else None
+            ),
             fail_fast=bool(fail_fast),
             resubmit_ambiguous=bool(resubmit_ambiguous),
             check_credit=bool(check_credit),
@@ -522,7 +531,7 @@ class _OrchestratorMixin:
         )
         if not isinstance(requests, Iterable | AsyncIterable):
             raise ValidationError("must be an iterable of swap requests", field="requests")
-        if options.download_dir is not None:
+        if isinstance(options.download_dir, Path):
             options.download_dir.mkdir(parents=True, exist_ok=True)
         orchestrator = self._orchestrator()
         run = BatchRun(self._client(), orchestrator.poller, requests, options, orchestrator)

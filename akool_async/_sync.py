@@ -78,6 +78,7 @@ class Client(BlockingBinder):
     get_results = BlockingMirror(AsyncClient.get_results)
     delete_results = BlockingMirror(AsyncClient.delete_results)
     get_credit = BlockingMirror(AsyncClient.get_credit)
+    download = BlockingMirror(AsyncClient.download)
     wait = BlockingMirror(AsyncClient.wait)
     swap_many = IteratorMirror(AsyncClient.swap_many, BlockingBatch)
     notify_job = SyncMirror(AsyncClient.notify_job)

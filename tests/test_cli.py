@@ -119,7 +119,10 @@ def test_swap_validation_error_sends_nothing(emulator: EmulatorThread, cli: Cli)
     """A bad field is exit 2 with the field named, and nothing reaches the server."""
     run = cli("swap", "plus", "--source-url", "ftp://x/me.png", "--target-url", "https://x/a.png")
     assert (run.code, run.out) == (2, "")
-    assert run.err == "error: source_url: must be an absolute http(s) URL, got 'ftp://x/me.png'\n"
+    assert run.err == (
+        "error: source_url: must be an http(s) URL, a local file (pathlib.Path or file:// URL) "
+        "or an object-store URL (s3://bucket/key, gs://...), got 'ftp://x/me.png'\n"
+    )
     assert sum(emulator.emulator.stats.requests.values()) == 0
 
 

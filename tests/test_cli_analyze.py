@@ -63,7 +63,7 @@ def test_analyze_no_face(emulator: EmulatorThread, cli: Cli) -> None:
         (["--analyze", *STILLS, "--timestamps", "0,1"], "timestamps: has 2 items for 3 frames"),
         (["--analyze", *STILLS, "--timestamps", "a,b,c"], "--timestamps takes comma-separated"),
         (["--analyze", STILLS[0], "--expand-ratio", "2"], "expand_ratio: must be from 0 to 1"),
-        (["--analyze", "/tmp/frame.jpg"], "frame_urls[0]: must be an absolute http(s) URL"),
+        (["--analyze", "/tmp/frame.jpg"], "frame_urls[0]: must be an http(s) URL, a local file"),
         (["--analyze", STILLS[0], "--legacy"], "--legacy cannot be used with --analyze"),
         (["--analyze", STILLS[0], "--frames", "3"], "--frames cannot be used with --analyze"),
         ([STILLS[0], "--timestamps", "0"], "--timestamps and --expand-ratio need --analyze"),

@@ -188,7 +188,7 @@ def test_bad_manifest_submits_nothing(emulator: EmulatorThread, cli: Cli, tmp_pa
     run = cli("batch", str(manifest), "--out", str(out))
     assert (run.code, run.out) == (2, "")
     assert run.err.splitlines() == [
-        f"error: {manifest}:4: target_url: must be an absolute http(s) URL, got 'nope'",
+        f"error: {manifest}:4: target_url: no such file: {str(tmp_path / 'nope')!r}",
         f"error: {manifest}:5: targets: unknown field: a 'pro' swap takes source, target, "
         "face_enhance, single_face_mode, model_name, webhook_url",
     ]

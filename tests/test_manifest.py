@@ -255,7 +255,7 @@ def test_read_manifest_reports_every_problem(tmp_path: Path) -> None:
     with pytest.raises(ManifestError) as caught:
         read_manifest(path)
     assert str(caught.value).splitlines() == [
-        f"{path}:2: source_url: must be an absolute http(s) URL, got 'nope'",
+        f"{path}:2: source_url: no such file: {str(tmp_path / 'nope')!r}",
         f"{path}:3: source: is required for a 'pro' swap",
     ]
     assert caught.value.field == "source_url"

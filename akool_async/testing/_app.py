@@ -233,8 +233,12 @@ class _Api:
 
     async def submit(self, request: web.Request) -> web.Response:
         emu, endpoint = self.emu, _endpoint(request)
+        body = await self.json_body(request)
+        inputs_ok = True
+        if emu.config.fetch_inputs:
+            inputs_ok = await emu._fetch_inputs(endpoint, body)
         try:
-            job = emu.submit(endpoint, await self.json_body(request))
+            job = emu.submit(endpoint, body, _inputs_ok=inputs_ok)
         except Rejected as exc:
             return self.error(request, exc.code, exc.msg)
         data: dict[str, Any] = {"_id": job.id, "job_id": job.job_id}

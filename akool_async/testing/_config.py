@@ -155,6 +155,10 @@ class EmulatorConfig:
     """Maximum ids per listbyids/delbyids call (more gives 1003); None means unlimited."""
     v4_returns_url: bool = False
     """Whether Plus and Pro submits also return the predicted ``url`` (as V3 does)."""
+    fetch_inputs: bool = False
+    """GET every input media URL of a submit before accepting it, as AKOOL must; a job
+    with an unreachable, refused or expired input (no HTTP 200) fails (status 4). Proves
+    that presigned URLs really work. ``stats.input_fetches`` records each GET."""
 
     # --- wire shape of errors ---------------------------------------------------------------
     error_status: Mapping[int, int] = attrs.field(factory=dict, converter=_frozen_map)

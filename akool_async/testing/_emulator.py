@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager, ExitStack
 from typing import Any, TypeVar, overload
 
+import aiohttp
 import attrs
 from aiohttp import web
 from anyio.from_thread import BlockingPortal, start_blocking_portal
@@ -89,6 +90,7 @@ class Emulator:
             client_secret=client_secret,
         )
         self._runner: web.AppRunner | None = None
+        self._fetcher: aiohttp.ClientSession | None = None
         self.base_url = ""
 
     def __repr__(self) -> str:
@@ -114,6 +116,9 @@ class Emulator:
     async def aclose(self) -> None:
         """Stop webhook deliveries and the server. Idempotent."""
         await self._webhooks.aclose()
+        if self._fetcher is not None:
+            fetcher, self._fetcher = self._fetcher, None
+            await fetcher.close()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
@@ -181,7 +186,7 @@ class Emulator:
         """The job's result URL (the one V3 returns at submit and listbyids reports)."""
         return f"{self.base_url}/results/{job.file_name}"
 
-    def submit(self, endpoint: str, body: Any) -> Job:
+    def submit(self, endpoint: str, body: Any, *, _inputs_ok: bool = True) -> Job:
         """Create a job exactly as the HTTP submit would, without HTTP (e.g. to seed state).
 
         Args:
@@ -204,9 +209,32 @@ class Emulator:
             target_urls=sub.target_urls,
             webhook_url=sub.webhook_url,
             request=body,
+            inputs_ok=_inputs_ok,
         )
         self._webhooks.schedule_job(job)
         return job
+
+    async def _fetch_inputs(self, endpoint: str, body: Any) -> bool:
+        """GET every input URL of a submit (``fetch_inputs``): whether all answered 200."""
+        try:
+            sub = validate_submit(endpoint, body, self._config)
+        except Rejected:
+            return True  # the submit itself is refused; nothing to fetch
+        if self._fetcher is None:
+            self._fetcher = aiohttp.ClientSession()
+        ok = True
+        timeout = aiohttp.ClientTimeout(total=30.0)
+        for url in dict.fromkeys((*sub.source_urls, *sub.target_urls)):
+            status = 0
+            try:
+                async with self._fetcher.get(url, timeout=timeout) as response:
+                    await response.read()
+                    status = response.status
+            except (aiohttp.ClientError, TimeoutError, ValueError):
+                status = 0
+            self.stats.input_fetches[url, status] += 1
+            ok = ok and status == 200
+        return ok
 
     def force_status(self, job_id: str, status: int) -> None:
         """Pin a job's status from now on (1-4), whatever its plan; fires its webhook if due.

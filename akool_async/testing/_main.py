@@ -68,6 +68,11 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         metavar="ENDPOINT:KIND=RATE",
         help="random fault, repeatable (endpoint may be '*' or 'webhook')",
     )
+    p.add_argument(
+        "--fetch-inputs",
+        action="store_true",
+        help="GET every input URL of a submit first; an unreachable one fails the job",
+    )
     p.add_argument("--webhook-statuses", type=int, nargs="+", default=None, help="default: 3 4")
     p.add_argument(
         "--detector-auth-errors",
@@ -95,6 +100,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         "credit": args.credit,
         "fault_rates": rates,
         "detector_auth_errors": args.detector_auth_errors,
+        "fetch_inputs": bool(getattr(args, "fetch_inputs", False)),
     }
     for name in ("queue_seconds", "image_seconds", "video_seconds", "webhook_statuses"):
         if getattr(args, name):

@@ -114,6 +114,8 @@ class EmulatorStats:
         jobs_by_endpoint: Jobs created per submit endpoint.
         jobs_by_source: Jobs created per source face URL (each distinct URL once per job).
         jobs_by_target: Jobs created per target media URL.
+        input_fetches: ``(url, http_status or 0)`` of every input GET made with
+            ``fetch_inputs`` (0: unreachable).
     """
 
     requests: Counter[str] = attrs.field(factory=Counter)
@@ -123,6 +125,7 @@ class EmulatorStats:
     jobs_by_endpoint: Counter[str] = attrs.field(factory=Counter)
     jobs_by_source: Counter[str] = attrs.field(factory=Counter)
     jobs_by_target: Counter[str] = attrs.field(factory=Counter)
+    input_fetches: Counter[tuple[str, int]] = attrs.field(factory=Counter)
 
     @property
     def faults_by_kind(self) -> Counter[str]:
@@ -190,15 +193,20 @@ class JobStore:
         target_urls: tuple[str, ...],
         webhook_url: str | None,
         request: Mapping[str, Any],
+        inputs_ok: bool = True,
     ) -> Job:
-        """Charge the credit and create a job (the caller has checked the balance)."""
+        """Charge the credit and create a job (the caller has checked the balance).
+
+        ``inputs_ok=False``: an input could not be fetched, so the job fails.
+        """
         now = self._clock.now()
         object_id, job_id = self._new_ids(now)
         start, finish = self._plan(now, kind)
         roll = self._rng.random()
         marker = self.config.fail_marker
         fails = (
-            self.fail_next > 0
+            not inputs_ok
+            or self.fail_next > 0
             or (marker is not None and any(marker in url for url in target_urls))
             or any(face_count(url) == 0 for url in target_urls)
             or roll < self.config.failure_rate

@@ -105,3 +105,15 @@ def lifetime() -> None:
     client.close()
     Client(api_key=1)  # type: ignore[arg-type]
     Client("positional")  # type: ignore[call-arg]
+
+
+def storage(client: Client, result: SwapResult) -> None:
+    from pathlib import Path
+
+    from akool_async import SavedFile
+
+    assert_type(client.download(result, "s3://bucket/results/"), SavedFile)
+    assert_type(client.download(result, Path("results")), SavedFile)
+    local = PlusSwap(source_url=Path("me.jpg"), target_url="s3://bucket/them.jpg")
+    assert_type(client.faceswap_plus(local), SwapJob)
+    assert_type(client.faceswap_plus(source_url=Path("me.jpg"), target_url=Path("t.jpg")), SwapJob)
