@@ -325,6 +325,7 @@ def report(
         "sdk_submit_per_s": round(sdk_submit["throughput"], 1),
         "raw_submit_per_s": round(raw["throughput"], 1),
         "sdk_vs_raw_submit_throughput": round(throughput_ratio, 3),
+        "sdk_submit_cpu_us_per_job": round(sdk_submit["cpu_us_per_job"], 1),
         "sync_overhead_us": round(sync["overhead_us"], 1),
         "sync_floor_us": round(floor, 1),
         # The same hop around a call doing nothing (statistics()): the portal's own cost.
