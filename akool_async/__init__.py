@@ -9,6 +9,9 @@
         [result] = await client.get_results([job.id])
 """
 
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
+
 from ._asgi import WebhookASGIApp
 from ._client import AsyncClient, ClientStatistics
 from ._config import Limits, Timeout
@@ -46,6 +49,7 @@ from ._events import (
     Outcome,
 )
 from ._frames import AnalyzeFrames, Appearance, FrameAnalysis, Person, map_faces
+from ._journal_pg import BatchStatus, WorkerStatus, read_batch_status
 from ._models import (
     DetectedFace,
     DetectedFrame,
@@ -81,6 +85,12 @@ from ._storage import StorageError
 from ._sync import BlockingBatch, Client
 from ._webhooks import WebhookEvent, WebhookVerifier
 
+try:
+    __version__: str = _version("akool-async")
+    """The installed distribution's version (``importlib.metadata``)."""
+except _PackageNotFoundError:  # pragma: no cover - run from a source tree never installed
+    __version__ = "0+unknown"
+
 __all__ = [
     "APIError",
     "AccountBannedError",
@@ -94,6 +104,7 @@ __all__ = [
     "BatchDeadlineError",
     "BatchEvent",
     "BatchStatistics",
+    "BatchStatus",
     "BlockingBatch",
     "Client",
     "ClientStateError",
@@ -152,9 +163,11 @@ __all__ = [
     "WebhookReceiverStatistics",
     "WebhookVerificationError",
     "WebhookVerifier",
+    "WorkerStatus",
     "bbox_from_region",
     "error_for_code",
     "map_faces",
+    "read_batch_status",
     "tune_gc",
     "write_report_html",
 ]

@@ -4,4 +4,5 @@ from __future__ import annotations
 
 from ._cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # importing it (documentation tools do) runs nothing
+    raise SystemExit(main())

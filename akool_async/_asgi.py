@@ -15,7 +15,7 @@ longer be sent (AKOOL's retry is then a duplicate, acknowledged without a call).
 
 It runs on asyncio, as the receiver does (uvicorn, hypercorn's asyncio worker, daphne).
 Starlette (and so FastAPI) is needed only by ``route()`` and ``endpoint()``, and imported
-there, lazily (``pip install 'akool-async[asgi]'``).
+there, lazily (``pip install '.[asgi]'`` in a checkout, or ``pip install starlette``).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ ASGIScope = MutableMapping[str, Any]
 ASGIReceive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 ASGISend = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
-STARLETTE_HINT: Final = "pip install 'akool-async[asgi]'"
+STARLETTE_HINT: Final = "pip install '.[asgi]' in an akool-async checkout, or pip install starlette"
 _JSON: Final = (b"content-type", b"application/json")
 
 

@@ -47,6 +47,7 @@ import contextlib
 import contextvars
 import enum
 import functools
+import hashlib
 import logging
 import math
 from collections import Counter
@@ -107,6 +108,7 @@ from ._events import (
     submit_sending,
 )
 from ._journal import Journal, JournalRecord, JournalState
+from ._journals import JournalBackend, JournalSpec, open_journal
 from ._models import CreditQuery, SwapJob, SwapResult
 from ._records import (
     SUBMIT_ENDPOINTS,
@@ -125,10 +127,13 @@ from ._storage import MEDIA_TYPES, StorageError, is_store_url, media_refs
 
 if TYPE_CHECKING:
     from ._client import AsyncClient
+    from ._journal_pg import Claim, PgJournal
     from ._orchestrator import _Orchestrator
     from ._poller import Poller, Waiter
 
 __all__ = ["BatchOptions", "BatchRun"]
+
+_log = logging.getLogger("akool_async.batch")
 
 #: Resubmits of one request after the client gave up on 1005 (each waits at least a backoff).
 _THROTTLE_RESUBMITS: Final = 8
@@ -145,7 +150,7 @@ class BatchOptions:
     max_pending: int
     job_timeout: float | None
     deadline: float | None
-    journal: Path | None
+    journal: JournalSpec | None
     download_dir: Path | str | None  # a str: an object-store URL (``_storage``)
     fail_fast: bool
     resubmit_ambiguous: bool
@@ -157,6 +162,10 @@ class BatchOptions:
     cancel_grace: float = 5.0
     ambiguous_wait: float | None = 60.0
     buffer: int = 64
+    #: A shared (PostgreSQL) journal's batch name, lease seconds and this worker's name.
+    batch_id: str | None = None
+    lease: float | None = None
+    worker_id: str | None = None
 
 
 class _Abandoned(Exception):
@@ -215,6 +224,7 @@ class _Item(Generic[R]):
     """One input request on its way through the batch."""
 
     __slots__ = (
+        "claim",
         "index",
         "job",
         "key",
@@ -229,7 +239,7 @@ class _Item(Generic[R]):
         "waiter",
     )
 
-    def __init__(self, index: int, request: R, slot: _Slot) -> None:
+    def __init__(self, index: int, request: R, slot: _Slot, claim: Claim | None = None) -> None:
         self.index = index
         self.request = request
         self.slot = slot
@@ -237,6 +247,8 @@ class _Item(Generic[R]):
         self.text = ""
         self.occurrence = 0
         self.resumed = False
+        #: From a shared journal: the lease on this request and what its row already says.
+        self.claim = claim
         self.ref: str | None = None  # the webhook reference of its submit
         # While its job is pending (no task): the job, its waiter and the waiter's timeout.
         self.job: SwapJob | None = None
@@ -298,6 +310,33 @@ class _Reader(Generic[R]):
         return index, request
 
 
+class _ClaimReader(Generic[R]):
+    """A shared batch's input: the requests the journal leases to this worker, one at a time."""
+
+    def __init__(self, journal: PgJournal, requests: list[R]) -> None:
+        self._journal = journal
+        self._requests = requests
+
+    async def next(self) -> tuple[int, R, Claim] | None:
+        claim = await self._journal.claim()
+        if claim is None:
+            return None
+        return claim.index, self._requests[claim.index], claim
+
+
+def _shared_keys(requests: list[Any]) -> list[tuple[str, str, str]]:
+    """``(key, canonical JSON, kind)`` per request; a request that is not one gets a stand-in."""
+    keys = []
+    for request in requests:
+        try:
+            key, text = request_key(request)
+        except ValidationError:
+            text = f"invalid:{type(request).__name__}"
+            key = hashlib.sha256(text.encode()).hexdigest()
+        keys.append((key, text, type(request).__name__))
+    return keys
+
+
 class _Pending(enum.Enum):
     """What ``_resolve`` returns when the request's job was handed to the poller."""
 
@@ -331,7 +370,8 @@ class BatchRun(Generic[R]):
         self.started = False
         self.finished = False
         self.closing = False
-        self._journal: Journal | None = None
+        self._journal: JournalBackend | None = None
+        self._keys: list[tuple[str, str, str]] = []
         # asyncio's semaphore, not anyio's: an uncontended acquire does not yield to the loop
         # (anyio's is a full checkpoint); the submit path checks for cancellation itself.
         self._admission = asyncio.Semaphore(options.max_pending)
@@ -364,16 +404,37 @@ class BatchRun(Generic[R]):
             self._deadline_at = counters.started_at + self._options.deadline
         counters.polls_at_start = self._poller.requests
         counters.client_at_start = self._client_counters()
+        options = self._options
+        _log.info(
+            "batch started: %s requests, concurrency %d, max_pending %d, journal %s",
+            "unknown number of" if self.total is None else f"{self.total:,}",
+            options.concurrency,
+            options.max_pending,
+            "none" if options.journal is None else repr(str(options.journal)),
+        )
         try:
             async with AsyncExitStack() as stack:
-                if self._options.journal is not None:
+                options = self._options
+                if options.journal is not None:
                     # Outside the work scope: cleanup writes of cancelled tasks still land.
                     self._journal = await stack.enter_async_context(
-                        Journal(self._options.journal, base_url=self._client.base_url)
+                        open_journal(
+                            options.journal,
+                            base_url=self._client.base_url,
+                            batch_id=options.batch_id,
+                            lease=options.lease,
+                            worker_id=options.worker_id,
+                            resubmit_ambiguous=options.resubmit_ambiguous,
+                        )
                     )
                     if isinstance(self._options.download_dir, Path):
                         stack.push_async_callback(self._sweep_parts)
                         await self._sweep_parts()  # left behind by a killed run
+                reader: _Reader[R] | _ClaimReader[R]
+                if self._journal is not None and self._journal.claims:
+                    reader = await self._join_shared(stack)
+                else:
+                    reader = _Reader(self._requests)
                 with self.scope:
                     if self._options.check_credit:
                         await self._check_credit()
@@ -381,7 +442,6 @@ class BatchRun(Generic[R]):
                         async with anyio.create_task_group() as tg:
                             self._tg = tg  # for requests finishing with something to await
                             async with anyio.create_task_group() as workers:
-                                reader = _Reader(self._requests)
                                 for _ in range(self._options.concurrency):
                                     workers.start_soon(self._worker, reader)
                             self._input_done = True
@@ -408,6 +468,39 @@ class BatchRun(Generic[R]):
             self.finished = True
             self.send.close()
             self.done.set()
+            self._log_finish()
+
+    def _log_finish(self) -> None:
+        stats = self.statistics()
+        how = "stopped" if self.scope.cancel_called or self.failure is not None else "finished"
+        _log.info(
+            "batch %s after %.1fs: %d succeeded, %d failed, %d errors, %d ambiguous, "
+            "%d resumed; %d submits, %d retries, %d throttled",
+            how,
+            stats.elapsed,
+            stats.succeeded,
+            stats.failed,
+            stats.errored,
+            stats.ambiguous,
+            stats.resumed,
+            stats.submits,
+            stats.retries,
+            stats.throttles,
+        )
+
+    async def _join_shared(self, stack: AsyncExitStack) -> _ClaimReader[R]:
+        """Read the whole input, join the shared batch with it, share the throttle gate."""
+        journal = cast("PgJournal", self._journal)
+        if isinstance(self._requests, Iterable):
+            requests = list(self._requests)
+        else:
+            requests = [request async for request in self._requests]
+        self.total = len(requests)
+        self._keys = _shared_keys(requests)
+        await journal.load(self._keys)
+        journal.attach_gate(self._client._shared.rate)
+        stack.callback(journal.detach_gate)
+        return _ClaimReader(journal, requests)
 
     def cancel(self) -> None:
         """Stop the batch (from the event loop thread)."""
@@ -460,7 +553,7 @@ class BatchRun(Generic[R]):
 
     # -- feeding ----------------------------------------------------------------------------
 
-    async def _worker(self, reader: _Reader[R]) -> None:
+    async def _worker(self, reader: _Reader[R] | _ClaimReader[R]) -> None:
         """One of ``concurrency`` workers: take the next request and submit it, until the end.
 
         A worker takes a place under ``max_pending`` *before* reading, so at the cap the
@@ -493,8 +586,8 @@ class BatchRun(Generic[R]):
                 self.fail(exc)
                 return
 
-    async def _job(self, index: int, request: R) -> None:
-        item = _Item(index, request, _Slot(self._counters.states))
+    async def _job(self, index: int, request: R, claim: Claim | None = None) -> None:
+        item = _Item(index, request, _Slot(self._counters.states), claim)
         # This task's own context: the client reports this request's sends and retries
         # through it.
         submit_events.set(functools.partial(self._report, index))
@@ -533,6 +626,8 @@ class BatchRun(Generic[R]):
     # -- one request ------------------------------------------------------------------------
 
     async def _resolve(self, item: _Item[R]) -> Outcome[R] | _Pending:
+        if item.claim is not None:
+            return await self._resolve_claimed(item, item.claim)
         try:
             if self._journal is None:
                 submit_endpoint(item.request)  # the key only identifies journal rows
@@ -558,6 +653,27 @@ class BatchRun(Generic[R]):
                 assert self._orchestrator is not None
                 # Not waited for now; its callback is remembered for a resume in this process.
                 self._orchestrator.references.forget(item.ref)
+            return job
+        return await self._await_job(item, job)
+
+    async def _resolve_claimed(self, item: _Item[R], claim: Claim) -> Outcome[R] | _Pending:
+        """A request leased from a shared journal: its row decides, as on a resume."""
+        item.key, item.text, _ = self._keys[item.index]
+        item.occurrence = claim.occurrence
+        try:
+            submit_endpoint(item.request)
+        except ValidationError as exc:
+            try:
+                await self._record_unsubmitted(item, "rejected", exc)
+            except JournalError as journal_error:
+                return item.outcome(error=journal_error)
+            return item.outcome(error=exc)
+        if claim.record is not None:
+            resumed = await self._from_record(item, claim.record)
+            if resumed is not None:
+                return resumed
+        job = await self._submit(item)
+        if isinstance(job, Outcome):
             return job
         return await self._await_job(item, job)
 
@@ -705,8 +821,10 @@ class BatchRun(Generic[R]):
             # (Not when the batch stopped admitting: nothing is uploaded for a request that
             # will not be sent.)
             try:
+                # (Only an SQLite journal remembers resolutions; a shared one does not.)
+                local = self._journal if isinstance(self._journal, Journal) else None
                 request = await self._client._media().resolve(
-                    request, lifetime=self._options.job_timeout, journal=self._journal
+                    request, lifetime=self._options.job_timeout, journal=local
                 )
             except (ValidationError, StorageError, JournalError) as exc:
                 if self._journal is not None and not isinstance(exc, JournalError):

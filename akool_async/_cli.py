@@ -14,15 +14,19 @@ Commands::
           [--face-urls] [--legacy]
     akool-async detect --analyze URL...             the people across frames [--timestamps]
     akool-async emulator [--port P] ...             run the local AKOOL emulator
+    akool-async login [--profile NAME]              store an API key (0600 file); logout
+    akool-async completion {bash,zsh,fish}          a shell completion script
 
 Global options (before or after the command): ``--api-key`` (else ``AKOOL_API_KEY``, or
 ``AKOOL_CLIENT_ID`` + ``AKOOL_CLIENT_SECRET``), ``--base-url`` (else ``AKOOL_BASE_URL``),
-``--json`` (machine-readable stdout: one JSON document, or JSON Lines for ``batch``),
-``-v`` / ``-vv`` (logs on stderr).
+``--profile`` (stored credentials, see ``_cli_config``), ``--json`` (machine-readable
+stdout: one JSON document, or JSON Lines for ``batch``), ``-v`` / ``-vv`` (logs on stderr),
+``-q`` (no progress or commentary on stderr).
 
 Exit codes: 0 success; 1 an API, network or job failure (``batch``: any swap that did not
 succeed); 2 a usage or validation error (nothing was sent); 130 interrupted (Ctrl-C; 143 on
-SIGTERM). Errors are single ``error: ...`` lines on stderr; secrets are never printed.
+SIGTERM); 141, silently, when stdout is a pipe that closed (``| head``). Errors are single
+``error: ...`` lines on stderr; secrets are never printed.
 
 The command line is synchronous at the top: each invocation runs one event loop over an
 ``AsyncClient`` and keeps its own logic thin over the SDK. rich (the ``cli`` extra) draws the
@@ -30,7 +34,8 @@ progress bars and tables of ``batch`` and ``demo``; every other command, and tho
 ``--json``, work without it.
 
 Layout: ``_cli_parser`` (arguments and help), ``_cli_context`` (exit codes, ``Context``),
-``_cli_commands`` (single-call commands), ``_cli_batch`` (``batch``), ``_demo`` (``demo``),
+``_cli_commands`` (single-call commands), ``_cli_batch`` (``batch``), ``_cli_config``
+(``login``, ``logout``, ``completion``), ``_demo`` (``demo``),
 ``_manifest`` (manifest files), ``_progress`` (rich rendering); this module runs a command.
 """
 
@@ -48,6 +53,7 @@ from typing import Final
 
 from ._cli_commands import HANDLERS, cmd_emulator
 from ._cli_context import (
+    EXIT_BROKEN_PIPE,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -57,7 +63,7 @@ from ._cli_context import (
     Context,
     Interrupted,
 )
-from ._cli_parser import build_parser
+from ._cli_parser import build_parser, command_parser
 from ._errors import AkoolError, ValidationError
 from ._redact import redact
 from ._speedups import run, tune_gc
@@ -148,7 +154,10 @@ async def _run(ctx: Context, handler: Callable[[Context], Awaitable[int]]) -> in
 
 
 def _secrets(args: argparse.Namespace) -> tuple[str, ...]:
+    from ._cli_config import profile_secrets
+
     values = [getattr(args, "api_key", None), *(os.environ.get(n) for n in _ENV_SECRETS)]
+    values.extend(profile_secrets(args))
     return tuple(sorted({v for v in values if v and len(v) >= 4}, key=len, reverse=True))
 
 
@@ -165,9 +174,24 @@ def _first_leaf(error: BaseException) -> BaseException:
     return error
 
 
+def _stdout_closed() -> int:
+    """stdout is a pipe whose reader went away (``| head``): stop quietly, as cat and git do.
+
+    Python ignores SIGPIPE, so the write raised instead; point stdout at /dev/null so that the
+    interpreter's final flush does not raise (and print) the same error again.
+    """
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return EXIT_BROKEN_PIPE
+
+
 def _failure(ctx: Context, exc: Exception) -> int:
     """Report a command's exception as ``error:`` lines; return the exit code."""
     error = _first_leaf(exc)
+    if isinstance(error, BrokenPipeError):
+        return _stdout_closed()
     if isinstance(error, CliError):
         return _report(ctx, str(error), error.code)
     if isinstance(error, ValidationError):
@@ -182,6 +206,13 @@ def _failure(ctx: Context, exc: Exception) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (the console script exits with it)."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # --help or --version into a closed pipe
+        return _stdout_closed()
+
+
+def _main(argv: Sequence[str] | None) -> int:
     stdout, stderr = sys.stdout, sys.stderr
     parser = build_parser()
     arguments = list(sys.argv[1:] if argv is None else argv)
@@ -190,7 +221,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.handler == "emulator":
             return cmd_emulator(extra)
         if extra:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+            # Reported by the command's own parser: its usage, its options to suggest.
+            target = command_parser(parser, args.command, getattr(args, "kind", None))
+            target.error(f"unrecognized arguments: {' '.join(extra)}")
     except CliError as exc:
         stderr.write(f"error: {exc}\n")
         return exc.code

@@ -27,6 +27,7 @@ import anyio
 import attrs
 
 from ._cli_context import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PROG, CliError, Context
+from ._cli_shared import shared_options
 from ._client import AsyncClient
 from ._errors import AkoolError, JobFailedError
 from ._events import BatchEvent, BatchStatistics, Outcome, SwapRequest
@@ -52,8 +53,10 @@ def outcome_record(
 ) -> dict[str, Any]:
     """One report record: what became of one swap, as a JSON-ready dict.
 
-    ``status`` is ``"ok"``, ``"failed"`` (the job ended with status 4) or ``"error"``
-    (anything else: rejected submit, timeout, download failure, ambiguous submit...).
+    ``id`` is the job's record ``_id`` (what ``status``, ``wait`` and ``delete`` take) and
+    ``job_id`` AKOOL's own job id, as in every other command's JSON. ``status`` is ``"ok"``,
+    ``"failed"`` (the job ended with status 4) or ``"error"`` (anything else: rejected submit,
+    timeout, download failure, ambiguous submit...).
     """
     error = outcome.error
     if error is None:
@@ -63,15 +66,18 @@ def outcome_record(
     else:
         status = "error"
     result = outcome.result
-    job_id = outcome.job.id if outcome.job is not None else None
-    if job_id is None and result is not None:
-        job_id = result.id
+    job, record_id, job_id = outcome.job, None, None
+    if job is not None:
+        record_id, job_id = job.id, job.job_id
+    if result is not None:
+        record_id, job_id = record_id or result.id, job_id or result.job_id
     record: dict[str, Any] = {}
     if line is not None:
         record |= {"line": line, "ref": ref}
     record |= {
         "kind": kind,
         "status": status,
+        "id": record_id,
         "job_id": job_id,
         "result_url": result.url
         if result is not None and result.status is SwapStatus.SUCCESS
@@ -109,12 +115,15 @@ async def run_batch(
     entries: Sequence[ManifestEntry],
     *,
     out_dir: Path | str | None,
-    journal: Path | None = None,
+    journal: Path | str | None = None,
     concurrency: int = 64,
     job_timeout: float | None = 3 * 3600.0,
     download_timeout: float | None = 3600.0,
     deadline: float | None = None,
     resubmit_ambiguous: bool = False,
+    batch_id: str | None = None,
+    worker_id: str | None = None,
+    lease: float | None = None,
     progress: bool = True,
     label: str = "swaps",
     on_record: Callable[[dict[str, Any]], None] | None = None,
@@ -147,6 +156,9 @@ async def run_batch(
         deadline=deadline,
         resubmit_ambiguous=resubmit_ambiguous,
         on_event=on_event,
+        batch_id=batch_id,
+        worker_id=worker_id,
+        lease=lease,
     )
 
     async def tick() -> None:
@@ -166,6 +178,8 @@ async def run_batch(
                 if on_record is not None:
                     on_record(record)
             tg.cancel_scope.cancel()
+        # The final counts; after a Ctrl-C the display keeps the last snapshot taken while the
+        # batch ran (once stopped, jobs still running at AKOOL would count as not started).
         if bar is not None:
             bar.update(batch.statistics())
     records.sort(key=lambda record: record["line"])
@@ -213,19 +227,21 @@ def _summary(ctx: Context, result: BatchRunResult, report: Path, out_dir: Path |
     )
     failures = [record for record in result.records if record["status"] != "ok"]
     for record in failures[:_FAILURES_SHOWN]:
+        ref = f" ref {record['ref']!r}" if record.get("ref") else ""
         ctx.say(
-            f"line {record['line']} ({record['kind']}): {record['status']}: "
+            f"line {record['line']}{ref} ({record['kind']}): {record['status']}: "
             f"{record['error_type']}: {record['error_message']}"
         )
     if len(failures) > _FAILURES_SHOWN:
         ctx.say(f"... and {len(failures) - _FAILURES_SHOWN} more in {report}")
     unjournaled = [
-        record for record in failures if record["error_type"] == "JournalError" and record["job_id"]
+        record for record in failures if record["error_type"] == "JournalError" and record["id"]
     ]
     for record in unjournaled:  # paid for: the report and this line are their only record
+        akool = f" (AKOOL job {record['job_id']})" if record["job_id"] else ""
         ctx.say(
-            f"line {record['line']}: job {record['job_id']} was created but the journal could "
-            "not record it (a resume will not know it): keep this job id"
+            f"line {record['line']}: job {record['id']}{akool} was created but the journal "
+            "could not record it (a resume will not know it): keep this job id"
         )
     ambiguous = sum(1 for record in failures if record["error_type"] == "AmbiguousSubmitError")
     if ambiguous:
@@ -257,6 +273,13 @@ async def _gallery(
 async def cmd_batch(ctx: Context) -> int:
     """``akool-async batch MANIFEST --out DIR ...``."""
     args = ctx.args
+    if args.status:
+        from ._cli_shared import cmd_batch_status
+
+        return await cmd_batch_status(ctx)
+    if args.manifest is None or args.out is None:
+        raise CliError("batch needs a MANIFEST and --out DIR (or --status)", EXIT_USAGE)
+    shared = shared_options(ctx)
     if not ctx.json:
         ctx.require_rich("akool-async batch")
     try:
@@ -270,16 +293,25 @@ async def cmd_batch(ctx: Context) -> int:
     out_dir: Path | str = args.out
     # An object-store --out: the journal and the report stay local, next to the manifest.
     local = out_dir if isinstance(out_dir, Path) else args.manifest.with_suffix("")
-    journal: Path = args.journal or (
-        local / ".akool-journal.sqlite" if isinstance(out_dir, Path) else Path(f"{local}.journal")
+    journal: Path | str = shared.journal or (
+        Path(args.journal)
+        if args.journal
+        else local / ".akool-journal.sqlite"
+        if isinstance(out_dir, Path)
+        else Path(f"{local}.journal")
     )
     report: Path = args.report or (
-        local / "report.jsonl" if isinstance(out_dir, Path) else Path(f"{local}.report.jsonl")
+        local / shared.report_name
+        if isinstance(out_dir, Path)
+        else Path(f"{local}.{shared.report_name}")
     )
     client = ctx.client()  # no credentials: ValidationError (exit 2) before anything is sent
     if isinstance(out_dir, Path):
         await anyio.Path(out_dir).mkdir(parents=True, exist_ok=True)
-        await anyio.to_thread.run_sync(lambda: remember_batch(out_dir, entries, journal=journal))
+        local_journal = journal if isinstance(journal, Path) else None  # never a database URL
+        await anyio.to_thread.run_sync(
+            lambda: remember_batch(out_dir, entries, journal=local_journal)
+        )
     finished = 0
 
     def on_record(record: dict[str, Any]) -> None:
@@ -305,13 +337,18 @@ async def cmd_batch(ctx: Context) -> int:
             download_timeout=args.download_timeout,
             deadline=args.deadline,
             resubmit_ambiguous=args.resubmit_ambiguous,
-            progress=not ctx.json,
+            batch_id=shared.batch_id,
+            worker_id=shared.worker_id,
+            lease=args.lease,
+            progress=not ctx.json and not ctx.quiet,
             on_record=on_record,
         )
     await anyio.to_thread.run_sync(write_report, report, result.records)
     # (the HTML gallery needs the files at hand: none for results in an object store)
     page = (
-        await _gallery(ctx, out_dir, entries, result, journal)
+        await _gallery(
+            ctx, out_dir, entries, result, journal if isinstance(journal, Path) else None
+        )
         if isinstance(out_dir, Path)
         else None
     )

@@ -96,8 +96,10 @@ async def _cmd_swap(ctx: Context) -> int:
             return EXIT_OK
 
         def on_event(event: Any) -> None:
-            if event.kind == "submitted" and not ctx.json:
-                ctx.note(f"submitted job {event.job_id}; waiting for it...")
+            if event.kind == "submitted":
+                ctx.progress(f"submitted job {event.job_id}; waiting for it...")
+            elif event.kind == "status_changed" and event.status is not None:
+                ctx.progress(f"job {event.job_id}: {event.status.name.lower()}")
 
         batch = client.swap_many(
             [request], job_timeout=args.timeout, check_credit=False, on_event=on_event
@@ -118,11 +120,11 @@ async def _cmd_swap(ctx: Context) -> int:
     if ctx.json:
         ctx.emit(record)
     elif outcome.ok:
-        ctx.say(f"job {record['job_id']} succeeded: {record['result_url']}")
+        ctx.say(f"job {record['id']} succeeded: {record['result_url']}")
         if outcome.location is not None:
             ctx.say(f"saved {outcome.location} (sha256 {outcome.sha256})")
     else:
-        what = f"job {record['job_id']}" if record["job_id"] else "the swap"
+        what = f"job {record['id']}" if record["id"] else "the swap"
         ctx.note(
             f"error: {what} did not succeed: {record['error_type']}: {record['error_message']}"
         )
@@ -145,14 +147,35 @@ async def _cmd_status(ctx: Context) -> int:
     return EXIT_OK if len(results) == len(ids) else EXIT_FAILED
 
 
+def _not_found(job_id: str) -> dict[str, Any]:
+    return {
+        "id": job_id,
+        "status": "not_found",
+        "error_type": "JobNotFoundError",
+        "error_message": f"job {job_id} is unknown to AKOOL (wrong, deleted or expired id)",
+    }
+
+
 async def _cmd_wait(ctx: Context) -> int:
     args = ctx.args
     ids = validate_ids(args.ids)
     records: dict[str, dict[str, Any]] = {}
 
+    def show(job_id: str) -> None:
+        if not ctx.json:
+            done = records[job_id]
+            ok = done["status"] == "success"
+            detail = done.get("url") if ok else done.get("error_message")
+            ctx.say(f"{job_id}  {done['status']}  {detail or ''}".rstrip())
+
     async def one(client: AsyncClient, job_id: str) -> None:
         try:
-            result = await client.wait(job_id, timeout=args.timeout, media=args.media)
+            result = await client.wait(
+                job_id,
+                timeout=args.timeout,
+                media=args.media,
+                on_status=lambda seen: ctx.progress(f"{job_id}: {_status_name(seen)}"),
+            )
         except JobError as exc:
             record: dict[str, Any] = {"id": job_id}
             last = exc.result if isinstance(exc.result, SwapResult) else None
@@ -169,15 +192,26 @@ async def _cmd_wait(ctx: Context) -> int:
             records[job_id] = record
         else:
             records[job_id] = result_record(result)
-        if not ctx.json:
-            done = records[job_id]
-            ok = done["status"] == "success"
-            detail = done.get("url") if ok else done.get("error_message")
-            ctx.say(f"{job_id}  {done['status']}  {detail or ''}".rstrip())
+        show(job_id)
 
-    async with ctx.connect() as client, anyio.create_task_group() as tg:
+    async with ctx.connect() as client:
+        # One listbyids first: an unknown id fails now instead of after the poller's grace.
+        known = {result.id: result for result in await client.get_results(ids)}
+        waiting = []
         for job_id in ids:
-            tg.start_soon(one, client, job_id)
+            if job_id not in known:
+                records[job_id] = _not_found(job_id)
+                show(job_id)
+            else:
+                waiting.append(job_id)
+        if waiting:
+            states = ", ".join(f"{i} {_status_name(known[i])}" for i in waiting)
+            ctx.progress(
+                f"waiting for {len(waiting)} job{'s' if len(waiting) > 1 else ''}: {states}"
+            )
+        async with anyio.create_task_group() as tg:
+            for job_id in waiting:
+                tg.start_soon(one, client, job_id)
     ordered = [records[i] for i in ids]
     if ctx.json:
         ctx.emit(ordered)
@@ -248,6 +282,17 @@ async def _cmd_detect(ctx: Context) -> int:
         raise CliError("detect takes one URL or file (frames of a video: --analyze)", EXIT_USAGE)
     [media] = args.media
     is_url = media.lower().startswith(("http://", "https://"))
+    if not is_url and "://" in media:
+        scheme = media.split("://", 1)[0]
+        raise CliError(
+            f"URL_OR_FILE: only http(s) URLs can be detected, not {scheme}:// ({media!r})",
+            EXIT_USAGE,
+        )
+    if not is_url and not await anyio.Path(media).is_file():
+        raise CliError(
+            f"URL_OR_FILE: no such file: {media!r} (give an http(s) URL or an image file)",
+            EXIT_USAGE,
+        )
     document: dict[str, Any]
     if args.legacy:
         if args.frames is not None or args.face_urls:
@@ -314,6 +359,24 @@ async def _cmd_demo(ctx: Context) -> int:
     return await cmd_demo(ctx)
 
 
+async def _cmd_login(ctx: Context) -> int:
+    from ._cli_config import cmd_login
+
+    return await cmd_login(ctx)
+
+
+async def _cmd_logout(ctx: Context) -> int:
+    from ._cli_config import cmd_logout
+
+    return await cmd_logout(ctx)
+
+
+async def _cmd_completion(ctx: Context) -> int:
+    from ._cli_config import cmd_completion
+
+    return await cmd_completion(ctx)
+
+
 async def _cmd_report(ctx: Context) -> int:
     from ._cli_report import cmd_report
 
@@ -322,10 +385,13 @@ async def _cmd_report(ctx: Context) -> int:
 
 HANDLERS: Final[dict[str, Callable[[Context], Awaitable[int]]]] = {
     "batch": _cmd_batch,
+    "completion": _cmd_completion,
     "credit": _cmd_credit,
     "delete": _cmd_delete,
     "demo": _cmd_demo,
     "detect": _cmd_detect,
+    "login": _cmd_login,
+    "logout": _cmd_logout,
     "report": _cmd_report,
     "status": _cmd_status,
     "swap": _cmd_swap,

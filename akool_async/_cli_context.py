@@ -13,15 +13,18 @@ import anyio
 import attrs
 
 from ._client import AsyncClient
+from ._errors import ValidationError
 from ._poll_config import PollConfig
 from ._redact import redact
 
 __all__ = [
+    "EXIT_BROKEN_PIPE",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_TERMINATED",
     "EXIT_USAGE",
+    "NO_CREDENTIALS",
     "PROG",
     "RICH_HINT",
     "CliError",
@@ -36,7 +39,12 @@ EXIT_INTERRUPTED: Final = 130
 EXIT_TERMINATED: Final = 143
 
 PROG: Final = "akool-async"
-RICH_HINT: Final = "pip install 'akool-async[cli]'"
+RICH_HINT: Final = "pip install '.[cli]' in an akool-async checkout, or pip install rich"
+EXIT_BROKEN_PIPE: Final = 141  # 128 + SIGPIPE, what cat and git exit with when `| head` closes
+NO_CREDENTIALS: Final = (
+    "no credentials: pass --api-key KEY, set AKOOL_API_KEY (or AKOOL_CLIENT_ID and "
+    "AKOOL_CLIENT_SECRET) in the environment, or store a key with: akool-async login"
+)
 
 
 class CliError(Exception):
@@ -76,6 +84,11 @@ class Context:
         """Whether stdout is machine-readable JSON."""
         return bool(self.args.json)
 
+    @property
+    def quiet(self) -> bool:
+        """``-q``: no progress bars or commentary on stderr (errors still show)."""
+        return bool(getattr(self.args, "quiet", False))
+
     def emit(self, document: object) -> None:
         """Write one JSON document (one line) on stdout."""
         text = json.dumps(document, ensure_ascii=False, default=str)
@@ -88,9 +101,14 @@ class Context:
         self.stdout.flush()
 
     def note(self, text: str) -> None:
-        """Write a line of commentary on stderr (kept off stdout for scripts)."""
+        """Write a line on stderr (kept off stdout for scripts); errors go through here."""
         self.stderr.write(self.redact(text) + "\n")
         self.stderr.flush()
+
+    def progress(self, text: str) -> None:
+        """Write a line of commentary on stderr, unless ``-q`` or ``--json`` (scripts) is on."""
+        if not self.quiet and not self.json:
+            self.note(text)
 
     def redact(self, text: str) -> str:
         """``text`` with every configured secret and every token handed out replaced by ``***``."""
@@ -117,14 +135,24 @@ class Context:
 
     def client(self) -> AsyncClient:
         """An ``AsyncClient`` from ``--api-key`` / ``--base-url`` and the AKOOL_* environment."""
-        options = getattr(self.args, "storage_option", None)
-        client = AsyncClient(
-            api_key=self.args.api_key,
-            base_url=self.args.base_url,
-            rate_limit=getattr(self.args, "rate_limit", None),
-            upload_to=getattr(self.args, "upload_to", None),
-            storage_options=dict(options) if options else None,
-        )
+        from ._cli_config import load_profile
+
+        stored = load_profile(self.args, self.note)
+        storage = getattr(self.args, "storage_option", None)
+        options = {"api_key": self.args.api_key, "base_url": self.args.base_url} | stored
+        try:
+            client = AsyncClient(
+                **options,
+                rate_limit=getattr(self.args, "rate_limit", None),
+                upload_to=getattr(self.args, "upload_to", None),
+                storage_options=dict(storage) if storage else None,
+            )
+        except ValidationError as exc:
+            if exc.field != "api_key":
+                raise
+            detail = str(exc).removeprefix("api_key: ")
+            message = NO_CREDENTIALS if self.args.api_key is None else f"--api-key: {detail}"
+            raise CliError(message, EXIT_USAGE) from None
         interval = getattr(self.args, "poll_interval", None)
         if interval is not None:
             defaults = PollConfig()

@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib.metadata
 import json
+import re
 from pathlib import Path
 from typing import Any, Final, NoReturn
 
+from ._cli_config import add_config_commands
 from ._cli_context import EXIT_USAGE, PROG, CliError
 from ._models import MediaType, ModelStyle
 from ._storage import is_store_url
 
-__all__ = ["BATCH_EPILOG", "build_parser"]
+__all__ = ["BATCH_EPILOG", "build_parser", "command_parser", "manifest_doc"]
+
+
+def manifest_doc() -> Path:
+    """The manifest format's full description: inside the installed package, else the checkout's."""
+    here = Path(__file__).resolve().parent
+    installed = here / "docs" / "manifest.md"
+    return installed if installed.is_file() else here.parent / "docs" / "manifest.md"
+
 
 BATCH_EPILOG: Final = """\
-manifest format (full description: docs/manifest.md):
+manifest format (full description: MANIFEST_DOC):
   one swap per line; 'kind' is plus | pro | image | video, the other fields are that
   request's fields with the SDK's snake_case names, plus an optional free-text 'ref'.
   JSONL: {"kind": "plus", "source_url": "https://...", "target_url": "https://.../a.mp4"}
@@ -26,20 +37,61 @@ manifest format (full description: docs/manifest.md):
          URL or URL|x1,y1,x2,y2).
 
 report (DIR/report.jsonl, one JSON object per manifest line, in line order):
-  line, ref, kind, status (ok | failed | error), job_id, result_url, file, sha256,
-  error_type, error_message, resumed
+  line, ref, kind, status (ok | failed | error), id (the record _id), job_id (AKOOL's
+  job id), result_url, file, sha256, error_type, error_message, resumed
 
 exit codes:
   0 every swap succeeded; 1 at least one failed or errored (see the report);
   2 bad manifest or usage (nothing submitted); 130 interrupted (143 on SIGTERM): run the
-  same command again to resume from the journal."""
+  same command again to resume from the journal.""".replace("MANIFEST_DOC", str(manifest_doc()))
+
+
+_INVALID_CHOICE = re.compile(r"invalid choice: '?([^' ]+)'? \(choose from (.*)\)")
+
+
+def _did_you_mean(word: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _options_of(parser: argparse.ArgumentParser) -> list[str]:
+    """Every option string of ``parser`` and its subcommands."""
+    found: list[str] = []
+    for action in parser._actions:
+        found.extend(action.option_strings)
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found.extend(_options_of(sub))
+    return sorted(set(found))
+
+
+def command_parser(parser: argparse.ArgumentParser, *path: str | None) -> argparse.ArgumentParser:
+    """The parser of the (sub)command ``path`` (``"swap", "plus"``), as deep as it exists."""
+    for name in path:
+        subcommands = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if name is None or not subcommands or name not in subcommands[0].choices:
+            break
+        parser = subcommands[0].choices[name]
+    return parser
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is a one-line ``CliError`` (exit 2) instead of usage text."""
+    """argparse, but a usage error is a one-line ``CliError`` (exit 2) instead of usage text.
+
+    A mistyped command or option gets a "did you mean" (argparse's own ``suggest_on_error``
+    only exists from Python 3.14).
+    """
 
     def error(self, message: str) -> NoReturn:
-        raise CliError(f"{message} (see '{self.prog} --help')", EXIT_USAGE)
+        hint = ""
+        if match := _INVALID_CHOICE.search(message):
+            choices = [c.strip().strip("'") for c in match.group(2).split(",")]
+            hint = _did_you_mean(match.group(1), choices)
+        elif message.startswith("unrecognized arguments: "):
+            first = message.removeprefix("unrecognized arguments: ").split()[0]
+            if first.startswith("--"):
+                hint = _did_you_mean(first.split("=", 1)[0], _options_of(self))
+        raise CliError(f"{message}{hint} (see '{self.prog} --help')", EXIT_USAGE)
 
 
 # --------------------------------------------------------------------------------------------
@@ -111,8 +163,14 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         "--api-key",
         metavar="KEY",
         default=default(None),
-        help="API key (default: $AKOOL_API_KEY, else $AKOOL_CLIENT_ID + $AKOOL_CLIENT_SECRET); "
-        "prefer the environment: arguments show up in process lists",
+        help="API key (default: $AKOOL_API_KEY, else $AKOOL_CLIENT_ID + $AKOOL_CLIENT_SECRET, "
+        "else the stored profile); prefer those: arguments show up in process lists",
+    )
+    group.add_argument(
+        "--profile",
+        metavar="NAME",
+        default=default(None),
+        help="stored credentials to use (see 'login'; default: $AKOOL_PROFILE, else default)",
     )
     group.add_argument(
         "--base-url",
@@ -125,7 +183,7 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         metavar="URL",
         default=default(None),
         help="object-store prefix (s3://bucket/prefix/) where local media files are uploaded "
-        "(once per content hash) and sent as presigned URLs; needs akool-async[storage]",
+        "(once per content hash) and sent as presigned URLs (the storage extra)",
     )
     group.add_argument(
         "--storage-option",
@@ -155,7 +213,14 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         "--verbose",
         action="count",
         default=default(0),
-        help="log to stderr (-v: info, -vv: debug)",
+        help="log to stderr (-v: batches, retries and throttling; -vv: every request)",
+    )
+    group.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=default(False),
+        help="no progress bars or commentary on stderr; errors still show",
     )
 
 
@@ -212,9 +277,11 @@ def _swap_parsers(swap: argparse._SubParsersAction[Any], common: argparse.Argume
     plus = swap.add_parser(
         "plus",
         parents=parents,
-        help="Face Swap Plus: image or video target, one or several faces",
-        description="Face Swap Plus (faceswapPlusByImage): swap the face in --source-url into "
-        "--target-url (an image or a .mp4/.mov/.avi/.webm video).",
+        help="Face Swap Plus, image or video target (POST /api/open/v4/faceswap/"
+        "faceswapPlusByImage)",
+        description="Face Swap Plus (POST /api/open/v4/faceswap/faceswapPlusByImage, the SDK's "
+        "faceswap_plus): swap the face in --source-url into --target-url (an image or a "
+        ".mp4/.mov/.avi/.webm video).",
     )
     plus.add_argument("--source-url", required=True, metavar="URL", help="the new face")
     plus.add_argument("--target-url", required=True, metavar="URL", help="image or video")
@@ -238,8 +305,10 @@ def _swap_parsers(swap: argparse._SubParsersAction[Any], common: argparse.Argume
     pro = swap.add_parser(
         "pro",
         parents=parents,
-        help="Face Swap Pro: highest-quality image swap",
-        description="Face Swap Pro (faceswapByImage): 1 to 50 --source/--target pairs.",
+        help="Face Swap Pro, AKOOL's 'faceswap image' (POST /api/open/v4/faceswap/faceswapByImage)",
+        description="Face Swap Pro (POST /api/open/v4/faceswap/faceswapByImage, the SDK's "
+        "faceswap_pro; what AKOOL's own akool-cli calls 'faceswap image'): 1 to 50 "
+        "--source/--target pairs.",
     )
     _face_options(pro)
     pro.add_argument("--face-enhance", action="store_true", help="enhance the swapped faces")
@@ -253,9 +322,12 @@ def _swap_parsers(swap: argparse._SubParsersAction[Any], common: argparse.Argume
         sub = swap.add_parser(
             kind,
             parents=parents,
-            help=f"V3 {kind} swap (specify{kind}){' (legacy)' if kind == 'video' else ''}",
-            description=f"Faceswap V3 (specify{kind}): replace the --target faces found in "
-            f"--modify-{media} with the --source faces.",
+            help=f"V3 {kind} swap{', legacy' if kind == 'video' else ''} "
+            f"(POST /api/open/v3/faceswap/highquality/specify{kind})",
+            description=f"Faceswap V3 (POST /api/open/v3/faceswap/highquality/specify{kind}, "
+            f"the SDK's faceswap_{kind}; not the same endpoint as AKOOL akool-cli's "
+            f"'faceswap {kind}'): replace the --target faces found in --modify-{media} with "
+            "the --source faces.",
         )
         _face_options(sub)
         sub.add_argument(
@@ -323,20 +395,40 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=BATCH_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    batch.add_argument("manifest", type=Path, metavar="MANIFEST", help="JSONL or CSV file")
+    batch.add_argument(
+        "manifest", type=Path, nargs="?", metavar="MANIFEST", help="JSONL or CSV file"
+    )
     batch.add_argument(
         "--out",
         type=_destination,
-        required=True,
         metavar="DIR",
-        help="download directory, or an object-store URL (s3://bucket/results/); with a URL "
-        "the journal and report default to files next to the manifest",
+        help="download directory (required), or an object-store URL (s3://bucket/results/); "
+        "with a URL the journal and report default to files next to the manifest",
     )
     batch.add_argument(
         "--journal",
-        type=Path,
-        metavar="FILE",
-        help="resume journal (default: DIR/.akool-journal.sqlite)",
+        metavar="FILE|URL",
+        help="resume journal (default: DIR/.akool-journal.sqlite), or postgresql://... for "
+        "a batch shared by many workers (with --batch-id)",
+    )
+    batch.add_argument(
+        "--batch-id",
+        metavar="NAME",
+        help="the shared batch's name: run the same command on every worker",
+    )
+    batch.add_argument(
+        "--worker-id", metavar="NAME", help="this worker's name (default: host:pid:random)"
+    )
+    batch.add_argument(
+        "--lease",
+        type=_seconds,
+        metavar="S",
+        help="seconds before a dead worker's swaps go to the others (default: 30)",
+    )
+    batch.add_argument(
+        "--status",
+        action="store_true",
+        help="show a shared batch's progress (every worker's) and exit",
     )
     batch.add_argument(
         "--report", type=Path, metavar="FILE", help="JSONL report (default: DIR/report.jsonl)"
@@ -412,7 +504,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.set_defaults(handler="report")
 
-    swap = add("swap", "submit one swap", description="Submit one face swap.")
+    swap = add(
+        "swap",
+        "submit one swap (plus, pro, image, video)",
+        description="Submit one face swap. Which AKOOL endpoint each kind calls: plus = Face "
+        "Swap Plus (v4 faceswapPlusByImage), pro = Face Swap Pro (v4 faceswapByImage, AKOOL "
+        "akool-cli's 'faceswap image'), image / video = Faceswap V3 (v3 specifyimage / "
+        "specifyvideo).",
+    )
     swap_kinds = swap.add_subparsers(dest="kind", metavar="KIND", required=True)
     _swap_parsers(swap_kinds, common)
     swap.set_defaults(handler="swap")
@@ -472,6 +571,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --analyze: face crop expansion, 0 to 1 (default: 0.3)",
     )
     detect.set_defaults(handler="detect")
+
+    add_config_commands(add)
 
     emulator = commands.add_parser(
         "emulator",

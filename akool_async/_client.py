@@ -211,7 +211,7 @@ async def _on_backoff(details: Mapping[str, Any]) -> None:
     delay: float = details["wait"]
     if failure.paced:  # it waits at the rate controller instead: about one turn
         delay = _pace_delay(client, failure.retry_after)
-    _logger.debug(
+    _logger.info(
         "retrying %s in %.3fs after attempt %d: %s",
         endpoint.name,
         delay,
@@ -820,7 +820,7 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
                 raise
         # 1101: the token was refused before anything was done; fetch a new one, replay once.
         shared.stats.token_refreshes += 1
-        _logger.debug("%s: token refused (1101); fetching a new one", endpoint.name)
+        _logger.info("%s: token refused (1101); fetching a new one", endpoint.name)
         headers, _ = await self._auth_headers(endpoint, stale=token)
         if wire.content is not None:
             headers["Content-Type"] = "application/json"
@@ -1007,7 +1007,7 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
         # interval at the new rate, or the server's Retry-After.
         delay = _pace_delay(self, error.retry_after)
         self._shared.stats.throttled += 1
-        _logger.debug(
+        _logger.info(
             "%s throttled (HTTP %d, code %s): next turn in about %.3fs",
             endpoint.name,
             status,

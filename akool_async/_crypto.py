@@ -1,7 +1,7 @@
 """AKOOL webhook cryptography (contract section 5): SHA-1 signature and AES-CBC payload cipher.
 
 Pure functions shared by the webhook verifier and the emulator's webhook sender. The AES part
-needs the optional ``cryptography`` package (``pip install 'akool-async[webhooks]'``); it is
+needs the optional ``cryptography`` package (``pip install '.[webhooks]'`` in a checkout); it is
 imported lazily so that the core SDK does not depend on it.
 """
 
@@ -58,7 +58,7 @@ def _cipher(client_id: str, client_secret: str) -> Any:
     except ImportError as exc:  # pragma: no cover - exercised only without the extra
         raise ImportError(
             "webhook decryption needs the 'cryptography' package: "
-            "pip install 'akool-async[webhooks]'"
+            "pip install cryptography (or pip install '.[webhooks]' in an akool-async checkout)"
         ) from exc
     key = client_secret.encode("utf-8")
     if len(key) not in _KEY_SIZES:

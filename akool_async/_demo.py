@@ -18,6 +18,7 @@ No credentials and no network are needed; a few failed swaps are part of the sho
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -211,6 +212,32 @@ def _requests(result: BatchRunResult, client_requests: dict[str, int]) -> dict[s
     return dict(sorted(merged.items(), key=lambda item: -item[1]))
 
 
+def _clear_previous_run(out_dir: Path) -> int:
+    """Remove the files an earlier demo wrote into ``out_dir`` (those its report lists).
+
+    Only files named in ``out_dir/report.jsonl`` and inside ``out_dir`` are removed, so a
+    directory the user also keeps other things in is safe. Returns how many were removed.
+    """
+    report = out_dir / "report.jsonl"
+    if not report.is_file():
+        return 0
+    removed = 0
+    root = out_dir.resolve()
+    for line in report.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            name = json.loads(line).get("file")
+        except (ValueError, AttributeError):
+            continue
+        if not isinstance(name, str):
+            continue
+        path = Path(name).resolve()
+        if path.parent == root and path.is_file():
+            path.unlink()
+            removed += 1
+    report.unlink()
+    return removed
+
+
 def _files(out_dir: Path, records: Sequence[dict[str, Any]]) -> tuple[int, int]:
     paths = [Path(r["file"]) for r in records if r.get("file")]
     return len(paths), sum(p.stat().st_size for p in paths if p.exists())
@@ -225,10 +252,15 @@ async def cmd_demo(ctx: Context) -> int:
         ctx.require_rich("akool-async demo")
     out_dir: Path = args.out
     await anyio.Path(out_dir).mkdir(parents=True, exist_ok=True)
+    removed = await anyio.to_thread.run_sync(_clear_previous_run, out_dir)
+    if removed:
+        ctx.progress(f"removed the {removed} result files of the previous demo in {out_dir}/")
     started = time.monotonic()
     async with Emulator(config=demo_emulator_config(args.seed)) as emu:
         if not ctx.json:
-            ctx.note(f"local AKOOL emulator at {emu.base_url}; detecting faces in the samples...")
+            ctx.progress(
+                f"local AKOOL emulator at {emu.base_url}; detecting faces in the samples..."
+            )
         client = AsyncClient(api_key=emu.api_key, base_url=emu.base_url)
         client.poll_config = DEMO_POLL
         async with ctx.connect(client):
@@ -239,8 +271,8 @@ async def cmd_demo(ctx: Context) -> int:
                 entries,
                 out_dir=out_dir,
                 concurrency=64,
-                progress=not ctx.json,
-                label=f"{len(entries)} swaps",
+                progress=not ctx.json and not ctx.quiet,
+                label="swaps",
             )
             client_requests = dict(client.statistics().requests)
         # Inside the emulator's lifetime: the sample inputs are fetched into the folder.
@@ -252,7 +284,7 @@ async def cmd_demo(ctx: Context) -> int:
     await anyio.to_thread.run_sync(write_report, report, result.records)
     kinds = Counter(record["kind"] for record in result.records)
     requests = _requests(result, client_requests)
-    jobs_tracked = sum(1 for record in result.records if record["job_id"])
+    jobs_tracked = sum(1 for record in result.records if record["id"])
     per_job = requests.get("list_results", 0) / max(1, jobs_tracked)
     files, size = await anyio.to_thread.run_sync(_files, out_dir, result.records)
     stats = result.statistics
@@ -299,5 +331,11 @@ async def cmd_demo(ctx: Context) -> int:
         key_value_table("akool-async demo", rows),
         key_value_table("Requests by endpoint", requests_rows(requests)),
     )
+    if summary["failed"]:
+        rate = demo_emulator_config(args.seed).failure_rate
+        ctx.say(
+            f"The {summary['failed']} failed swaps are on purpose: the demo's emulator fails "
+            f"{rate:.0%} of its jobs, to show failures arriving as values (exit code 0)."
+        )
     ctx.say(f"open {page} to see every swap side by side")
     return EXIT_OK

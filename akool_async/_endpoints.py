@@ -24,6 +24,7 @@ a test can check that both clients expose the same set.
 from __future__ import annotations
 
 import abc
+import copy
 import enum
 import functools
 import inspect
@@ -34,6 +35,7 @@ from typing import (
     Final,
     Generic,
     Literal,
+    NoReturn,
     ParamSpec,
     Self,
     TypeVar,
@@ -87,6 +89,8 @@ __all__ = [
     "Envelope",
     "Host",
     "Operation",
+    "method_signature",
+    "not_on_the_class",
 ]
 
 P = ParamSpec("P")
@@ -271,6 +275,19 @@ PUBLIC_OPERATIONS: Final[tuple[str, ...]] = (
 )
 
 
+_SELF: Final = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def method_signature(bound: inspect.Signature) -> inspect.Signature:
+    """``bound`` with ``self`` first: what ``inspect.signature`` shows for a method on a class."""
+    return bound.replace(parameters=[_SELF, *bound.parameters.values()])
+
+
+def not_on_the_class(name: str) -> NoReturn:
+    """What calling a client's operation on the class (``AsyncClient.faceswap_plus()``) does."""
+    raise TypeError(f"{name}() is a client method: call it on an instance, e.g. client.{name}()")
+
+
 class AsyncBinder(abc.ABC):
     """What an ``Operation`` needs from an async client."""
 
@@ -298,6 +315,10 @@ class BlockingBinder(abc.ABC):
 class Operation(Generic[P, ReqT, RespT]):
     """A public operation: an endpoint plus the request class whose constructor it accepts.
 
+    Read from a client class it stands for the method: ``inspect.signature`` and ``help()``
+    show the request's fields (``AsyncClient.faceswap_plus`` returns an awaitable,
+    ``Client.faceswap_plus`` the answer itself).
+
     Args:
         endpoint: The endpoint it calls.
         request_factory: The request class (its constructor gives the keyword signature).
@@ -311,11 +332,34 @@ class Operation(Generic[P, ReqT, RespT]):
         self.endpoint = endpoint
         self.request_factory = request_factory
         self.name = name
+        self.__name__ = self.__qualname__ = name
+        self.__module__ = "akool_async"
         self.__doc__ = endpoint.request_type.__doc__
+        self._awaitable = True
+        self._blocking_views: dict[type[Any], Self] = {}
 
     def __set_name__(self, owner: type[Any], name: str) -> None:
         if name != self.name:
             raise TypeError(f"operation {self.name!r} bound under the name {name!r}")
+        if "." not in self.__qualname__:  # the defining class, not a class reusing it
+            self.__qualname__ = f"{owner.__qualname__}.{name}"
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        return method_signature(_signature(self, awaitable=self._awaitable))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> NoReturn:
+        not_on_the_class(self.name)
+
+    def _on_blocking_class(self, owner: type[Any]) -> Self:
+        """This operation as a blocking class shows it (same endpoint, blocking signature)."""
+        view = self._blocking_views.get(owner)
+        if view is None:
+            view = copy.copy(self)
+            view._awaitable = False
+            view.__qualname__ = f"{owner.__qualname__}.{self.name}"
+            self._blocking_views[owner] = view
+        return view
 
     def make_request(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ReqT:
         """The request object: the one passed positionally, or one built from the keywords."""
@@ -346,6 +390,8 @@ class Operation(Generic[P, ReqT, RespT]):
     ) -> BlockingOperation[P, ReqT, RespT]: ...
     def __get__(self, obj: object, owner: type[Any] | None = None) -> Any:
         if obj is None:
+            if owner is not None and issubclass(owner, BlockingBinder):
+                return self._on_blocking_class(owner)
             return self
         if isinstance(obj, AsyncBinder):
             return AsyncOperation(self, obj)
@@ -357,7 +403,7 @@ class Operation(Generic[P, ReqT, RespT]):
 def _signature(operation: Operation[Any, Any, Any], *, awaitable: bool) -> inspect.Signature:
     request_type = operation.endpoint.request_type
     response_type = operation.endpoint.response_type
-    params = list(inspect.signature(request_type).parameters.values())
+    params = list(inspect.signature(request_type).parameters.values())  # plain types (_models)
     returns = f"Awaitable[{response_type.__name__}]" if awaitable else response_type.__name__
     return inspect.Signature(params, return_annotation=returns)
 
@@ -430,14 +476,22 @@ class BlockingMirror(Generic[P, R]):
 
     def __init__(self, method: Callable[Concatenate[Any, P], Awaitable[R]]) -> None:
         self._method = method
-        self.name = method.__name__
+        self.name = self.__name__ = self.__qualname__ = method.__name__
+        self.__module__ = "akool_async"
         self.__doc__ = method.__doc__
         signature = inspect.signature(method)  # a bound method's: without ``self``
-        self.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])
+        self.bound_signature = signature.replace(parameters=list(signature.parameters.values())[1:])
+        # On the class: a method's signature (with ``self``); for inspect and help().
+        self.__signature__ = method_signature(self.bound_signature)
 
     def __set_name__(self, owner: type[Any], name: str) -> None:
         if name != self.name:
             raise TypeError(f"mirror of {self.name!r} bound under the name {name!r}")
+        if "." not in self.__qualname__:  # the defining class, not a class reusing it
+            self.__qualname__ = f"{owner.__qualname__}.{name}"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> NoReturn:
+        not_on_the_class(self.name)
 
     @overload
     def __get__(self, obj: None, owner: type[Any] | None = None) -> Self: ...
@@ -448,5 +502,5 @@ class BlockingMirror(Generic[P, R]):
             return self
         bound = functools.partial(obj._run_blocking, self.name)
         functools.update_wrapper(bound, self._method)
-        bound.__signature__ = self.__signature__  # type: ignore[attr-defined]
+        bound.__signature__ = self.bound_signature  # type: ignore[attr-defined]
         return bound

@@ -37,6 +37,7 @@ from ._models import (
     _check_url,
     _empty_to_none,
     _media_ref,
+    _readable_signatures,
     _wire,
     check_media,
 )
@@ -422,3 +423,6 @@ def map_faces(
         FaceMapping(source=source, target=_target_info(target, target_url))
         for target, source in pairs
     )
+
+
+_readable_signatures(globals())

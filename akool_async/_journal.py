@@ -59,6 +59,7 @@ from ._errors import JournalError
 __all__ = ["Journal", "JournalRecord", "JournalState", "read_journal"]
 
 JournalState = Literal[
+    "queued",
     "submitting",
     "submitted",
     "unsent",
@@ -319,6 +320,9 @@ class Journal:
         JournalError: (on enter) the file is not a journal, is corrupt, belongs to another
             server, or is in use by another batch.
     """
+
+    #: The batch reads its own input (a shared journal hands requests out instead).
+    claims = False
 
     def __init__(self, path: str | os.PathLike[str], *, base_url: str) -> None:
         self.path = Path(path)

@@ -41,7 +41,7 @@ from typing import (
 )
 
 from ._client import AsyncClient
-from ._endpoints import BlockingBinder, Endpoint
+from ._endpoints import BlockingBinder, Endpoint, method_signature, not_on_the_class
 from ._errors import ClientStateError
 from ._events import Outcome, SwapRequest
 from ._orchestrator import Batch
@@ -90,27 +90,39 @@ def _bound_signature(method: Callable[..., Any]) -> inspect.Signature:
 
 
 class _Mirror:
-    """Shared by the mirrors: the name check and the bound function's metadata."""
+    """Shared by the mirrors: the name check and the bound function's metadata.
+
+    Read from the class, a mirror stands for the method: ``inspect.signature`` gives the
+    signature with ``self`` and ``help()`` documents it as a method.
+    """
 
     name: str
+    bound_signature: inspect.Signature
     __signature__: inspect.Signature
 
     def _describe(self, method: Callable[..., Any], returns: str | None = None) -> None:
-        self.name = method.__name__
+        self.name = self.__name__ = self.__qualname__ = method.__name__
+        self.__module__ = "akool_async"
         self.__doc__ = method.__doc__
         signature = _bound_signature(method)
-        self.__signature__ = (
+        self.bound_signature = (
             signature if returns is None else signature.replace(return_annotation=returns)
         )
+        self.__signature__ = method_signature(self.bound_signature)
 
     def __set_name__(self, owner: type[Any], name: str) -> None:
         if name != self.name:
             raise TypeError(f"mirror of {self.name!r} bound under the name {name!r}")
+        if "." not in vars(self).get("__qualname__", "."):  # the defining class only
+            self.__qualname__ = f"{owner.__qualname__}.{name}"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Never:
+        not_on_the_class(self.name)
 
     def _bind(self, func: Callable[..., Any]) -> Callable[..., Any]:
         bound = functools.partial(func, self.name)
         bound.__doc__ = self.__doc__
-        bound.__signature__ = self.__signature__  # type: ignore[attr-defined]
+        bound.__signature__ = self.bound_signature  # type: ignore[attr-defined]
         return bound
 
 

@@ -14,6 +14,7 @@ field to None, because the real server's items drift from the docs (section 3.5)
 from __future__ import annotations
 
 import enum
+import inspect
 import math
 import os
 import re
@@ -1000,3 +1001,34 @@ class LegacyFaceDetection:
         if url is None:
             raise ValidationError("pass the analysed image's URL", field="image_url")
         return FaceImage(path=url, opts=self.opts[index])
+
+
+_WIRE_ANNOTATION = re.compile(r"Annotated\[(.*), _wire\(.*\)\]")
+
+
+def _readable_signatures(namespace: dict[str, Any] | None = None) -> None:
+    """Give each model a signature without its wire names: what help(), inspect and IDEs show.
+
+    ``source_url: str`` instead of ``source_url: Annotated[str, _wire('source_url')]``; the
+    wire names stay where the converter reads them (the field annotations). ``namespace`` is
+    the ``globals()`` of the module whose models to fix (default: this one's).
+    """
+    if namespace is None:
+        namespace = globals()
+    module = namespace["__name__"]
+
+    def plain(annotation: Any) -> Any:
+        if isinstance(annotation, str) and (match := _WIRE_ANNOTATION.fullmatch(annotation)):
+            return match.group(1)
+        return annotation
+
+    for value in list(namespace.values()):
+        if isinstance(value, type) and attrs.has(value) and value.__module__ == module:
+            signature = inspect.signature(value)
+            parameters = [
+                p.replace(annotation=plain(p.annotation)) for p in signature.parameters.values()
+            ]
+            setattr(value, "__signature__", signature.replace(parameters=parameters))  # noqa: B010
+
+
+_readable_signatures()

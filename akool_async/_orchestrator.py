@@ -39,6 +39,7 @@ from ._download import DEFAULT_DOWNLOAD_TIMEOUT, DOWNLOAD_RETRY
 from ._endpoints import LIST_RESULTS, Endpoint
 from ._errors import ClientStateError, ValidationError
 from ._events import BatchEvent, BatchStatistics, Outcome, R
+from ._journals import journal_spec
 from ._models import MediaType, ResultsQuery, SwapJob, SwapResult, SwapStatus, _check_url
 from ._poll_config import PollConfig
 from ._poller import Poller, PollerStatistics
@@ -174,6 +175,14 @@ def _abandon(run: BatchRun[Any]) -> None:
     if not run.finished:
         run.cancel()
     run.receive.close()
+
+
+def _worker_name(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= 200 or not value.isprintable():
+        raise ValidationError("must be 1 to 200 printable characters", field="worker_id")
+    return value
 
 
 def _positive_int(value: object, field: str) -> int:
@@ -401,6 +410,7 @@ class _OrchestratorMixin:
         *,
         timeout: float | None = 600.0,  # noqa: ASYNC109 - a job deadline, raised as JobTimeoutError
         media: MediaType | str | None = None,
+        on_status: Callable[[SwapResult], None] | None = None,
     ) -> SwapResult:
         """Wait for a job to finish, through the client's shared poller.
 
@@ -411,6 +421,8 @@ class _OrchestratorMixin:
             timeout: Seconds to wait; None waits for as long as it takes.
             media: ``"image"`` or ``"video"`` (sets the polling pace); taken from a
                 ``SwapJob``, else image.
+            on_status: Called with the job's ``SwapResult`` each time a new non-terminal
+                status (queued, processing) is seen; on the event loop, so keep it quick.
 
         Returns:
             The job's final ``SwapResult`` (status SUCCESS; ``url`` is the result file).
@@ -428,7 +440,9 @@ class _OrchestratorMixin:
         else:
             raise ValidationError("must be a SwapJob or a job _id", field="job")
         timeout = _seconds(timeout, "timeout")
-        return await self._orchestrator().poller.wait(job_id, media=kind, timeout=timeout)
+        return await self._orchestrator().poller.wait(
+            job_id, media=kind, timeout=timeout, on_status=on_status
+        )
 
     # -- many jobs --------------------------------------------------------------------------
 
@@ -450,6 +464,9 @@ class _OrchestratorMixin:
         download_timeout: float | None = DEFAULT_DOWNLOAD_TIMEOUT,
         cancel_grace: float = 5.0,
         ambiguous_wait: float | None = 60.0,
+        batch_id: str | None = None,
+        lease: float | None = None,
+        worker_id: str | None = None,
     ) -> Batch[R]:
         """Submit many swaps and wait for all of them: one ``Outcome`` per request.
 
@@ -471,7 +488,11 @@ class _OrchestratorMixin:
             journal: Path of an SQLite journal. Running the same input with the same journal
                 after a crash re-attaches to jobs in flight, skips finished ones (their
                 outcomes come back with ``resumed=True``) and resubmits only what provably was
-                never submitted.
+                never submitted. Or a ``postgresql://`` URL (``akool-async[postgres]``): a
+                shared journal that any number of workers (on any hosts) run one batch in,
+                named by ``batch_id``; each worker then reads the whole input first (its
+                digest must match the batch's) and yields outcomes only for the requests
+                it was leased.
             download_dir: Download each successful result into this directory (created if
                 missing) as ``<job _id><extension>``, verified and atomically renamed; or
                 into an object store (``"s3://bucket/results/"``, the client's
@@ -500,6 +521,11 @@ class _OrchestratorMixin:
                 (bounded by ``job_timeout`` and ``deadline``); so does, on resume, a journal
                 row left ambiguous with its reference (a callback received meanwhile by this
                 client binds it at once). None: report it at once.
+            batch_id: The name of a shared batch (required with a PostgreSQL journal, refused
+                without one): every worker of the batch passes the same name.
+            lease: Seconds a worker's leases on requests outlive its last heartbeat (default
+                30): after a crash, its requests go to the other workers this much later.
+            worker_id: This worker's name in a shared journal (default ``host:pid:random``).
 
         Returns:
             A ``Batch``: iterate it, ideally inside ``async with``.
@@ -512,7 +538,7 @@ class _OrchestratorMixin:
             max_pending=_positive_int(max_pending, "max_pending"),
             job_timeout=_seconds(job_timeout, "job_timeout"),
             deadline=_seconds(deadline, "deadline"),
-            journal=Path(journal) if journal is not None else None,
+            journal=journal_spec(journal, batch_id),
             download_dir=(
                 download_dir
                 if isinstance(download_dir, str) and is_store_url(download_dir)
@@ -528,6 +554,9 @@ class _OrchestratorMixin:
             download_timeout=_seconds(download_timeout, "download_timeout"),
             cancel_grace=_grace(cancel_grace),
             ambiguous_wait=_seconds(ambiguous_wait, "ambiguous_wait"),
+            batch_id=batch_id,
+            lease=_seconds(lease, "lease"),
+            worker_id=_worker_name(worker_id),
         )
         if not isinstance(requests, Iterable | AsyncIterable):
             raise ValidationError("must be an iterable of swap requests", field="requests")

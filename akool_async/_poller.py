@@ -97,6 +97,15 @@ _START_WINDOW: Final = 5.0
 _log = logging.getLogger("akool_async.poller")
 
 
+def _failed_message(result: SwapResult) -> str:
+    """Why a job failed, as far as anyone can tell: AKOOL sends no reason with status 4."""
+    job = f" (AKOOL job {result.job_id})" if result.job_id else ""
+    return (
+        f"job {result.id}{job} failed: AKOOL answered status 4 and gives no reason; usually "
+        "a source or target without one clear face, or a file AKOOL could not download"
+    )
+
+
 @attrs.frozen(kw_only=True)
 class PollerStatistics:
     """A snapshot of the shared poller.
@@ -715,7 +724,7 @@ class Poller:
         elif result.status == SwapStatus.FAILED:
             self._finish(
                 entry,
-                error=JobFailedError(f"job {entry.id} failed", job_id=entry.id, result=result),
+                error=JobFailedError(_failed_message(result), job_id=entry.id, result=result),
             )
         elif previous is None or previous.status != result.status:
             for waiter in entry.waiters:

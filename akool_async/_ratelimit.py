@@ -219,6 +219,11 @@ class RateController:
         self._poll_wake: asyncio.Event | None = None
         self.waits = 0
         self.wait_seconds = 0.0
+        #: Called when a refusal of ours begins a throttle episode (a shared journal
+        #: publishes it to the other workers of the batch).
+        self.episode_listeners: list[Callable[[], None]] = []
+        #: Episodes that other clients on the account reported (``throttled_elsewhere``).
+        self.shared_episodes = 0
 
     # -- the rate ---------------------------------------------------------------------------
 
@@ -355,7 +360,29 @@ class RateController:
         pause = self._rng.uniform(1.0, 1.0 + _JITTER) / new_rate
         self._tat = max(self._tat, now + pause)
         self._poll_tat = max(self._poll_tat, now + pause)
+        for listener in self.episode_listeners:
+            listener()
         return True
+
+    def throttled_elsewhere(self) -> bool:
+        """Another client on the account began a throttle episode: decrease as for ours.
+
+        The rate limit is the account's, so one client's throttle is everybody's; each one
+        backs off from its own rate, and the clients' rates together settle under the limit.
+        Not counted as a refusal, and not reported to ``episode_listeners``.
+
+        Returns:
+            True if it began an episode here (False within one that already began).
+        """
+        listeners, self.episode_listeners = self.episode_listeners, []
+        refusals = self.refusals
+        try:
+            began = self.refused(self._clock())
+        finally:
+            self.episode_listeners = listeners
+            self.refusals = refusals
+        self.shared_episodes += began
+        return began
 
     def _spurious(self, now: float) -> bool:
         """Whether a refusal shows the last decrease was not about the rate: undo it then.

@@ -55,6 +55,7 @@ _MIN_TAIL: Final = 8
 #: The SDK's loggers; a test checks that every ``getLogger`` in the package is listed.
 SDK_LOGGERS: Final = (
     "akool_async",
+    "akool_async.batch",
     "akool_async.cli",
     "akool_async.poller",
     "akool_async.testing",

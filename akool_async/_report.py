@@ -18,10 +18,11 @@ source. A journal held by a running batch is
 locked (``locking_mode=EXCLUSIVE``), so mid-batch it is read from a copy of its files, taken
 again if either file changed while being copied.
 
-Thumbnails (``DIR/report-files/``) need Pillow (``pip install 'akool-async[report]'``): made
-one at a time in one worker thread, JPEGs decoded at reduced size (``Image.draft``), so memory
-stays bounded whatever the size of the batch or its images; each is made once and reused by
-later rebuilds. Without Pillow the page shows the full images, lazily loaded.
+Thumbnails (``DIR/report-files/``) need Pillow (``pip install '.[report]'`` in a checkout, or
+``pip install Pillow``): made one at a time in one worker thread, JPEGs decoded at reduced size
+(``Image.draft``), so memory stays bounded whatever the size of the batch or its images; each
+is made once and reused by later rebuilds. Without Pillow the page shows the full images,
+lazily loaded.
 
 The page is meant to be shared, so nothing secret goes in it: no API key, token or client
 secret (``secrets`` are scrubbed from every string), URL user-info and credential-looking query
@@ -208,6 +209,7 @@ def _card(
         "m": item.media,
         "s": item.state,
         "d": item.detail,
+        "id": item.id,
         "j": item.job_id,
         "src": [
             _media_entry(u, base=base, inputs=inputs, fetched=fetched, thumb=thumb, scrub=scrub)

@@ -84,7 +84,10 @@ class ReportItem:
     request: dict[str, Any] | None = None
     state: State = "pending"
     detail: str | None = None
+    id: str | None = None
+    """The job's record ``_id`` (what ``status``, ``wait`` and ``delete`` take)."""
     job_id: str | None = None
+    """AKOOL's own job id."""
     result_url: str | None = None
     file: str | None = None
     sha256: str | None = None
@@ -329,6 +332,7 @@ def _apply_record(item: ReportItem, record: Mapping[str, Any]) -> None:
     elif status == "error":
         item.state = "error"
     item.detail = status
+    item.id = record.get("id")
     item.job_id = record.get("job_id")
     item.result_url = record.get("result_url")
     item.file = record.get("file")
@@ -351,7 +355,8 @@ def _apply_row(item: ReportItem, row: JournalRecord) -> None:
         state = "error" if row.error_type else "pending"
     item.state = state
     item.detail = row.state
-    item.job_id = row.job_id or item.job_id
+    item.id = row.job_id or item.id  # the journal's job_id column is the record _id
+    item.job_id = row.job_ref or item.job_id
     item.error_type = row.error_type
     item.error_message = row.error_message
     item.error_code = row.error_code

@@ -247,7 +247,8 @@ a{color:#1a5fb4}
     if (filters.kind.size && !filters.kind.has(c.k)) return false;
     if (filters.media.size && !filters.media.has(c.m)) return false;
     if (query) {
-      var hay = ((c.r || "") + " " + (c.l || "") + " " + (c.j || "")).toLowerCase();
+      var hay = [c.r, c.l, c.id, c.j].map(function (v) { return v || ""; }).join(" ");
+      hay = hay.toLowerCase();
       if (hay.indexOf(query) < 0) return false;
     }
     return true;
@@ -346,7 +347,7 @@ a{color:#1a5fb4}
     var t = el("table");
     row(t, "state", c.s + (c.d && c.d !== c.s ? " (" + c.d + ")" : ""));
     row(t, "manifest line", c.l); row(t, "ref", c.r); row(t, "kind", c.k + " " + c.m);
-    row(t, "job id", c.j);
+    row(t, "id", c.id); row(t, "AKOOL job id", c.j);
     if (c.e || c.em) row(t, "error", (c.e || "") + (c.ec ? " (code " + c.ec + ")" : ""));
     row(t, "reason", c.em); row(t, "what now", c.hint);
     if (c.res && c.res.u) row(t, "result URL", c.res.xp ? c.res.u + " (expired)" :

@@ -83,7 +83,7 @@ MAX_PRESIGN: Final = 7 * 86_400.0
 _HASH_CHUNK: Final = 1024 * 1024
 #: Pages of 1,000 keys listed (once per run) under ``upload_to``; beyond that, HEAD per object.
 _LIST_PAGES: Final = 10
-_PIP_HINT: Final = "install the storage extra: pip install 'akool-async[storage]'"
+_PIP_HINT: Final = "pip install '.[storage]' in an akool-async checkout, or pip install fsspec s3fs"
 
 _MEDIA_TABLE: Final = """CREATE TABLE IF NOT EXISTS media (
     ref        TEXT PRIMARY KEY,  -- the input as given: file:// or object-store URL

@@ -4,7 +4,8 @@ and the fixtures several test files use (a file overrides one by defining its ow
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import pytest
@@ -13,6 +14,16 @@ from akool_async import AsyncClient, PollConfig
 from akool_async._cli import main
 from akool_async.testing import DEFAULT_API_KEY, Emulator, EmulatorThread
 from tests._support import FAST_RETRY, Cli, Run
+
+
+@pytest.fixture(autouse=True)
+def _no_stored_credentials(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI never reads the developer's own credentials file (``akool-async login``)."""
+    path = tmp_path_factory.getbasetemp() / "no-akool-config.toml"
+    monkeypatch.setenv("AKOOL_CONFIG", str(path))
+    monkeypatch.delenv("AKOOL_PROFILE", raising=False)
 
 
 @pytest.fixture
@@ -80,3 +91,21 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
         return Run(code, captured.out, captured.err)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL server for the session (Debian's binaries, as the postgres user if root).
+
+    Skipped, with the reason, where the binaries are missing outside CI; in CI (``CI`` set)
+    their absence is a failure, since ``.ci/run`` installs them.
+    """
+    from tests._postgres import PostgresServer, find_bindir
+
+    if find_bindir() is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have PostgreSQL's server binaries (.ci/run installs them)")
+        pytest.skip("no PostgreSQL server binaries here (apt-get install postgresql)")
+    pytest.importorskip("asyncpg", reason="the shared journal needs asyncpg (the test extra)")
+    with PostgresServer() as server:
+        yield server.url

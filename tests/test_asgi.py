@@ -648,6 +648,7 @@ print(json.dumps([sent[0]["status"], hint, loaded]))
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [
         400,
-        "route() needs Starlette: pip install 'akool-async[asgi]'",
+        "route() needs Starlette: pip install '.[asgi]' in an akool-async checkout, or pip install "
+        "starlette",
         [],
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -91,12 +92,12 @@ def test_batch_downloads_and_writes_the_report(
         data = Path(record["file"]).read_bytes()
         assert hashlib.sha256(data).hexdigest() == record["sha256"]
         assert record["result_url"].startswith(emulator.base_url)
-        assert emulator.emulator.jobs[record["job_id"]].endpoint == f"faceswap_{record['kind']}"
+        assert emulator.emulator.jobs[record["id"]].endpoint == f"faceswap_{record['kind']}"
     assert Path(report[3]["file"]).suffix == ".mp4"
     assert (report[4]["error_type"], report[4]["file"]) == ("JobFailedError", None)
     assert (out / ".akool-journal.sqlite").exists()
     assert "Requests by endpoint" in run.out
-    assert "line 7 (plus): failed: JobFailedError" in run.out
+    assert "line 7 ref 'broken' (plus): failed: JobFailedError" in run.out
 
 
 def test_batch_rerun_resumes_from_the_journal(
@@ -159,11 +160,13 @@ async def test_progress_shows_a_rate_bound_batch() -> None:
     """The progress line says when the batch is rate-bound, at what rate, with its ETA."""
     import io
 
+    from rich.console import Console
+
     from akool_async import RateLimitStatistics
     from akool_async._events import BatchCounters
-    from akool_async._progress import BatchProgress, _RateAwareRemaining
+    from akool_async._progress import BatchProgress
 
-    stream = io.StringIO()
+    recorded = Console(record=True, width=80, file=io.StringIO(), force_terminal=False)
     stats = BatchCounters(read=10).snapshot(
         total=100, polls=0, client=(0, 0), started=True, finished=False
     )
@@ -171,11 +174,11 @@ async def test_progress_shows_a_rate_bound_batch() -> None:
         rate=20.0, limit=None, phase="limited", measured=19.0, throttle_episodes=1,
         refused=1, waiting=5, waits=5, wait_seconds=1.0,
     )  # fmt: skip
-    with BatchProgress(stream, 100) as bar:
+    with BatchProgress(io.StringIO(), 100, output=recorded) as bar:
         bar.update(stats, limit)
-        [task] = bar._progress.tasks
-        eta = _RateAwareRemaining().render(task).plain  # 90 left at 20/s
-    assert ("rate-bound at 20/s" in stream.getvalue(), eta) == (True, "0:00:04")
+        live = "\n".join(line.plain for line in bar.view.lines(80))
+    eta = re.search(r"eta +(\S+)", live)  # 90 left to submit at 20/s
+    assert ("rate-bound at 20/s" in live, eta and eta.group(1)) == (True, "0:00:04")
 
 
 def test_bad_manifest_submits_nothing(emulator: EmulatorThread, cli: Cli, tmp_path: Path) -> None:
@@ -394,11 +397,11 @@ def test_deadline_and_download_timeout_options(
     emulator: EmulatorThread, cli: Cli, tmp_path: Path
 ) -> None:
     """--deadline ends a batch of slow jobs with timeouts; the next run finishes them."""
-    emulator.call(lambda: emulator.emulator.configure(image_seconds=(1.5, 2.0)))
+    emulator.call(lambda: emulator.emulator.configure(image_seconds=(3.0, 3.5)))
     manifest = plus_manifest(tmp_path / "m.jsonl", 3, tag="deadline")
     out = str(tmp_path / "out")
     options = ("--download-timeout", "60", "--poll-interval", "0.2")
-    first = cli("--json", "batch", str(manifest), "--out", out, "--deadline", "0.3", *options)
+    first = cli("--json", "batch", str(manifest), "--out", out, "--deadline", "1.0", *options)
     second = cli("--json", "batch", str(manifest), "--out", out, *options)
     errors = {json.loads(line)["error_type"] for line in first.out.splitlines()}
     assert (first.code, errors) == (1, {"JobTimeoutError"})

@@ -54,6 +54,12 @@ def test_readme_example_runs(code: str, tmp_path: Path) -> None:
         command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=110, check=False
     )
     assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    left = sorted(p.name for p in tmp_path.iterdir() if p != script and p.name != "__pycache__")
+    if left:  # it wrote files: a second run in the same folder must work too (re-runnable)
+        again = subprocess.run(
+            command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=110, check=False
+        )
+        assert again.returncode == 0, f"second run, after {left}:\n{again.stderr}"
 
 
 def test_readme_has_python_examples() -> None:

@@ -124,6 +124,18 @@ def test_demo_batch_has_failures(gallery: Gallery) -> None:
     assert actual == (JOBS, True, True, 1)
 
 
+async def test_cards_use_the_report_vocabulary(gallery: Gallery, tmp_path: Path) -> None:
+    """A card's id is the record _id and its job id AKOOL's, with or without the journal."""
+    expected = {r["line"]: (r["id"], r["job_id"]) for r in gallery.result.records}
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / "report.jsonl").write_bytes((gallery.out / "report.jsonl").read_bytes())
+    pages = [gallery.page, await write_report_html(alone, inputs="none", thumbnails=False)]
+    actual = [{c["l"]: (c["id"], c["j"]) for c in page_data(p)["cards"]} for p in pages]
+    tracked = sum(1 for record_id, job_id in expected.values() if record_id and job_id)
+    assert (actual, tracked > JOBS // 2) == ([expected, expected], True)
+
+
 @needs_chromium
 async def test_page_loads_offline_without_errors(
     gallery: Gallery, page: Page, tmp_path: Path

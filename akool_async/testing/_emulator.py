@@ -92,6 +92,8 @@ class Emulator:
         self._runner: web.AppRunner | None = None
         self._fetcher: aiohttp.ClientSession | None = None
         self.base_url = ""
+        #: Called with every job a submit creates (the process's ``--submit-log`` uses it).
+        self.submit_listeners: list[Callable[[Job], None]] = []
 
     def __repr__(self) -> str:
         return f"Emulator(base_url={self.base_url!r}, api_key='***', client_id={self.client_id!r})"
@@ -212,6 +214,8 @@ class Emulator:
             inputs_ok=_inputs_ok,
         )
         self._webhooks.schedule_job(job)
+        for listener in self.submit_listeners:
+            listener(job)
         return job
 
     async def _fetch_inputs(self, endpoint: str, body: Any) -> bool:
