@@ -80,6 +80,7 @@ from ._receiver import WebhookReceiver, WebhookReceiverStatistics
 from ._report import write_report_html
 from ._result_store import SavedFile
 from ._retry import RetryPolicy
+from ._speedups import tune_gc
 from ._storage import StorageError
 from ._sync import BlockingBatch, Client
 from ._webhooks import WebhookEvent, WebhookVerifier
@@ -167,5 +168,6 @@ __all__ = [
     "error_for_code",
     "map_faces",
     "read_batch_status",
+    "tune_gc",
     "write_report_html",
 ]

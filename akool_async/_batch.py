@@ -952,6 +952,8 @@ class BatchRun(Generic[R]):
             else:
                 if references is not None:
                     references.forget(ref)
+                if journal is None:  # no scope to enter (anyio's cost ~5 us) for no write
+                    return job, None
                 with anyio.CancelScope(shield=True):
                     error = await self._record(
                         item, "submitted", job_id=job.id, job_ref=job.job_id,
@@ -1044,12 +1046,18 @@ class BatchRun(Generic[R]):
         item = self._waiting.pop(done, None)
         if item is None:
             return  # abandoned: the batch stopped meanwhile
-        if self._journal is not None or self._options.download_dir is not None:
+        journal = self._journal
+        if self._options.download_dir is not None or (
+            journal is not None and not isinstance(journal, Journal)  # no write-behind there
+        ):
             self._spawn(self._finish, item)
             return
-        # Nothing left to await but the stream: no task unless the stream is full.
+        # Nothing left to await but the stream (the final row is written behind): no task
+        # unless the stream is full.
         try:
             outcome = self._settle(item)
+            if journal is not None:
+                self._record_soon(item, outcome)
             item.slot.move(None)
             report = self._finished(outcome)
         except Exception as exc:  # the user's on_event hook (or a bug): stop the batch
@@ -1169,6 +1177,46 @@ class BatchRun(Generic[R]):
             job=job, result=result, path=done.path, sha256=done.sha256, error=error,
             location=done.location,
         )  # fmt: skip
+
+    def _record_soon(self, item: _Item[R], outcome: Outcome[R]) -> None:
+        """The final row of a settled job without a download, written behind.
+
+        The outcome goes to the caller before the row is durable: a crash in between leaves
+        the row 'submitted', which a resume polls again (it never submits it again). A write
+        that fails is logged with the job id, as ``_record`` does.
+        """
+        journal = self._journal
+        assert isinstance(journal, Journal)
+        error = outcome.error
+        state: JournalState
+        if isinstance(error, JobFailedError):
+            state = "failed"
+        elif isinstance(error, JobTimeoutError):
+            state = "timed_out"
+        elif isinstance(error, JobNotFoundError):
+            state = "not_found"
+        elif error is None:
+            state = "succeeded"
+        else:
+            return  # polling itself failed: the row stays 'submitted' (re-attached on resume)
+        result = outcome.result
+        columns = error_columns(error)
+        job_id = outcome.job.id if outcome.job is not None else None
+
+        def failed(exc: JournalError) -> None:
+            _logger.warning(
+                "input %d: job %s could not be journaled as %s: %s", item.index, job_id, state, exc
+            )
+
+        try:
+            journal.update_soon(
+                item.key, item.occurrence, state, on_error=failed,
+                status=result.status if result is not None else None,
+                result=result_json(result), error_type=columns.error_type,
+                error_message=columns.error_message, error_code=columns.error_code,
+            )  # fmt: skip
+        except JournalError as exc:
+            failed(exc)
 
     async def _record(
         self, item: _Item[R], state: JournalState, *args: Any, **fields: Any

@@ -66,6 +66,7 @@ from ._cli_context import (
 from ._cli_parser import build_parser, command_parser
 from ._errors import AkoolError, ValidationError
 from ._redact import redact
+from ._speedups import run, tune_gc
 
 __all__ = ["build_parser", "main"]
 
@@ -234,7 +235,9 @@ def _main(argv: Sequence[str] | None) -> int:
     handler = HANDLERS[args.handler]
     with _logging(ctx):
         try:
-            return asyncio.run(_run(ctx, handler))
+            if argv is None:  # the program itself (not a caller's main([...])): its process
+                tune_gc()
+            return run(_run(ctx, handler))  # on uvloop with the speedups extra
         except (KeyboardInterrupt, Interrupted) as exc:
             ctx.note("interrupted")
             if ctx.interrupt_hint is not None:

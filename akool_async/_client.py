@@ -27,6 +27,7 @@ provisional ``on_event(name, **data)`` hook; see ``AsyncClient``.
 
 from __future__ import annotations
 
+import contextvars
 import enum
 import functools
 import importlib.metadata
@@ -121,6 +122,9 @@ EventHook = Callable[..., None]
 
 _logger = logging.getLogger("akool_async")
 
+#: The requests whose image may be a path, read (off the loop) before building the request.
+_DETECTORS: Final = (DetectFaces, LegacyDetect)
+
 
 def _user_agent() -> str:
     try:
@@ -177,9 +181,20 @@ async def _counted_attempt(
     request: Any,
     policy: RetryPolicy,
     tries: list[int],
+    first: _Failure,
 ) -> R:
     tries[0] += 1
+    if tries[0] == 1:
+        # The first attempt already ran, outside backoff (``_call``'s fast path): backoff
+        # starts from its failure, which decides whether and how long to wait.
+        raise first
     return await client._attempt(endpoint, wire, request, policy, tries[0])
+
+
+#: Seconds the first attempt took before backoff took over (its ``max_time`` is the rest).
+_first_attempt_seconds: contextvars.ContextVar[float] = contextvars.ContextVar(
+    "akool_first_attempt_seconds", default=0.0
+)
 
 
 def _tell_batch(endpoint: Endpoint[Any, Any], kind: str, **data: Any) -> None:
@@ -223,13 +238,17 @@ def _retrying(policy: RetryPolicy) -> Callable[..., Awaitable[Any]]:
     """``_counted_attempt`` under ``policy``'s backoff, decorated once per policy.
 
     ``backoff`` keeps each call's state (tries, start time) in the call itself, so one
-    decorated function serves every call; decorating per call cost ~100 us of CPU.
+    decorated function serves every call; decorating per call cost ~100 us of CPU. It only
+    runs once a first attempt failed: ``max_time`` is what ``max_elapsed`` leaves after it.
     """
+    max_elapsed = policy.max_elapsed
     retrying: Callable[..., Awaitable[Any]] = backoff.on_exception(
         policy.wait_gen,
         _Failure,
         max_tries=policy.max_attempts,
-        max_time=policy.max_elapsed,
+        max_time=None
+        if max_elapsed is None
+        else (lambda: max_elapsed - _first_attempt_seconds.get()),
         jitter=None,
         giveup=_not_retryable,
         on_backoff=_on_backoff,
@@ -303,6 +322,15 @@ class _Auth:
     client_secret: str | None = attrs.field(repr=_hidden)
     token: str | None = attrs.field(default=None, repr=_hidden)
     lock: anyio.Lock = attrs.field(factory=anyio.Lock, repr=False)
+
+    #: The request headers of API-key mode, built once (aiohttp copies them per request).
+    key_headers: dict[str, str] = attrs.field(init=False, repr=False)
+    #: The same plus the JSON content type, for a POST's pre-encoded body.
+    key_json_headers: dict[str, str] = attrs.field(init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.key_headers = {} if self.api_key is None else {"x-api-key": self.api_key}
+        self.key_json_headers = {**self.key_headers, "Content-Type": "application/json"}
 
     @property
     def uses_token(self) -> bool:
@@ -727,13 +755,27 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
         """
         self._session()
         policy = retry if retry is not None else self._retry
-        if isinstance(request, DetectFaces | LegacyDetect) and isinstance(request.img, Path):
+        if isinstance(request, _DETECTORS) and isinstance(request.img, Path):
             request = attrs.evolve(request, img=await anyio.Path(request.img).read_bytes())
         if type(request) in MEDIA_TYPES and media_refs(request):
             request = await self._media().resolve(request)  # local/object-store media to URLs
         wire = build_request(endpoint, self._with_webhook_url(endpoint, request))
+        started = time.monotonic()
         try:
-            result: R = await _retrying(policy)(self, endpoint, wire, request, policy, [0])
+            try:
+                # The fast path: no backoff machinery (generator, details, timers) unless an
+                # attempt failed in a way that may be retried.
+                result: R = await self._attempt(endpoint, wire, request, policy, 1)
+            except _Failure as first:
+                if not first.retryable or policy.max_attempts == 1:
+                    raise
+                spent = _first_attempt_seconds.set(time.monotonic() - started)
+                try:
+                    result = await _retrying(policy)(
+                        self, endpoint, wire, request, policy, [0], first
+                    )
+                finally:
+                    _first_attempt_seconds.reset(spent)
         except _Failure as failure:
             error = failure.error
             if endpoint.creates_job and failure.delivery is _Delivery.AMBIGUOUS:
@@ -759,7 +801,15 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
     ) -> R:
         """One attempt (plus one replay after a 1101 in token mode); raises ``_Failure``."""
         shared = self._shared
+        auth = shared.auth
+        if auth.api_key is not None and endpoint.authenticated:
+            # API-key mode: the headers were built once (no token can be refused).
+            json_body = wire.content is not None
+            headers = auth.key_json_headers if json_body else auth.key_headers
+            return await self._paced(endpoint, wire, request, headers, policy, attempt)
         headers, token = await self._auth_headers(endpoint)
+        if wire.content is not None:
+            headers["Content-Type"] = "application/json"
         try:
             return await self._paced(endpoint, wire, request, headers, policy, attempt)
         except _Failure as failure:
@@ -772,6 +822,8 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
         shared.stats.token_refreshes += 1
         _logger.info("%s: token refused (1101); fetching a new one", endpoint.name)
         headers, _ = await self._auth_headers(endpoint, stale=token)
+        if wire.content is not None:
+            headers["Content-Type"] = "application/json"
         return await self._paced(endpoint, wire, request, headers, policy, attempt)
 
     async def _paced(
@@ -860,7 +912,8 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
                 wire.method,
                 url,
                 params=wire.params,
-                json=wire.json,
+                # Encoded once in build_request (orjson when installed), not by aiohttp.
+                data=wire.content,
                 headers=headers,
                 timeout=self._client_timeout(self._timeout),
                 # Never follow: a redirect would carry the credentials (and a create) to

@@ -39,6 +39,7 @@ the lock when the owning process dies, even by ``kill -9``.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sqlite3
@@ -105,7 +106,9 @@ _SCHEMA: Final = (
     updated_at    REAL    NOT NULL,
     PRIMARY KEY (key, occurrence)
 ) WITHOUT ROWID""",
-    "CREATE INDEX IF NOT EXISTS intents_state ON intents (state)",
+    # No index on state: it cost ~20 us of CPU per job (three state changes each), and
+    # only a scan at open and counts() would use it. Files that have one lose it at open.
+    "DROP INDEX IF EXISTS intents_state",
 )
 
 _COLUMNS: Final = (
@@ -174,15 +177,61 @@ _Work = Callable[[sqlite3.Connection], Any]
 
 
 class _Op:
-    """One unit of work for the writer, and the slot its result comes back in."""
+    """One unit of work for the writer, and the slot its result comes back in.
 
-    __slots__ = ("done", "error", "result", "work")
+    A written-behind op (``Journal.update_soon``) has no event: nobody waits for it; a
+    failure goes to its ``on_error`` instead.
+    """
 
-    def __init__(self, work: _Work) -> None:
+    __slots__ = ("done", "error", "on_error", "result", "work")
+
+    def __init__(
+        self, work: _Work, *, on_error: Callable[[JournalError], None] | None = None
+    ) -> None:
         self.work = work
-        self.done = anyio.Event()
+        self.done: anyio.Event | None = anyio.Event() if on_error is None else None
+        self.on_error = on_error
         self.result: Any = None
         self.error: BaseException | None = None
+
+    def finish(self) -> None:
+        """Wake the waiter, or report a written-behind op's failure (on the event loop)."""
+        if self.done is not None:
+            self.done.set()
+        elif self.error is not None and self.on_error is not None:
+            error = self.error
+            if not isinstance(error, JournalError):
+                error = JournalError(str(error))
+            try:
+                self.on_error(error)
+            except Exception:  # a reporting hook must not stop the writer
+                logging.getLogger("akool_async").exception("a journal on_error hook raised")
+
+
+def _stored_keys(conn: sqlite3.Connection) -> set[int]:
+    """64-bit prefixes of the keys of the rows already in the file (worker thread).
+
+    What ``admit`` needs to know without asking SQLite: whether a request *may* have a row
+    (rows written later in this run add theirs). A prefix that matches (a row, or a rare
+    collision) means a real lookup; one that does not means no row, for certain. An int per
+    key, not a copy of the rows.
+    """
+    return {_prefix(key) for (key,) in conn.execute("SELECT DISTINCT key FROM intents")}
+
+
+def _prefix(key: str) -> int:
+    try:
+        return int(key[:16], 16)
+    except ValueError:  # not a hex key (a hand-edited file): any int will do, it is a hint
+        return hash(key)
+
+
+def _digest(key: str) -> bytes | str:
+    """The key as 32 bytes (half the memory of its hex text) for the occurrence counts."""
+    try:
+        return bytes.fromhex(key)
+    except ValueError:
+        return key
 
 
 def _connect(path: Path, base_url: str) -> sqlite3.Connection:
@@ -252,7 +301,6 @@ def _prepare(conn: sqlite3.Connection, path: Path, base_url: str) -> None:
             (time.time(),),
         )
         conn.execute("COMMIT")
-        conn.execute("CREATE TEMP TABLE seen (key TEXT PRIMARY KEY, n INTEGER NOT NULL)")
     except sqlite3.DatabaseError as exc:
         raise JournalError(f"journal {where} is corrupt or unreadable: {exc}") from exc
 
@@ -285,15 +333,24 @@ class Journal:
         self._receive: MemoryObjectReceiveStream[_Op] | None = None
         self._task_group: TaskGroup | None = None
         self._closed = False
+        #: This run's occurrences per key so far (``admit``), and the keys in the file at open.
+        self._seen: dict[bytes | str, int] = {}
+        self._stored: set[int] = set()
         self.commits = 0
         self.writes = 0
 
     async def __aenter__(self) -> Self:
         if self._conn is not None or self._closed:
             raise JournalError("a Journal can be entered only once")
-        self._conn = await anyio.to_thread.run_sync(
+        self._conn = conn = await anyio.to_thread.run_sync(
             _connect, self.path, self._base_url, limiter=self._limiter
         )
+        try:
+            self._stored = await anyio.to_thread.run_sync(_stored_keys, conn, limiter=self._limiter)
+        except sqlite3.DatabaseError as exc:
+            self._conn = None
+            await anyio.to_thread.run_sync(conn.close, limiter=self._limiter)
+            raise JournalError(f"journal {str(self.path)!r} is unreadable: {exc}") from exc
         # Unbounded on purpose: callers already wait for their own result, so the queue never
         # holds more than one operation per waiting task.
         self._send, self._receive = anyio.create_memory_object_stream[_Op](math.inf)
@@ -335,14 +392,14 @@ class Journal:
                             break
                     await anyio.to_thread.run_sync(self._apply, pending, limiter=self._limiter)
                     for op in pending:
-                        op.done.set()
+                        op.finish()
                     pending = []
         finally:
             # Cancelled (or failed) with work queued: nobody may wait forever for it.
             for op in pending:
-                if not op.done.is_set():
+                if op.done is None or not op.done.is_set():
                     op.error = op.error or JournalError("the journal was closed")
-                    op.done.set()
+                    op.finish()
             self._closed = True
             leftovers: list[_Op] = []
             while True:
@@ -352,10 +409,14 @@ class Journal:
                     break
             for op in leftovers:
                 op.error = JournalError("the journal was closed")
-                op.done.set()
+                op.finish()
 
     def _apply(self, ops: list[_Op]) -> None:
-        """Run every operation in one transaction (worker thread)."""
+        """Run every operation in one transaction (worker thread).
+
+        If the group fails, each operation is run again in a transaction of its own, so that
+        one bad write (a written-behind update of a missing row) fails alone, not its peers.
+        """
         conn = self._conn
         assert conn is not None
         try:
@@ -366,21 +427,29 @@ class Journal:
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            error = JournalError(f"journal {str(self.path)!r} write failed: {exc}")
+            if len(ops) == 1:
+                ops[0].error = JournalError(f"journal {str(self.path)!r} write failed: {exc}")
+                return
             for op in ops:
-                op.error = error
+                self._apply([op])
             return
         self.commits += 1
         self.writes += len(ops)
+
+    def _queue(self, op: _Op) -> None:
+        if self._closed or self._send is None:
+            raise JournalError("the journal is closed")
+        try:
+            self._send.send_nowait(op)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            raise JournalError("the journal is closed") from None
 
     async def _run(self, work: _Work) -> Any:
         if self._closed or self._send is None:
             raise JournalError("the journal is closed")
         op = _Op(work)
-        try:
-            self._send.send_nowait(op)
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            raise JournalError("the journal is closed") from None
+        self._queue(op)
+        assert op.done is not None
         await op.done.wait()
         if op.error is not None:
             raise op.error
@@ -389,24 +458,29 @@ class Journal:
     async def admit(self, key: str) -> tuple[int, JournalRecord | None]:
         """Count one more occurrence of ``key`` in this run's input and find its row.
 
+        In memory for a request the file has no row for (every request of a first run): only
+        a key already in the file at open costs a read.
+
         Returns:
             ``(occurrence, record)``: record is None when this request was never journaled.
         """
+        if self._closed or self._send is None:
+            raise JournalError("the journal is closed")
+        digest = _digest(key)
+        occurrence = self._seen.get(digest, -1) + 1
+        self._seen[digest] = occurrence
+        if _prefix(key) not in self._stored:
+            return occurrence, None
 
-        def work(conn: sqlite3.Connection) -> tuple[int, JournalRecord | None]:
-            (occurrence,) = conn.execute(
-                "INSERT INTO temp.seen (key, n) VALUES (?, 0) "
-                "ON CONFLICT (key) DO UPDATE SET n = n + 1 RETURNING n",
-                (key,),
-            ).fetchone()
+        def work(conn: sqlite3.Connection) -> JournalRecord | None:
             row = conn.execute(
                 f"SELECT {', '.join(_COLUMNS)} FROM intents WHERE key=? AND occurrence=?",
                 (key, occurrence),
             ).fetchone()
-            return occurrence, (JournalRecord._from_row(row) if row else None)
+            return JournalRecord._from_row(row) if row else None
 
-        result: tuple[int, JournalRecord | None] = await self._run(work)
-        return result
+        record: JournalRecord | None = await self._run(work)
+        return occurrence, record
 
     async def begin_submit(
         self,
@@ -419,6 +493,7 @@ class Journal:
         ref: str | None = None,
     ) -> None:
         """Durably record that the request is about to be sent (state ``submitting``)."""
+        self._stored.add(_prefix(key))  # admit() must find this row from now on
 
         def work(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -448,6 +523,7 @@ class Journal:
         error_code: int | None = None,
     ) -> None:
         """Record a request that never got a ``submitting`` row (refused before sending)."""
+        self._stored.add(_prefix(key))
 
         def work(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -482,22 +558,27 @@ class Journal:
         Raises:
             JournalError: the row does not exist, or a column name is unknown.
         """
-        unknown = set(fields) - _UPDATABLE
-        if unknown:
-            raise JournalError(f"unknown journal columns: {sorted(unknown)}")
-        names = ["state", *fields]
-        values = [state, *fields.values()]
-        assignments = ", ".join(f"{name}=?" for name in names)
+        await self._run(_update_work(key, occurrence, state, fields))
 
-        def work(conn: sqlite3.Connection) -> None:
-            cursor = conn.execute(
-                f"UPDATE intents SET {assignments}, updated_at=? WHERE key=? AND occurrence=?",
-                (*values, time.time(), key, occurrence),
-            )
-            if cursor.rowcount != 1:
-                raise sqlite3.IntegrityError(f"no journal row for {key[:12]}#{occurrence}")
+    def update_soon(
+        self,
+        key: str,
+        occurrence: int,
+        state: JournalState,
+        *,
+        on_error: Callable[[JournalError], None],
+        **fields: object,
+    ) -> None:
+        """``update``, written behind: queued after every write before it, not waited for.
 
-        await self._run(work)
+        It commits with the next group (in order: a later write that is waited for is
+        durable only once this one is), so a crash can lose only the newest written-behind
+        rows, never reorder them. ``on_error`` is called on the event loop if it fails.
+
+        Raises:
+            JournalError: a column name is unknown, or the journal is closed.
+        """
+        self._queue(_Op(_update_work(key, occurrence, state, fields), on_error=on_error))
 
     async def known_jobs(self, job_ids: Collection[str]) -> set[str]:
         """Those of ``job_ids`` that are the job of some row."""
@@ -524,6 +605,27 @@ class Journal:
 
         result: Mapping[str, int] = await self._run(work)
         return result
+
+
+def _update_work(
+    key: str, occurrence: int, state: JournalState, fields: Mapping[str, object]
+) -> _Work:
+    unknown = set(fields) - _UPDATABLE
+    if unknown:
+        raise JournalError(f"unknown journal columns: {sorted(unknown)}")
+    names = ["state", *fields]
+    values = [state, *fields.values()]
+    assignments = ", ".join(f"{name}=?" for name in names)
+
+    def work(conn: sqlite3.Connection) -> None:
+        cursor = conn.execute(
+            f"UPDATE intents SET {assignments}, updated_at=? WHERE key=? AND occurrence=?",
+            (*values, time.time(), key, occurrence),
+        )
+        if cursor.rowcount != 1:
+            raise sqlite3.IntegrityError(f"no journal row for {key[:12]}#{occurrence}")
+
+    return work
 
 
 def read_journal(path: str | os.PathLike[str]) -> list[JournalRecord]:

@@ -55,6 +55,7 @@ import anyio
 
 from ._client import AsyncClient
 from ._errors import ClientStateError
+from ._speedups import loop_factory
 
 __all__ = ["CANCEL_WAIT", "CLOSE_WAIT"]
 
@@ -121,7 +122,10 @@ class _Portal:
             await stop
 
         try:
-            anyio.run(serve, backend="asyncio")
+            # uvloop when the speedups extra is installed: this loop is the SDK's own.
+            factory = loop_factory()
+            options = {} if factory is None else {"loop_factory": factory}
+            anyio.run(serve, backend="asyncio", backend_options=options)
         except BaseException as exc:  # this thread has nobody to raise to
             if not ready.done():
                 ready.set_exception(exc)

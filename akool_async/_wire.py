@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import base64
 import email.utils
-import json
 import math
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -59,10 +58,12 @@ from ._models import (
     ResultPage,
     SubmitData,
     SwapJob,
+    SwapResult,
     SwapStatus,
     Token,
     is_record_id,
 )
+from ._speedups import dumps, loads
 
 __all__ = [
     "BODY_LIMIT",
@@ -189,6 +190,7 @@ class WireRequest:
         path: The endpoint path.
         params: Query parameters (GET).
         json: The JSON body (POST).
+        content: ``json`` encoded once, as sent (POST; orjson when installed).
     """
 
     method: str
@@ -196,6 +198,13 @@ class WireRequest:
     path: str
     params: Mapping[str, str] | None = None
     json: Mapping[str, Any] | None = attrs.field(default=None, repr=False)
+    content: bytes | None = attrs.field(
+        default=attrs.Factory(
+            lambda self: None if self.json is None else dumps(self.json), takes_self=True
+        ),
+        repr=False,
+        eq=False,
+    )
 
 
 def _image_bytes(value: bytes | Path) -> bytes:
@@ -327,6 +336,93 @@ def _structure(
         raise _malformed(endpoint, status, body, f"unexpected shape: {why[:500]}") from exc
 
 
+class _Unusual(Exception):
+    """An item the fast listbyids decoder leaves to the converter (which explains errors)."""
+
+
+_STATUSES: Final[Mapping[int, SwapStatus]] = {int(s): s for s in SwapStatus}
+_NONE: Final = type(None)
+_OPT_STR: Final = frozenset((str, _NONE))
+_OPT_INT: Final = frozenset((int, _NONE))
+_OPT_NUMBER: Final = frozenset((int, float, _NONE))
+
+
+def _number(value: float | None) -> float | None:
+    return value if value is None or type(value) is float else float(value)
+
+
+def _fast_result(item: Any) -> SwapResult:
+    """One listbyids item the common way: exact JSON types, no per-field hook dispatch.
+
+    Produces exactly what ``converter.structure(item, SwapResult)`` does for such an item;
+    anything else (a float ``uid``, a wrong type, a missing key) raises ``_Unusual`` and
+    takes the converter's path, which decodes or explains it.
+    """
+    if type(item) is not dict:
+        raise _Unusual
+    get = item.get
+    record_id = get("_id")
+    code = get("faceswap_status")
+    if type(record_id) is not str or type(code) is not int:
+        raise _Unusual
+    status = _STATUSES.get(code)
+    url, job_id, user_id = get("url"), get("job_id"), get("userId")
+    kind, quality, deduction = (
+        get("faceswap_type"),
+        get("faceswap_quality"),
+        get("deduction_status"),
+    )
+    image, uid = get("image"), get("uid")
+    duration, deducted, updated = (
+        get("video_duration"),
+        get("deduction_duration"),
+        get("update_time"),
+    )
+    if (
+        status is None
+        or type(url) not in _OPT_STR
+        or type(job_id) not in _OPT_STR
+        or type(user_id) not in _OPT_STR
+        or type(kind) not in _OPT_INT
+        or type(quality) not in _OPT_INT
+        or type(deduction) not in _OPT_INT
+        or type(image) not in _OPT_INT
+        or type(uid) not in _OPT_INT
+        or type(duration) not in _OPT_NUMBER
+        or type(deducted) not in _OPT_NUMBER
+        or type(updated) not in _OPT_NUMBER
+    ):
+        raise _Unusual
+    created = get("createdAt")
+    return SwapResult(
+        id=record_id,
+        status=status,
+        url=url,
+        job_id=job_id,
+        created_at=None if created is None else _structure_datetime(created, datetime),
+        faceswap_type=kind,
+        faceswap_quality=quality,
+        deduction_status=deduction,
+        image=image,
+        video_duration=_number(duration),
+        deduction_duration=_number(deducted),
+        update_time=_number(updated),
+        user_id=user_id,
+        uid=uid,
+    )
+
+
+def _result_page(endpoint: Endpoint[Any, Any], status: int, body: bytes, data: Any) -> ResultPage:
+    """listbyids' ``data``: the fast decoder per item, the converter for anything unusual."""
+    items = data.get("result", ())
+    if type(items) is list:
+        try:
+            return ResultPage(result=tuple([_fast_result(item) for item in items]))
+        except _Unusual:
+            pass
+    return _structure(endpoint, status, body, data, ResultPage)
+
+
 def _check_ids(endpoint: Endpoint[Any, Any], status: int, body: bytes, ids: list[str]) -> None:
     for record_id in ids:
         if not is_record_id(record_id):
@@ -377,7 +473,7 @@ def decode(
         TransportError: the body is not the API's JSON.
     """
     try:
-        payload = json.loads(body)
+        payload = loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting: recursion
         if status == 429:
             raise _error(None, None, status, headers) from exc
@@ -415,7 +511,11 @@ def decode(
         _check_ids(endpoint, status, body, [submitted.id])
         return cast("T", _submit(endpoint, request, submitted))
     if response_type in (ResultPage, Credit):
-        decoded = _structure(endpoint, status, body, data, response_type)
+        decoded = (
+            _result_page(endpoint, status, body, data)
+            if response_type is ResultPage
+            else _structure(endpoint, status, body, data, response_type)
+        )
         if isinstance(decoded, ResultPage):
             _check_ids(endpoint, status, body, [item.id for item in decoded.result])
         return cast("T", decoded)

@@ -7,24 +7,34 @@ of its stdout, which ``run.py`` reads.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import resource
 import sys
 import time
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from akool_async.testing import DEFAULT_API_KEY
 
 __all__ = [
     "API_KEY",
+    "TUNED",
     "LIST_PATH",
     "SUBMIT_PATH",
     "Usage",
     "emit",
     "request_body",
+    "run",
 ]
 
+T = TypeVar("T")
+
 API_KEY = DEFAULT_API_KEY
+#: ``run.py --tuned``: client processes run on uvloop (if installed) with ``tune_gc()``, what
+#: a program that owns its process may opt into. Default: plain ``asyncio.run``.
+TUNED = os.environ.get("AKOOL_BENCH_TUNED", "") not in ("", "0")
 #: Face Swap Plus (contract 3.1): what every workload submits.
 SUBMIT_PATH = "/api/open/v4/faceswap/faceswapPlusByImage"
 #: listbyids (contract 3.5).
@@ -75,3 +85,20 @@ def emit(result: dict[str, Any]) -> None:
     """Print the process's result as the last line of stdout."""
     sys.stdout.write(json.dumps(result, separators=(",", ":")) + "\n")
     sys.stdout.flush()
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)``; with ``TUNED``, on uvloop (when installed) after ``tune_gc()``."""
+    if not TUNED:
+        return asyncio.run(main)
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, *gc.get_threshold()[1:])
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)

@@ -27,6 +27,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import API_KEY, LIST_PATH, SUBMIT_PATH, Usage, emit, request_body
+from _common import run as run_process
 
 
 async def run(
@@ -101,7 +102,7 @@ def main() -> None:
     p.add_argument("--throttle-sleep", type=float, default=1.0)
     args = p.parse_args()
     emit(
-        asyncio.run(
+        run_process(
             run(args.base_url, args.jobs, args.concurrency, args.interval, args.throttle_sleep)
         )
     )

@@ -19,6 +19,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import API_KEY, SUBMIT_PATH, Usage, emit, request_body
+from _common import run as run_process
 
 
 async def run(base_url: str, jobs: int, concurrency: int) -> dict[str, Any]:
@@ -52,7 +53,7 @@ def main() -> None:
     p.add_argument("--jobs", type=int, required=True)
     p.add_argument("--concurrency", type=int, required=True)
     args = p.parse_args()
-    emit(asyncio.run(run(args.base_url, args.jobs, args.concurrency)))
+    emit(run_process(run(args.base_url, args.jobs, args.concurrency)))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """akool-async's ``swap_many`` on N image swaps: one benchmark process.
 
-``--mode makespan``: run the whole batch with swap_many's defaults except ``concurrency``;
-record when each outcome reached the caller (wall clock). ``--mode submit``: the submit path
+``--mode makespan``: run the whole batch with swap_many's defaults except ``concurrency``
+(and ``journal`` with ``--journal PATH``); record when each outcome reached the caller (wall
+clock). ``--mode submit``: the submit path
 alone, with ``max_pending`` = N so that nothing but submitting limits it; record when the
 last job was created, then stop the batch.
 """
@@ -17,10 +18,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import API_KEY, Usage, emit, request_body
+from _common import API_KEY, Usage, emit, request_body, run
 
 from akool_async import AsyncClient, PlusSwap
 from akool_async._events import BatchEvent
+
+try:
+    from akool_async._speedups import ORJSON, UVLOOP
+except ImportError:  # an older akool_async (run.py --baseline): no speedups
+    ORJSON = UVLOOP = False
 
 
 def _client(base_url: str) -> AsyncClient:
@@ -34,13 +40,16 @@ def _requests(jobs: int) -> Any:
         yield PlusSwap(source_url=body["source_url"], target_url=body["target_url"])
 
 
-async def makespan(base_url: str, jobs: int, concurrency: int) -> dict[str, Any]:
+async def makespan(
+    base_url: str, jobs: int, concurrency: int, journal: str | None = None
+) -> dict[str, Any]:
     usage = Usage()
     detected: dict[str, float] = {}
     errors = 0
     usage.start()
     async with _client(base_url) as client:
-        async with client.swap_many(_requests(jobs), concurrency=concurrency) as batch:
+        batch = client.swap_many(_requests(jobs), concurrency=concurrency, journal=journal)
+        async with batch:
             async for outcome in batch:
                 now = time.time()
                 if outcome.job is not None:
@@ -59,6 +68,7 @@ async def makespan(base_url: str, jobs: int, concurrency: int) -> dict[str, Any]
         "batch_requests": dict(stats.requests),
         "client_requests": dict(client_stats.requests),
         "ids_polled": poller.ids_polled,
+        "speedups": [name for name, used in (("orjson", ORJSON), ("uvloop", UVLOOP)) if used],
         "retries": stats.retries,
     }
 
@@ -101,9 +111,13 @@ def main() -> None:
     p.add_argument("--jobs", type=int, required=True)
     p.add_argument("--concurrency", type=int, required=True)
     p.add_argument("--mode", choices=("makespan", "submit"), default="makespan")
+    p.add_argument("--journal", help="makespan mode: journal the batch in this (new) file")
     args = p.parse_args()
-    run = makespan if args.mode == "makespan" else submit
-    emit(asyncio.run(run(args.base_url, args.jobs, args.concurrency)))
+    if args.mode == "makespan":
+        result = run(makespan(args.base_url, args.jobs, args.concurrency, args.journal))
+    else:
+        result = run(submit(args.base_url, args.jobs, args.concurrency))
+    emit(result)
 
 
 if __name__ == "__main__":
