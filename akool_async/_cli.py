@@ -65,6 +65,7 @@ from ._cli_context import (
 )
 from ._cli_parser import build_parser, command_parser
 from ._errors import AkoolError, ValidationError
+from ._journals import is_shared_url, url_passwords
 from ._redact import redact
 from ._speedups import run, tune_gc
 
@@ -158,6 +159,11 @@ def _secrets(args: argparse.Namespace) -> tuple[str, ...]:
 
     values = [getattr(args, "api_key", None), *(os.environ.get(n) for n in _ENV_SECRETS)]
     values.extend(profile_secrets(args))
+    journal = getattr(args, "journal", None)
+    if isinstance(journal, str) and is_shared_url(
+        journal
+    ):  # a DSN's password: never in a log line, error or hint
+        values.extend(url_passwords(journal))
     return tuple(sorted({v for v in values if v and len(v) >= 4}, key=len, reverse=True))
 
 

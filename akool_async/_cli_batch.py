@@ -31,6 +31,7 @@ from ._cli_shared import shared_options
 from ._client import AsyncClient
 from ._errors import AkoolError, JobFailedError
 from ._events import BatchEvent, BatchStatistics, Outcome, SwapRequest
+from ._journals import without_passwords
 from ._manifest import ManifestEntry, read_manifest
 from ._models import SwapStatus
 from ._redact import redact
@@ -322,7 +323,7 @@ async def cmd_batch(ctx: Context) -> int:
 
     ctx.interrupt_hint = lambda: (
         f"{finished} of {len(entries)} swaps finished; jobs already submitted keep running on "
-        f"AKOOL and are in the journal {str(journal)!r}.\n"
+        f"AKOOL and are in the journal {without_passwords(str(journal))!r}.\n"
         f"to resume, run the same command again: {_resume_command(ctx)}"
     )
     async with ctx.connect(client):

@@ -7,33 +7,15 @@ no aiohttp types; ``_client.py`` translates them into ``aiohttp.ClientTimeout`` 
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
 import attrs
 
-from ._errors import ValidationError
+from ._validators import integer_at_least, positive_or_none
 
 __all__ = ["Limits", "Timeout"]
 
 
-def _positive_or_none(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is None:
-        return
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValidationError(
-            f"must be a positive number of seconds or None, got {value!r}", field=attribute.name
-        )
-
-
-def _count(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValidationError(f"must be an integer >= 0, got {value!r}", field=attribute.name)
+_positive_or_none = positive_or_none("seconds")
+_count = integer_at_least(0)
 
 
 @attrs.frozen(kw_only=True)

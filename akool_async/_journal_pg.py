@@ -66,6 +66,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from ._errors import JournalError
 from ._journal import JournalRecord, JournalState
+from ._journals import url_passwords, without_passwords
 from ._redact import redact
 
 if TYPE_CHECKING:
@@ -226,17 +227,16 @@ def _asyncpg() -> Any:
 
 
 def _where(url: str) -> str:
-    """The URL without its password, for messages."""
-    return redact(_strip_password(url))
+    """The URL without its passwords, for messages."""
+    return redact(without_passwords(url))
 
 
-def _strip_password(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    userinfo, at, host = rest.rpartition("@")
-    if not at:
-        return url
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}{sep}{user}{':***' if ':' in userinfo else ''}@{host}"
+def _detail(exc: BaseException, url: str) -> str:
+    """A driver error's text for a message: no registered secret, none of ``url``'s passwords."""
+    text = str(exc)
+    for password in url_passwords(url):
+        text = text.replace(password, "***")
+    return redact(text)
 
 
 def _worker_id() -> str:
@@ -320,7 +320,7 @@ class PgJournal:
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
             raise JournalError(
-                f"cannot open the journal database {_where(self.url)!r}: {redact(str(exc))}"
+                f"cannot open the journal database {_where(self.url)!r}: {_detail(exc, self.url)}"
             ) from None
         try:
             await self._create_schema()
@@ -372,7 +372,8 @@ class PgJournal:
 
     def _failed(self, what: str, exc: BaseException) -> JournalError:
         return JournalError(
-            f"journal {_where(self.url)!r} (batch {self.batch_id!r}) {what}: {redact(str(exc))}"
+            f"journal {_where(self.url)!r} (batch {self.batch_id!r}) {what}: "
+            f"{_detail(exc, self.url)}"
         )
 
     async def _execute(self, query: str, *args: Any) -> str:
@@ -815,7 +816,7 @@ async def read_batch_status(url: str, batch_id: str) -> BatchStatus:
         conn = await asyncpg.connect(url)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
         raise JournalError(
-            f"cannot open the journal database {_where(url)!r}: {redact(str(exc))}"
+            f"cannot open the journal database {_where(url)!r}: {_detail(exc, url)}"
         ) from None
     try:
         now = await conn.fetchval(f"SELECT {_NOW}")
@@ -839,7 +840,7 @@ async def read_batch_status(url: str, batch_id: str) -> BatchStatus:
     except asyncpg.UndefinedTableError:
         raise JournalError(f"no batch {batch_id!r} in {_where(url)!r}") from None
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise JournalError(f"cannot read the journal {_where(url)!r}: {exc}") from exc
+        raise JournalError(f"cannot read the journal {_where(url)!r}: {_detail(exc, url)}") from exc
     finally:
         await conn.close()
     return BatchStatus(

@@ -16,6 +16,7 @@ number of workers on one named batch). ``BatchRun`` talks to either through
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -24,12 +25,22 @@ from typing import Protocol, Self
 from ._errors import ValidationError
 from ._journal import Journal, JournalRecord, JournalState
 
-__all__ = ["JournalBackend", "JournalSpec", "is_shared_url", "journal_spec", "open_journal"]
+__all__ = [
+    "JournalBackend",
+    "JournalSpec",
+    "is_shared_url",
+    "journal_spec",
+    "open_journal",
+    "url_passwords",
+    "without_passwords",
+]
 
 #: What ``swap_many(journal=...)`` accepts after validation: a path or a database URL.
 JournalSpec = Path | str
 
 _SCHEMES = ("postgresql://", "postgres://")
+#: A password in a DSN's query string (libpq and asyncpg take ``?password=...``).
+_QUERY_PASSWORD = re.compile(r"([?&]password=)([^&#]*)", re.I)
 
 
 class JournalBackend(Protocol):
@@ -89,6 +100,27 @@ class JournalBackend(Protocol):
 def is_shared_url(value: object) -> bool:
     """Whether ``value`` names a PostgreSQL journal (a ``postgresql://`` URL)."""
     return isinstance(value, str) and value.startswith(_SCHEMES)
+
+
+def url_passwords(url: str) -> list[str]:
+    """The passwords a database URL holds: in its user-info and in a ``password=`` parameter."""
+    found = [match.group(2) for match in _QUERY_PASSWORD.finditer(url)]
+    userinfo, at, _ = url.partition("://")[2].split("?", 1)[0].rpartition("@")
+    if at and ":" in userinfo:
+        found.append(userinfo.split(":", 1)[1])
+    return [password for password in found if password]
+
+
+def without_passwords(url: str) -> str:
+    """``url`` with every password it holds (user-info, ``?password=``) replaced by ``***``."""
+    url = _QUERY_PASSWORD.sub(lambda match: f"{match.group(1)}***", url)
+    scheme, sep, rest = url.partition("://")
+    location, question, query = rest.partition("?")
+    userinfo, at, host = location.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}{question}{query}"
 
 
 def journal_spec(

@@ -62,6 +62,7 @@ import anyio
 import attrs
 
 from ._errors import ValidationError
+from ._validators import integer_at_least, positive_or_none
 
 __all__ = ["RateController", "RateLimit", "RateLimitStatistics"]
 
@@ -89,24 +90,8 @@ _WINDOW: Final = 1.0
 _JITTER: Final = 0.1
 
 
-def _rate(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is None:
-        return
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValidationError(
-            f"must be a positive number of requests per second or None, got {value!r}",
-            field=attribute.name,
-        )
-
-
-def _burst(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValidationError(f"must be an integer >= 1, got {value!r}", field=attribute.name)
+_rate = positive_or_none("requests per second")
+_burst = integer_at_least(1)
 
 
 def _share(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:

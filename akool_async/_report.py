@@ -47,6 +47,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import anyio
 
 from ._errors import ValidationError
+from ._redact import redact
 from ._report_data import (
     BATCH_FILE,
     STATES,
@@ -116,7 +117,10 @@ def _is_signed(url: str) -> bool:
 
 
 class _Scrubber:
-    """Removes known secrets, credential-looking assignments and URL credentials from text."""
+    """Removes known secrets, credential-looking assignments and URL credentials from text.
+
+    The page's own patterns come on top of ``_redact.redact``, the SDK's one redaction point.
+    """
 
     def __init__(self, secrets: Iterable[str]) -> None:
         self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
@@ -126,6 +130,7 @@ class _Scrubber:
             return None
         for secret in self.secrets:
             text = text.replace(secret, "***")
+        text = redact(text)  # every secret the process registered (keys, tokens, storage)
         text = _SECRET_TEXT.sub(_mask_assignment, text)
         return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
 

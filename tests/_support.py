@@ -7,7 +7,12 @@ the tests use.
 from __future__ import annotations
 
 import functools
+import os
+import re
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
@@ -66,3 +71,35 @@ class Run:
 
 
 Cli = Callable[..., Run]
+
+#: A fenced code block of a Markdown page: its language and its body.
+FENCE = re.compile(r"^```(\w+)\n(.*?)^```", re.DOTALL | re.MULTILINE)
+
+
+def run_example(code: str, folder: Path) -> None:
+    """Run a documentation example as a user would, and fail the test if it fails.
+
+    It runs in a fresh interpreter in ``folder`` without AKOOL_* variables, with leak warnings
+    as errors; one that defines tests runs under pytest. If it wrote files it runs a second
+    time in the same folder (examples must be re-runnable).
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AKOOL_")}
+    warnings = ["-W", "error::ResourceWarning", "-W", "error::RuntimeWarning"]
+    if "def test_" in code:
+        script = folder / "test_example.py"
+        command = [sys.executable, *warnings, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+        command.append(str(script))
+    else:
+        script = folder / "example.py"
+        command = [sys.executable, *warnings, str(script)]
+    script.write_text(code, encoding="utf-8")
+    done = subprocess.run(
+        command, cwd=folder, env=env, capture_output=True, text=True, timeout=110, check=False
+    )
+    assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    left = sorted(p.name for p in folder.iterdir() if p != script and p.name != "__pycache__")
+    if left:  # it wrote files: a second run in the same folder must work too (re-runnable)
+        again = subprocess.run(
+            command, cwd=folder, env=env, capture_output=True, text=True, timeout=110, check=False
+        )
+        assert again.returncode == 0, f"second run, after {left}:\n{again.stderr}"

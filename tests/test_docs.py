@@ -8,28 +8,25 @@ temporary directory, under pytest when they define tests. The site itself is bui
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import akool_async
 import akool_async.testing
+from tests._support import FENCE, run_example
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-_FENCE = re.compile(r"^```(\w+)\n(.*?)^```", re.DOTALL | re.MULTILINE)
 PAGES = sorted(DOCS.rglob("*.md"))
 
 
 def _examples() -> list[tuple[str, str]]:
-    found = []
+    found: list[tuple[str, str]] = []
     for page in PAGES:
         text = page.read_text(encoding="utf-8")
-        blocks = [body for lang, body in _FENCE.findall(text) if lang == "python"]
+        blocks = [body for lang, body in FENCE.findall(text) if lang == "python"]
         name = page.relative_to(DOCS).with_suffix("").as_posix()
         found.extend((f"{name}-{i}", body) for i, body in enumerate(blocks))
     return found
@@ -41,26 +38,7 @@ EXAMPLES = _examples()
 @pytest.mark.parametrize("code", [code for _, code in EXAMPLES], ids=[i for i, _ in EXAMPLES])
 def test_docs_example_runs(code: str, tmp_path: Path) -> None:
     """A documentation example exits 0 in a clean directory, with leak warnings as errors."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AKOOL_")}
-    warnings = ["-W", "error::ResourceWarning", "-W", "error::RuntimeWarning"]
-    if "def test_" in code:
-        script = tmp_path / "test_example.py"
-        command = [sys.executable, *warnings, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
-        command.append(str(script))
-    else:
-        script = tmp_path / "example.py"
-        command = [sys.executable, *warnings, str(script)]
-    script.write_text(code, encoding="utf-8")
-    done = subprocess.run(
-        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=110, check=False
-    )
-    assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
-    left = sorted(p.name for p in tmp_path.iterdir() if p != script and p.name != "__pycache__")
-    if left:  # it wrote files: a second run in the same folder must work too (re-runnable)
-        again = subprocess.run(
-            command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=110, check=False
-        )
-        assert again.returncode == 0, f"second run, after {left}:\n{again.stderr}"
+    run_example(code, tmp_path)
 
 
 def test_there_are_examples_in_every_guide() -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -68,7 +67,8 @@ from akool_async._endpoints import (
 )
 from akool_async._wire import BODY_LIMIT
 from tests._support import FAST_POLL
-from tests.test_secrets import Collector, describe
+from tests.test_secrets import describe
+from tests.test_secrets import swept as sweep
 
 pytestmark = pytest.mark.anyio
 
@@ -464,21 +464,8 @@ async def test_a_path_traversal_id_never_names_a_file(hostile: Hostile, tmp_path
 @pytest.fixture
 def swept(hostile: Hostile) -> Iterator[list[str]]:
     """Texts to check: DEBUG records of every logger, plus what the test adds; none may leak."""
-    handler = Collector()
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    texts: list[str] = []
-    try:
+    with sweep(hostile.secrets) as texts:
         yield texts
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
-    texts.extend(handler.texts)
-    secrets = hostile.secrets()
-    leaks = [text for text in texts if any(secret in text for secret in secrets)]
-    assert leaks == []
 
 
 def journal_rows(path: Path) -> list[str]:

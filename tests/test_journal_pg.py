@@ -363,3 +363,25 @@ async def test_known_jobs_leave_out_what_live_workers_hold(
         await expire(postgres_url, batch_id, a.worker_id)
         left = await a.known_jobs(ids)
     assert (set(), {f"{n:024x}" for n in range(2)}) == (held, left)
+
+
+async def test_a_password_in_the_query_string_is_not_shown() -> None:
+    """A DSN's ``?password=`` is masked in the journal's repr and in its errors like user-info's."""
+    url = "postgresql://u@127.0.0.1:1/x?sslmode=disable&password=hunter2query"
+    journal = PgJournal(url, base_url=BASE, batch_id="b")
+    with pytest.raises(JournalError) as info:
+        async with journal:
+            pass
+    with pytest.raises(JournalError) as status:
+        await read_batch_status(url, "b")
+    shown = [repr(journal), str(info.value), str(status.value)]
+    assert ["hunter2query" in text for text in shown] == [False, False, False]
+
+
+def test_cli_never_prints_a_journal_password(cli: Cli, tmp_path: Path) -> None:
+    """A short DSN password (user-info or query) is masked in everything the CLI writes."""
+    runs = [
+        cli("batch", "--status", "--journal", url, "--batch-id", "b")
+        for url in ("postgresql://u:pw9x@127.0.0.1:1/x", "postgresql://127.0.0.1:1/x?password=pw9x")
+    ]
+    assert [(run.code, "pw9x" in run.out + run.err) for run in runs] == [(1, False), (1, False)]

@@ -6,21 +6,19 @@ an example that defines pytest tests runs under pytest, as a user would run it.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests._support import FENCE, run_example
+
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
-_FENCE = re.compile(r"^```(\w+)\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
 
 def _blocks(language: str) -> list[str]:
-    return [body for lang, body in _FENCE.findall(README) if lang == language]
+    return [body for lang, body in FENCE.findall(README) if lang == language]
 
 
 def _heading_before(body: str) -> str:
@@ -39,27 +37,7 @@ PYTHON_BLOCKS = _blocks("python")
 )
 def test_readme_example_runs(code: str, tmp_path: Path) -> None:
     """A README example exits 0 in a clean directory with warnings about leaks as errors."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AKOOL_")}
-    warnings = ["-W", "error::ResourceWarning", "-W", "error::RuntimeWarning"]
-    if "def test_" in code:
-        script = tmp_path / "test_example.py"
-        script.write_text(code, encoding="utf-8")
-        command = [sys.executable, *warnings, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
-        command.append(str(script))
-    else:
-        script = tmp_path / "example.py"
-        script.write_text(code, encoding="utf-8")
-        command = [sys.executable, *warnings, str(script)]
-    done = subprocess.run(
-        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=110, check=False
-    )
-    assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
-    left = sorted(p.name for p in tmp_path.iterdir() if p != script and p.name != "__pycache__")
-    if left:  # it wrote files: a second run in the same folder must work too (re-runnable)
-        again = subprocess.run(
-            command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=110, check=False
-        )
-        assert again.returncode == 0, f"second run, after {left}:\n{again.stderr}"
+    run_example(code, tmp_path)
 
 
 def test_readme_has_python_examples() -> None:

@@ -506,3 +506,25 @@ def test_thumbnails_are_small_upright_and_reused(tmp_path: Path) -> None:
     with Image.open(first) as thumb:
         size = thumb.size
     assert ((240, 320), first, 1, 1) == (size, again, thumbnailer.made, thumbnailer.reused)
+
+
+async def test_the_page_masks_every_secret_the_process_holds(tmp_path: Path) -> None:
+    """A secret registered with the SDK (a storage option's key) is masked though not passed."""
+    AsyncClient(api_key="k", storage_options={"secret": "storage-secret-0123456789"})
+    record = {
+        "line": 1,
+        "ref": "a",
+        "kind": "plus",
+        "status": "error",
+        "job_id": None,
+        "result_url": None,
+        "file": None,
+        "sha256": None,
+        "error_type": "StorageError",
+        "error_message": "the store refused storage-secret-0123456789",
+        "resumed": False,
+    }
+    (tmp_path / "report.jsonl").write_text(json.dumps(record) + "\n")
+    page = await write_report_html(tmp_path)
+    text = page.read_text()
+    assert ("storage-secret-0123456789" in text, "StorageError" in text) == (False, True)

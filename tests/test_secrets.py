@@ -10,10 +10,11 @@ causes and formatted tracebacks, CLI stdout and stderr) must not contain any sec
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import aiohttp
@@ -61,9 +62,12 @@ class Collector(logging.Handler):
         self.texts.append(repr(record.args))
 
 
-@pytest.fixture
-def collected() -> Iterator[list[str]]:
-    """Texts to check: log records at DEBUG from every logger, plus what tests add."""
+_tokens: set[str] = set()
+
+
+@contextlib.contextmanager
+def swept(secrets_of: Callable[[], Iterable[str]]) -> Iterator[list[str]]:
+    """DEBUG records of every logger, in the yielded list; at the end none holds a secret."""
     handler = Collector()
     root = logging.getLogger()
     level = root.level
@@ -75,12 +79,17 @@ def collected() -> Iterator[list[str]]:
     finally:
         root.removeHandler(handler)
         root.setLevel(level)
-        texts.extend(handler.texts)
-        leaks = [text for text in texts if any(secret in text for secret in secrets(texts))]
-        assert leaks == []
+    texts.extend(handler.texts)
+    values = set(secrets_of())
+    leaks = [text for text in texts if any(secret in text for secret in values)]
+    assert leaks == []
 
 
-_tokens: set[str] = set()
+@pytest.fixture
+def collected() -> Iterator[list[str]]:
+    """Texts to check: log records at DEBUG from every logger, plus what tests add."""
+    with swept(lambda: secrets([])) as texts:
+        yield texts
 
 
 def secrets(_: list[str]) -> set[str]:
