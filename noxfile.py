@@ -74,9 +74,17 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """The whole test suite against the local emulator, warnings as errors, under coverage."""
+    """The whole test suite against the local emulator, warnings as errors, under coverage.
+
+    The end-to-end suites marked ``slow`` (real PostgreSQL, S3, Chromium and uvicorn servers,
+    subprocess examples, rate-limited and multi-worker batches) run on the first Python only;
+    the other versions run everything else (pass arguments, e.g. ``-- -m slow``, to choose).
+    """
     session.install(*TEST_DEPS)
-    session.run("coverage", "run", "-m", "pytest", *session.posargs)
+    args = session.posargs
+    if not args and session.python != PYTHONS[0]:
+        args = ["-m", "not slow"]
+    session.run("coverage", "run", "-m", "pytest", *args)
 
 
 @nox.session

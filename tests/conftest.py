@@ -109,3 +109,30 @@ def postgres_url() -> Iterator[str]:
     pytest.importorskip("asyncpg", reason="the shared journal needs asyncpg (the test extra)")
     with PostgresServer() as server:
         yield server.url
+
+
+#: End-to-end suites that drive real servers, a browser, subprocesses or long batches. They
+#: run on every Python when asked for; the default nox run gives them to the first Python only
+#: (``-m "not slow"`` on the others), which keeps a full CI run within its time budget.
+SLOW_MODULES = frozenset(
+    {
+        "test_crash_resume",
+        "test_docs",
+        "test_multiworker",
+        "test_journal_pg",
+        "test_ratelimit",
+        "test_readme",
+        "test_reliability",
+        "test_report",
+        "test_soak",
+        "test_storage",
+        "test_asgi",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test of the ``SLOW_MODULES`` as ``slow``."""
+    for item in items:
+        if item.module is not None and item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
