@@ -1,4 +1,4 @@
-"""The optional speedups (``pip install 'akool-async[speedups]'``: orjson, uvloop), when installed.
+"""The optional speedups (``pip install '.[speedups]'``: orjson, uvloop), when installed.
 
 * **orjson** encodes request bodies and decodes answers in the wire layer (``dumps`` /
   ``loads``): about 7 % less CPU per submit. Only the JSON text step is swapped: the models'
