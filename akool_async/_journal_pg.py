@@ -65,7 +65,8 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._errors import JournalError
-from ._journal import JournalRecord, JournalState
+from ._journal import _COLUMNS as _RECORD_COLUMNS  # one list of a record's columns
+from ._journal import _UPDATABLE, JournalRecord, JournalState
 from ._journals import url_passwords, without_passwords
 from ._redact import redact
 
@@ -152,31 +153,7 @@ _SCHEMA: Final = (
     " ON akool_journal_intents (batch_id, state, idx)",
 )
 
-_RECORD_COLUMNS: Final = (
-    "key",
-    "occurrence",
-    "idx",
-    "kind",
-    "request",
-    "state",
-    "attempts",
-    "job_id",
-    "job_ref",
-    "media",
-    "job_url",
-    "status",
-    "result",
-    "error_type",
-    "error_message",
-    "error_code",
-    "path",
-    "sha256",
-    "size",
-    "ref",
-    "updated_at",
-)
 _SELECT: Final = ", ".join(f"i.{name}" for name in _RECORD_COLUMNS)
-_UPDATABLE: Final = frozenset(_RECORD_COLUMNS) - {"key", "occurrence", "updated_at", "attempts"}
 _LOAD_COLUMNS: Final = (
     "batch_id",
     "key",
