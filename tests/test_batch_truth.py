@@ -518,6 +518,8 @@ async def test_a_resume_binds_an_ambiguous_row_by_its_reference(
         "AmbiguousSubmitError",
         "NoneType",
     ]
-    assert [(o.ok, o.resumed) for o in again.values()] == [(True, True)] * 2
+    assert [(o.ok, o.resumed) for o in again.values()] == [(True, True)] * 2, [
+        repr(o.error) for o in again.values()
+    ]
     assert jobs_per_input(emu, 2) == [1, 1]
     assert {r.state for r in read_journal(journal)} == {"succeeded"}
