@@ -21,6 +21,7 @@ that none holds the API key, the client secret or a token handed out.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sqlite3
@@ -444,7 +445,7 @@ async def test_a_path_traversal_id_never_names_a_file(hostile: Hostile, tmp_path
         with pytest.raises(DownloadError) as saved:
             await save_result(client._session(), evil, out, retry=FAST)
     files = files_under(tmp_path)
-    with sqlite3.connect(journal) as db:
+    with contextlib.closing(sqlite3.connect(journal)) as db:
         integrity = db.execute("PRAGMA integrity_check").fetchone()[0]
     why = "'_id' '../../.akool-journal' is not 24 hex digits"
     assert (
@@ -472,7 +473,7 @@ def journal_rows(path: Path) -> list[str]:
     """Every row of every table of a journal, as text."""
     if not path.exists():
         return []
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db:
         tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         return [repr(row) for table in tables for row in db.execute(f"SELECT * FROM {table}")]
 
