@@ -19,7 +19,9 @@ Discovering the account's rate (``RateLimit(rate=None)``, the default):
   smaller of the rate in force and the rate the server accepted over the last second
   (botocore's adaptive mode uses the same factor). Refusals of requests sent before that
   decrease were admitted at the old rate and say nothing about the new one: they are
-  counted, never decreased for again, so 64 refusals of one burst are one episode.
+  counted, never decreased for again, so 64 refusals of one burst are one episode. So are
+  refusals of requests sent within 1.5 round trips after the decrease: the requests still
+  in flight at the old rate land meanwhile and take the tokens the server's bucket refills.
 * **CUBIC growth back** (RFC 8312, as botocore's adaptive retry mode): ``rate(t) = W + C (t -
   K)^3`` with ``W`` the rate before the decrease and ``K`` the time to climb back to it:
   quickly back to about ``W``, a plateau there, then probing beyond it. Unlike TCP's CUBIC
@@ -81,6 +83,8 @@ _PROBE: Final = 0.002
 _MARGIN: Final = 0.97
 #: Refusals during the climb back below this share of the answers undo the decrease.
 _NOISE_SHARE: Final = 0.25
+#: Refusals of requests sent within this many round trips after a decrease belong to it.
+_SETTLE: Final = 1.5
 #: The lowest rate a decrease goes to, in requests per second.
 _MIN_RATE: Final = 0.2
 #: Seconds over which the accepted and sent rates are measured.
@@ -186,8 +190,10 @@ class RateController:
         self._k = 0.0
         self._climb = self._probe = 0.0
         self._decreased_at = -math.inf
+        self._settled_at = -math.inf
         self._cycle_accepted = 0
         self._cycle_refused = 0
+        self._fresh_accepted = 0  # accepted answers to requests sent at the new rate
         self._undo: tuple[Any, ...] | None = None
         self.undone = 0
         # GCRA theoretical arrival times of the main and the poll lane.
@@ -296,6 +302,7 @@ class RateController:
         """The server acted on (or at least did not refuse) a request sent at ``sent_at``."""
         self._accepted.append(self._clock())
         self._cycle_accepted += 1
+        self._fresh_accepted += sent_at >= self._settled_at
         if self._probing and self._epoch is None:
             self._rate += _PROBE_GAIN
             if self._rate >= _UNPACED:
@@ -310,15 +317,15 @@ class RateController:
             self._tat = max(self._tat, reopen)
             self._poll_tat = max(self._poll_tat, reopen)
         adaptive = self.limit.adaptive or self.limit.rate is None
-        if sent_at < self._decreased_at or not adaptive:
-            return False  # admitted at the old rate: the same episode
+        if sent_at < self._settled_at or not adaptive:
+            return False  # admitted at the old rate, or racing its last requests: same episode
         if self._spurious(now):
             return False
         self._undo = (
             self._epoch, self._w_max, self._k, self._climb, self._probe, self._probing,
             self._rate, self._burst,
         )  # fmt: skip
-        self._cycle_refused = 0
+        self._cycle_refused = self._fresh_accepted = 0
         self.episodes += 1
         rate = self.rate(now)
         cycle = now - self._decreased_at
@@ -339,6 +346,10 @@ class RateController:
         self._k = ((1.0 - _BETA) / _CLIMB) ** (1.0 / 3.0)
         self._epoch = now
         self._decreased_at = now
+        # Requests sent before the decrease still land at the server for one round trip
+        # after it and take the tokens its bucket refills meanwhile, so a request sent in
+        # that round trip may be refused although the new rate is right: same episode.
+        self._settled_at = now + min(_SETTLE * max(0.0, now - sent_at), _WINDOW)
         self._burst = 1
         # The server's bucket is empty: the next request waits one interval at the new rate.
         new_rate = self.rate(now)
@@ -377,18 +388,27 @@ class RateController:
         climb, of a small share of the answers, are something else (a server refusing at
         random, as the chaos suite's injected 1005s do): decreasing again for each of them
         would spiral the rate down, so the last decrease is undone instead. A large share
-        (we are still far above the server's rate) is a new episode.
+        (we are still far above the server's rate) is a new episode. The share counts only
+        requests sent at the new rate (answers to older ones say nothing about it), and
+        undoing the first decrease while probing goes back to the rate the server was seen
+        to accept then, never to probing (whose rate was never accepted).
         """
         if self._undo is None or self._epoch is None or now - self._epoch >= self._k:
             return False
         self._cycle_refused += 1
-        answers = self._cycle_accepted + self._cycle_refused
+        answers = self._fresh_accepted + self._cycle_refused
         if self._cycle_refused / answers >= _NOISE_SHARE:
             return False
+        w_max = self._w_max
         (
             self._epoch, self._w_max, self._k, self._climb, self._probe, self._probing,
             self._rate, self._burst,
         ) = self._undo  # fmt: skip
+        if self._probing:  # a plateau at the accepted rate, probing beyond it from there
+            self._probing = False
+            self._w_max, self._climb, self._probe = w_max, _CLIMB * w_max, _PROBE * w_max
+            self._k = ((1.0 - _BETA) / _CLIMB) ** (1.0 / 3.0)
+            self._epoch = now - self._k
         self._undo = None
         self.undone += 1
         return True

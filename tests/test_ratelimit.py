@@ -106,6 +106,51 @@ def test_a_refusal_sent_after_the_decrease_is_a_new_episode() -> None:
     assert (rate.refused(sent), rate.statistics().throttle_episodes) == (True, 2)
 
 
+def test_refusals_racing_the_last_requests_of_a_burst_are_the_same_episode() -> None:
+    """Sent within 1.5 round trips after a decrease, a refused request is not a new episode.
+
+    The requests still in flight at the old rate land at the server meanwhile and take the
+    tokens its bucket refills, so such a refusal says nothing about the new rate.
+    """
+    clock = FakeClock()
+    rate = RateController(RateLimit(rate=100.0), clock=clock, seed=1)
+    first = clock()
+    clock.now += 0.02  # the refusal that begins the episode took a 20 ms round trip
+    assert rate.refused(first)
+    racing = clock.now + 0.025
+    clock.now += 0.04
+    assert (rate.refused(racing), rate.statistics().throttle_episodes) == (False, 1)
+    later = clock.now + 0.001  # 1.5 round trips after the decrease: a new episode
+    clock.now += 0.02
+    assert (rate.refused(later), rate.statistics().throttle_episodes) == (True, 2)
+
+
+def test_undoing_the_first_decrease_never_returns_to_probing() -> None:
+    """A lone refusal after the first throttle undoes it to the rate the server accepted.
+
+    Probing's rate (thousands per second) was never accepted: going back to it would send a
+    burst that a token-bucket server refuses all at once.
+    """
+    clock = FakeClock()
+    rate = RateController(clock=clock, seed=1)
+    for _ in range(150):
+        rate.accepted(clock())
+        clock.now += 0.005
+    assert rate.statistics().phase == "probing"
+    rate.refused(clock())
+    lowered = rate.rate()
+    for _ in range(20):
+        sent = clock()
+        clock.now += 0.01
+        rate.accepted(sent)
+    sent = clock()
+    clock.now += 0.01
+    began = rate.refused(sent)
+    stats = rate.statistics()
+    assert (began, rate.undone, stats.phase) == (False, 1, "limited")
+    assert lowered < rate.rate() <= 1.01 * 150 / 0.75  # the accepted rate, not probing's
+
+
 def test_random_refusals_during_the_climb_undo_the_decrease() -> None:
     """A lone refusal while climbing back, among many accepted answers, undoes the decrease."""
     clock = FakeClock()
@@ -134,6 +179,7 @@ def test_refusals_of_most_requests_during_the_climb_decrease_again() -> None:
     rate.accepted(clock())
     began = []
     for _ in range(3):
+        clock.now += 0.02  # sent after the decrease settled (1.5 round trips of 10 ms)
         sent = clock()
         clock.now += 0.01
         began.append(rate.refused(sent))
@@ -225,13 +271,19 @@ def _refused(emu: Emulator) -> tuple[int, int]:
     return refused, sum(emu.stats.requests.values())
 
 
-#: (rate, jobs): about 4 s of submits at 20 and 100/s, 10 s at 5/s (its one unavoidable
-#: refusal, the first, must stay under 5% of the requests).
+#: (rate, jobs) with a known limit: about 4 s of submits at 20 and 100/s, 10 s at 5/s.
 SIZES = [(5.0, 50), (20.0, 80), (100.0, 400)]
+#: With an unknown limit, 8-10 s of submits: discovering it costs the requests in flight when
+#: the server's bucket runs dry (rate x round trip, up to the 64 workers: 18-33 at 100/s under
+#: coverage on a 2-core VM), once, and the 5% bound is about holding the limit, so the run is
+#: long enough for that one-off cost to stay under half of it.
+DISCOVERY_SIZES = [(5.0, 50), (20.0, 160), (100.0, 800)]
 
 
 @pytest.mark.parametrize("scope", ["account", "endpoint"])
-@pytest.mark.parametrize(("rate", "jobs"), SIZES, ids=[f"{r:g}/s" for r, _ in SIZES])
+@pytest.mark.parametrize(
+    ("rate", "jobs"), DISCOVERY_SIZES, ids=[f"{r:g}/s" for r, _ in DISCOVERY_SIZES]
+)
 async def test_an_unknown_limit_is_discovered_and_held(scope: str, rate: float, jobs: int) -> None:
     """Under an unknown limit every swap is done once, near N / R, with <= 5% refused."""
     limits: dict[str, Any] = (
