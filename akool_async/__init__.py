@@ -75,6 +75,7 @@ from ._models import (
 from ._orchestrator import Batch
 from ._poll_config import PollConfig
 from ._poller import PollerStatistics
+from ._public import present_as_public as _present_as_public
 from ._ratelimit import RateLimit, RateLimitStatistics
 from ._receiver import WebhookReceiver, WebhookReceiverStatistics
 from ._report import write_report_html
@@ -171,3 +172,6 @@ __all__ = [
     "tune_gc",
     "write_report_html",
 ]
+
+
+_present_as_public(globals())

@@ -1,0 +1,34 @@
+"""What a package does to present its public names: ``__module__`` is the package's.
+
+Used by the ``__init__`` of ``akool_async`` and of ``akool_async.testing``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import cast
+
+import attrs
+
+__all__ = ["present_as_public"]
+
+
+def present_as_public(namespace: dict[str, object]) -> None:
+    """Show each class and function in ``namespace["__all__"]`` as ``package.Name``.
+
+    Reprs, tracebacks, ``help()`` and pickles then name the public path, not the private
+    module that defines it, which a refactor may move (httpx does the same in its
+    ``__init__``). attrs classes have their annotations resolved first: they name the
+    defining module's globals, where ``typing.get_type_hints`` (and so cattrs) would no
+    longer look once ``__module__`` is the package.
+    """
+    package = str(namespace["__name__"])
+    for name in cast("list[str]", namespace["__all__"]):
+        value = namespace[name]
+        if not (isinstance(value, type) or inspect.isfunction(value)):
+            continue
+        if not value.__module__.startswith(f"{package}._"):
+            continue
+        if isinstance(value, type) and attrs.has(value):
+            attrs.resolve_types(value)
+        value.__module__ = package
