@@ -36,7 +36,10 @@ Discovering the account's rate (``RateLimit(rate=None)``, the default):
 * **Undoing a decrease that did not help.** Below the rate it refused us at, a token-bucket
   server refills and refuses nothing: refusals of a small share of the answers while the rate
   climbs back are something else (a server refusing at random), so the decrease is undone
-  instead of repeated, which would spiral the rate down under random 1005s.
+  instead of repeated, which would spiral the rate down under random 1005s. The share counts
+  only answers to requests sent at the new rate. Undoing the first decrease never returns to
+  probing (its rate was never accepted, and a token-bucket server refuses its burst at once):
+  it goes to a plateau at the rate accepted since the start, and probes on from there.
 * **Retry-After** closes both lanes until then (plus a little jitter); they reopen paced.
 
 A known limit (``RateLimit(rate=R)``) starts at ``R`` with no probing, so a client that keeps
@@ -202,6 +205,7 @@ class RateController:
         self._main_lock = asyncio.Lock()
         self._poll_lock = asyncio.Lock()
         self._sent: deque[float] = deque()
+        self._first_sent = -math.inf  # unknown: rates are then per _WINDOW
         self._accepted: deque[float] = deque()
         self.episodes = 0
         self.refusals = 0
@@ -228,6 +232,11 @@ class RateController:
         grown = self._w_max + (self._climb if x < 0 else self._probe) * x**3
         cap = min(self._ceiling, max(self._w_max, 2.0 * self._measure(self._sent, now)))
         return max(_MIN_RATE, min(grown, cap))
+
+    def _accepted_rate(self, now: float) -> float:
+        """Answers accepted per second over the last second, or since the first send."""
+        count = self._measure(self._accepted, now) * _WINDOW
+        return count / max(min(_WINDOW, now - self._first_sent), 0.01)
 
     @staticmethod
     def _measure(times: deque[float], now: float) -> float:
@@ -287,6 +296,8 @@ class RateController:
         return main
 
     def _take(self, now: float, poll: bool) -> None:
+        if self._first_sent == -math.inf:
+            self._first_sent = now
         self._sent.append(now)
         rate = self.rate(now)
         if rate == math.inf:
@@ -399,12 +410,15 @@ class RateController:
         answers = self._fresh_accepted + self._cycle_refused
         if self._cycle_refused / answers >= _NOISE_SHARE:
             return False
-        w_max = self._w_max
         (
             self._epoch, self._w_max, self._k, self._climb, self._probe, self._probing,
             self._rate, self._burst,
         ) = self._undo  # fmt: skip
-        if self._probing:  # a plateau at the accepted rate, probing beyond it from there
+        if self._probing:
+            # Not back to probing, whose rate was never accepted (a token-bucket server
+            # refuses its burst at once): to a plateau at the rate accepted since the start,
+            # probing beyond it from there.
+            w_max = max(_PROBE_START, self._accepted_rate(now))
             self._probing = False
             self._w_max, self._climb, self._probe = w_max, _CLIMB * w_max, _PROBE * w_max
             self._k = ((1.0 - _BETA) / _CLIMB) ** (1.0 / 3.0)
