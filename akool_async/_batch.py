@@ -128,8 +128,8 @@ from ._storage import MEDIA_TYPES, StorageError, is_store_url, media_refs
 if TYPE_CHECKING:
     from ._client import AsyncClient
     from ._journal_pg import Claim, PgJournal
-    from ._orchestrator import _Orchestrator
     from ._poller import Poller, Waiter
+    from ._service import JobService as _Orchestrator
 
 __all__ = ["BatchOptions", "BatchRun"]
 

@@ -23,6 +23,11 @@ for the request that was refused, and the refused request is retried at its next
 
 Instrumentation for orchestration: ``statistics()`` (a snapshot of counters) and the
 provisional ``on_event(name, **data)`` hook; see ``AsyncClient``.
+
+The job methods (``wait``, ``swap_many``, ``use_webhooks``, ``notify_job``...) check their
+arguments and hand over to the client's ``JobService`` (``_service``): opened at the end of
+``__aenter__``, held by the state the client shares with its ``with_options`` views, and
+closed at the start of ``aclose()``, before the session.
 """
 
 from __future__ import annotations
@@ -36,11 +41,20 @@ import logging
 import os
 import time
 import warnings
+import weakref
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncIterable,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -48,7 +62,9 @@ import anyio
 import attrs
 import backoff
 
+from ._batch import BatchRun
 from ._config import Limits, Timeout
+from ._download import DEFAULT_DOWNLOAD_TIMEOUT
 from ._endpoints import (
     ANALYZE_FRAMES,
     DELETE_RESULTS,
@@ -78,7 +94,7 @@ from ._errors import (
     TransportError,
     ValidationError,
 )
-from ._events import submit_events, submit_sending
+from ._events import BatchEvent, R, submit_events, submit_sending
 from ._frames import AnalyzeFrames
 from ._models import (
     CreditQuery,
@@ -86,21 +102,31 @@ from ._models import (
     DetectFaces,
     ImageSwap,
     LegacyDetect,
+    MediaType,
     PlusSwap,
     ProSwap,
     ResultsQuery,
+    SwapJob,
     SwapResult,
+    SwapStatus,
     TokenRequest,
     VideoSwap,
+    _check_url,
     validate_ids,
 )
-from ._orchestrator import _OrchestratorMixin
+from ._orchestrator import DEFAULT_JOB_TIMEOUT, Batch, batch_options, wait_target
+from ._poll_config import PollConfig
+from ._poller import FetchResults, PollerStatistics
 from ._ratelimit import RateController, RateLimit, RateLimitStatistics
 from ._redact import describe, register, safe_cause, scrub_error
 from ._result_store import SavedFile, download_one
 from ._retry import RetryPolicy
+from ._service import JobService
 from ._storage import MEDIA_TYPES, MediaResolver, media_refs
 from ._wire import BODY_LIMIT, WireRequest, build_request, decode
+
+if TYPE_CHECKING:
+    from ._receiver import WebhookReceiver
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -110,7 +136,8 @@ __all__ = [
     "EventHook",
 ]
 
-R = TypeVar("R")
+#: What a call decodes to (the endpoint's response type).
+RespT = TypeVar("RespT")
 
 #: The API host (contract section 1).
 DEFAULT_BASE_URL: Final = "https://openapi.akool.com"
@@ -176,13 +203,13 @@ def _not_retryable(exc: Exception) -> bool:
 
 async def _counted_attempt(
     client: AsyncClient,
-    endpoint: Endpoint[Any, R],
+    endpoint: Endpoint[Any, RespT],
     wire: WireRequest,
     request: Any,
     policy: RetryPolicy,
     tries: list[int],
     first: _Failure,
-) -> R:
+) -> RespT:
     tries[0] += 1
     if tries[0] == 1:
         # The first attempt already ran, outside backoff (``_call``'s fast path): backoff
@@ -353,6 +380,23 @@ class _Shared:
     rate: RateController = attrs.field(factory=RateController)
     stats: _Stats = attrs.field(factory=_Stats)
     media: MediaResolver | None = None
+    #: The poller, the batches and the webhook state while the client is open (else None).
+    jobs: JobService | None = None
+
+
+def _results_fetcher(client: AsyncClient) -> FetchResults:
+    """The shared poller's listbyids call, through ``client``'s ``_call``."""
+    # Weakly: the poller task must not keep an unclosed client alive (its __del__ warns).
+    client_ref = weakref.ref(client)
+
+    async def fetch(ids: Sequence[str]) -> Sequence[SwapResult]:
+        owner = client_ref()
+        if owner is None:
+            raise ClientStateError("the client was garbage collected without aclose()")
+        page = await owner._call(LIST_RESULTS, ResultsQuery(ids=tuple(ids)))
+        return page.result
+
+    return fetch
 
 
 def _check_base_url(value: str, field: str) -> str:
@@ -400,7 +444,7 @@ def _body_text(error: AkoolError) -> str | None:
 # The client
 
 
-class AsyncClient(_OrchestratorMixin, AsyncBinder):
+class AsyncClient(AsyncBinder):
     """Async client of the AKOOL Face Swap API; use it as ``async with AsyncClient() as c:``.
 
     Configuration comes from the arguments, else from the environment (``AKOOL_API_KEY``,
@@ -454,6 +498,8 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
     _retry: RetryPolicy
     _timeout: Timeout
     _owner: bool
+    #: Set by the ``poll_config`` setter (on this client or view only).
+    _poll_config: PollConfig | None = None
 
     def __init__(
         self,
@@ -640,7 +686,12 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
         elif shared.session.closed:
             raise ClientStateError("the session passed as session= is already closed")
         shared.state = _State.OPEN
-        await self._start_orchestrator()  # the shared poller and swap_many's task group
+        # The shared poller and swap_many's task group, for this client and its views.
+        shared.jobs = await JobService.open(
+            _results_fetcher(self),
+            self.poll_config,
+            max_ids_per_request=shared.max_ids_per_request,
+        )
         return self
 
     async def __aexit__(
@@ -657,8 +708,10 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
         if not self._owner or shared.state is _State.CLOSED:
             return
         shared.state = _State.CLOSED
+        jobs, shared.jobs = shared.jobs, None  # from here on the job methods say "not open"
         try:
-            await self._stop_orchestrator()  # cancels batches and the poller before the session
+            if jobs is not None:
+                await jobs.aclose()  # cancels batches and the poller before the session
         finally:
             # Closing while the closing task is being cancelled (Ctrl-C under asyncio.run) must
             # still release the connector, or aiohttp warns about an unclosed session.
@@ -687,6 +740,230 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
         if shared.session.closed:
             raise ClientStateError("the caller-owned session was closed under this AsyncClient")
         return shared.session
+
+    # ---- jobs: waiting, batches, webhooks (the job service does the work) ------------------
+
+    def _jobs(self) -> JobService:
+        """The open client's job service (shared with its views)."""
+        jobs = self._shared.jobs
+        if jobs is None:
+            raise ClientStateError(
+                "this AsyncClient is not open: use 'async with AsyncClient(...) as client:'"
+            )
+        return jobs
+
+    def _with_webhook_url(self, endpoint: Endpoint[Any, Any], request: Any) -> Any:
+        """``request`` with ``use_webhooks``' URL when it creates a job and names no URL."""
+        jobs = self._shared.jobs
+        return request if jobs is None else jobs.with_webhook_url(endpoint, request)
+
+    @property
+    def poll_config(self) -> PollConfig:
+        """How the shared poller schedules listbyids calls; set it before opening the client."""
+        return self._poll_config or PollConfig()
+
+    @poll_config.setter
+    def poll_config(self, config: PollConfig) -> None:
+        if not isinstance(config, PollConfig):
+            raise ValidationError("must be a PollConfig", field="poll_config")
+        self._poll_config = config
+        if (jobs := self._shared.jobs) is not None:
+            jobs.pace(config)  # an open client takes the new pacing at once
+
+    def poller_statistics(self) -> PollerStatistics:
+        """A snapshot of the shared poller: jobs tracked, waiters, listbyids calls made..."""
+        return self._jobs().statistics()
+
+    def notify_job(self, job_id: str, status: SwapStatus | int, url: str | None = None) -> bool:
+        """Feed an external status (a verified webhook) to everyone waiting for ``job_id``.
+
+        Example: ``receiver.subscribe(lambda e: client.notify_job(e.id, e.status, e.url))``.
+
+        Returns:
+            True if somebody was waiting for the job; False if the status was remembered for a
+            waiter that registers later.
+        """
+        return self._jobs().notify(job_id, status, url)
+
+    def attach_webhooks(self) -> Callable[[], None]:
+        """Declare that webhooks feed ``notify_job``: polling drops to the safety-net pace.
+
+        Returns:
+            A function that detaches again.
+        """
+        return self._jobs().attach_webhooks()
+
+    def use_webhooks(self, receiver: WebhookReceiver, *, url: str) -> Callable[[], None]:
+        """Let ``receiver``'s verified callbacks finish ``wait`` and ``swap_many`` jobs.
+
+        Until detached: every submit without a ``webhook_url`` (single operations and
+        ``swap_many`` alike) is sent with ``webhookUrl=url``; each event the receiver accepts
+        (signature, timestamp and decryption verified; duplicates dropped) goes to
+        ``notify_job``; and the poller asks listbyids about tracked jobs only every
+        ``poll_config.safety_net_interval`` seconds, for callbacks that never come. An event
+        that beats its submit's response is remembered for the waiter that follows.
+
+        The receiver may run on this client's event loop or on another one (in another
+        thread): events from elsewhere are handed over thread-safely. Closing the client
+        detaches too.
+
+        Args:
+            receiver: A started (or mounted, or ASGI-served) ``WebhookReceiver`` with this
+                account's verifier.
+            url: Where AKOOL can reach the receiver (public), e.g. ``receiver.url`` locally.
+
+        Returns:
+            A function that detaches: back to normal polling, submits without a webhook URL
+            (calling it again does nothing).
+
+        Raises:
+            ValidationError: ``url`` is not an absolute http(s) URL.
+            ClientStateError: the client is not open, or webhooks are already in use.
+        """
+        _check_url(url, "url")
+        return self._jobs().use_webhooks(receiver, url)
+
+    async def wait(
+        self,
+        job: SwapJob | str,
+        *,
+        timeout: float | None = 600.0,  # noqa: ASYNC109 - a job deadline, raised as JobTimeoutError
+        media: MediaType | str | None = None,
+        on_status: Callable[[SwapResult], None] | None = None,
+    ) -> SwapResult:
+        """Wait for a job to finish, through the client's shared poller.
+
+        Any number of concurrent ``wait`` calls (and batches) share the same listbyids calls.
+
+        Args:
+            job: A ``SwapJob`` (from a submit) or a record ``_id``.
+            timeout: Seconds to wait; None waits for as long as it takes.
+            media: ``"image"`` or ``"video"`` (sets the polling pace); taken from a
+                ``SwapJob``, else image.
+            on_status: Called with the job's ``SwapResult`` each time a new non-terminal
+                status (queued, processing) is seen; on the event loop, so keep it quick.
+
+        Returns:
+            The job's final ``SwapResult`` (status SUCCESS; ``url`` is the result file).
+
+        Raises:
+            JobFailedError: the job ended with status 4 (``exc.result`` has the details).
+            JobTimeoutError: ``timeout`` passed first; the job may still finish.
+            JobNotFoundError: listbyids kept leaving the id out.
+            ClientStateError: the client is not open.
+        """
+        job_id, kind, seconds = wait_target(job, media, timeout)
+        return await self._jobs().wait(job_id, media=kind, timeout=seconds, on_status=on_status)
+
+    def swap_many(
+        self,
+        requests: Iterable[R] | AsyncIterable[R],
+        *,
+        concurrency: int = 64,
+        max_pending: int = 2000,
+        job_timeout: float | None = DEFAULT_JOB_TIMEOUT,
+        deadline: float | None = None,
+        journal: str | os.PathLike[str] | None = None,
+        download_dir: str | os.PathLike[str] | None = None,
+        fail_fast: bool = False,
+        resubmit_ambiguous: bool = False,
+        check_credit: bool = True,
+        on_event: Callable[[BatchEvent], None] | None = None,
+        download_retry: RetryPolicy | None = None,
+        download_timeout: float | None = DEFAULT_DOWNLOAD_TIMEOUT,
+        cancel_grace: float = 5.0,
+        ambiguous_wait: float | None = 60.0,
+        batch_id: str | None = None,
+        lease: float | None = None,
+        worker_id: str | None = None,
+    ) -> Batch[R]:
+        """Submit many swaps and wait for all of them: one ``Outcome`` per request.
+
+        The input is read lazily (a generator of a million rows never becomes a million
+        objects): at most ``max_pending`` requests are unfinished at a time, and at most
+        ``concurrency`` of them are being submitted.
+
+        Args:
+            requests: PlusSwap / ProSwap / ImageSwap / VideoSwap objects, as any iterable or
+                async iterable. Anything else becomes a ``ValidationError`` outcome.
+            concurrency: Submits in flight at once.
+            max_pending: Unfinished requests at once (submitting, waiting, downloading);
+                reading the input pauses at this cap.
+            job_timeout: Seconds a job may take from its submit (or re-attachment) before its
+                outcome is a ``JobTimeoutError`` (its id is kept). None: no limit.
+            deadline: Seconds for the whole batch. When it passes, nothing more is submitted
+                (``BatchDeadlineError`` outcomes), waiting jobs end as ``JobTimeoutError``
+                and downloads as ``DownloadError``; submits in flight still finish.
+            journal: Path of an SQLite journal. Running the same input with the same journal
+                after a crash re-attaches to jobs in flight, skips finished ones (their
+                outcomes come back with ``resumed=True``) and resubmits only what provably was
+                never submitted. Or a ``postgresql://`` URL (``akool-async[postgres]``): a
+                shared journal that any number of workers (on any hosts) run one batch in,
+                named by ``batch_id``; each worker then reads the whole input first (its
+                digest must match the batch's) and yields outcomes only for the requests
+                it was leased.
+            download_dir: Download each successful result into this directory (created if
+                missing) as ``<job _id><extension>``, verified and atomically renamed; or
+                into an object store (``"s3://bucket/results/"``, the client's
+                ``storage_options``), its SHA-256 recorded, re-read and checked on resume.
+            fail_fast: Stop at the first error outcome and raise it (see ``Batch``).
+            resubmit_ambiguous: On resume, submit again the requests whose earlier submit may
+                or may not have reached AKOOL (may pay twice); by default they are reported as
+                ``AmbiguousSubmitError`` outcomes.
+            check_credit: Read the balance first; if it is <= 0 nothing is submitted. In any
+                case a 1006 during the batch stops further submits (``InsufficientCreditError``
+                outcomes, journaled as never submitted).
+            on_event: Called synchronously with each ``BatchEvent`` (progress bars, logs).
+            download_retry: Attempts and backoff of each download (default: 4 attempts).
+            download_timeout: Seconds one result's download may take in all, retries included
+                (default 3600); a transfer also fails when it stays under 1 KiB/s for 30 s.
+                None: no total limit.
+            cancel_grace: When the batch is stopped (``aclose``, cancellation, Ctrl-C, the
+                client closing), submits whose request already went out get this many
+                seconds to bring their answer back, so that their job id is journaled
+                instead of the submit being reported ambiguous. Submits not yet sent (at the
+                throttle gate, in backoff) are abandoned at once and journaled as unsent.
+            ambiguous_wait: With ``use_webhooks`` in force, each submit's webhook URL carries
+                a per-request reference; a submit that turns out ambiguous waits for a
+                callback naming its reference (then it is bound to that job: nothing is
+                resubmitted) until this many seconds after every other request finished
+                (bounded by ``job_timeout`` and ``deadline``); so does, on resume, a journal
+                row left ambiguous with its reference (a callback received meanwhile by this
+                client binds it at once). None: report it at once.
+            batch_id: The name of a shared batch (required with a PostgreSQL journal, refused
+                without one): every worker of the batch passes the same name.
+            lease: Seconds a worker's leases on requests outlive its last heartbeat (default
+                30): after a crash, its requests go to the other workers this much later.
+            worker_id: This worker's name in a shared journal (default ``host:pid:random``).
+
+        Returns:
+            A ``Batch``: iterate it, ideally inside ``async with``.
+
+        Raises:
+            ValidationError: a bad option (nothing has started).
+        """
+        options = batch_options(
+            requests,
+            concurrency=concurrency,
+            max_pending=max_pending,
+            job_timeout=job_timeout,
+            deadline=deadline,
+            journal=journal,
+            download_dir=download_dir,
+            fail_fast=fail_fast,
+            resubmit_ambiguous=resubmit_ambiguous,
+            check_credit=check_credit,
+            on_event=on_event,
+            download_retry=download_retry,
+            download_timeout=download_timeout,
+            cancel_grace=cancel_grace,
+            ambiguous_wait=ambiguous_wait,
+            batch_id=batch_id,
+            lease=lease,
+            worker_id=worker_id,
+        )
+        jobs = self._jobs()
+        return Batch(BatchRun(self, jobs.poller, requests, options, jobs), jobs)
 
     # ---- conveniences -----------------------------------------------------------------------
 
@@ -743,8 +1020,8 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
     # ---- the one generic call ---------------------------------------------------------------
 
     async def _call(
-        self, endpoint: Endpoint[Any, R], request: Any, *, retry: RetryPolicy | None = None
-    ) -> R:
+        self, endpoint: Endpoint[Any, RespT], request: Any, *, retry: RetryPolicy | None = None
+    ) -> RespT:
         """Send ``request`` to ``endpoint`` with retries; return the decoded answer.
 
         Raises:
@@ -765,7 +1042,7 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
             try:
                 # The fast path: no backoff machinery (generator, details, timers) unless an
                 # attempt failed in a way that may be retried.
-                result: R = await self._attempt(endpoint, wire, request, policy, 1)
+                result: RespT = await self._attempt(endpoint, wire, request, policy, 1)
             except _Failure as first:
                 if not first.retryable or policy.max_attempts == 1:
                     raise
@@ -793,12 +1070,12 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
 
     async def _attempt(
         self,
-        endpoint: Endpoint[Any, R],
+        endpoint: Endpoint[Any, RespT],
         wire: WireRequest,
         request: Any,
         policy: RetryPolicy,
         attempt: int,
-    ) -> R:
+    ) -> RespT:
         """One attempt (plus one replay after a 1101 in token mode); raises ``_Failure``."""
         shared = self._shared
         auth = shared.auth
@@ -828,13 +1105,13 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
 
     async def _paced(
         self,
-        endpoint: Endpoint[Any, R],
+        endpoint: Endpoint[Any, RespT],
         wire: WireRequest,
         request: Any,
         headers: dict[str, str],
         policy: RetryPolicy,
         attempt: int,
-    ) -> R:
+    ) -> RespT:
         """Wait for this request's turn at the rate controller, then send it once.
 
         Nothing has been sent while ``acquire`` waits: cancelling it there loses nothing.
@@ -891,13 +1168,13 @@ class AsyncClient(_OrchestratorMixin, AsyncBinder):
 
     async def _exchange(
         self,
-        endpoint: Endpoint[Any, R],
+        endpoint: Endpoint[Any, RespT],
         wire: WireRequest,
         request: Any,
         headers: dict[str, str],
         policy: RetryPolicy,
         attempt: int,
-    ) -> R:
+    ) -> RespT:
         """Send once, decode, and classify any failure into a ``_Failure``."""
         shared = self._shared
         session = self._session()

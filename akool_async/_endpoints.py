@@ -257,9 +257,10 @@ ENDPOINTS: Final[Mapping[str, Endpoint[Any, Any]]] = {
 }
 
 #: The API operations of a client, sorted: the ``Operation`` descriptors plus the conveniences
-#: over ``_call`` (``get_results``, ``delete_results``, ``get_credit``) and ``download`` (one
-#: result file, verified, into a directory or an object store). Orchestration methods
-#: (mixed in from ``_orchestrator``) are not API operations and are not listed here.
+#: over ``_call`` (``get_results``, ``delete_results``, ``get_credit``), ``download`` (one
+#: result file, verified, into a directory or an object store) and ``wait`` (one job, through
+#: the job service's shared poller): every public coroutine method of ``AsyncClient`` but
+#: ``aclose``. The other job methods (``swap_many``, ``use_webhooks``...) are not listed.
 PUBLIC_OPERATIONS: Final[tuple[str, ...]] = (
     "analyze_frames",
     "delete_results",
@@ -272,6 +273,7 @@ PUBLIC_OPERATIONS: Final[tuple[str, ...]] = (
     "faceswap_video",
     "get_credit",
     "get_results",
+    "wait",
 )
 
 
