@@ -5,6 +5,9 @@ auth, the ban and the rate limit, then calls the handler. Rejections by that gat
 1102, 1200, 1005) use the ``{code, msg}`` envelope on every endpoint, detectors included,
 as an API gateway in front of them would; ``EmulatorConfig.detector_auth_errors="native"``
 makes the detectors refuse credentials in their own envelopes instead (UNCONFIRMED).
+
+The handlers are bound to one ``ServerState`` (``build_app(state)``) and read and change
+only that: never the ``Emulator``, which owns the state and serves this app.
 """
 
 from __future__ import annotations
