@@ -115,7 +115,7 @@ async def expect_error(texts: list[str], call: Callable[[], Any]) -> None:
 
 def remember_tokens(emu: Emulator) -> None:
     """Add every bearer token the emulator has issued so far to the secrets."""
-    _tokens.update(emu._tokens._expiry)
+    _tokens.update(emu._state.tokens._expiry)
 
 
 @pytest.mark.anyio

@@ -293,7 +293,7 @@ async def test_resume_reuses_valid_presigns_and_resigns_expired_ones(
             assert [o.error async for o in batch] == [None, None]
         first = client._media().statistics
     assert (first.uploads, first.signed) == (2, 2)
-    recorded = {job.request["source_url"] for job in emu._store.jobs.values()}
+    recorded = {job.request["source_url"] for job in emu._state.store.jobs.values()}
 
     async with _client(emu, store, bucket) as client:
         async with client.swap_many(batch_of("beautify"), journal=journal, job_timeout=60) as batch:

@@ -5,6 +5,9 @@ auth, the ban and the rate limit, then calls the handler. Rejections by that gat
 1102, 1200, 1005) use the ``{code, msg}`` envelope on every endpoint, detectors included,
 as an API gateway in front of them would; ``EmulatorConfig.detector_auth_errors="native"``
 makes the detectors refuse credentials in their own envelopes instead (UNCONFIRMED).
+
+The handlers are bound to one ``ServerState`` (``build_app(state)``) and read and change
+only that: never the ``Emulator``, which owns the state and serves this app.
 """
 
 from __future__ import annotations
@@ -14,17 +17,15 @@ import json
 import math
 import re
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from ._faces import detect_faces, detect_legacy
 from ._frames import analyze_frames, error_body
 from ._media import md5_of, mp4_chunks, mp4_size, png_bytes
+from ._server_state import ServerState
 from ._validate import Rejected
-
-if TYPE_CHECKING:
-    from ._emulator import Emulator
 
 __all__ = ["build_app"]
 
@@ -59,39 +60,39 @@ def _number(value: float) -> float | int:
 
 
 class _Api:
-    """Handlers bound to one emulator."""
+    """Handlers bound to one server state."""
 
-    def __init__(self, emu: Emulator) -> None:
-        self.emu = emu
-        self._md5 = emu._md5_cache
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self._md5 = state.md5_cache
         self._cut: set[int] = set()  # ids of requests under a drop_after fault
 
     # --- envelopes ---------------------------------------------------------------------------
 
     def ok(self, request: web.Request, body: dict[str, Any]) -> web.Response:
-        self.emu.stats.codes[(_endpoint(request), body.get("code", 1000))] += 1
+        self.state.stats.codes[(_endpoint(request), body.get("code", 1000))] += 1
         return web.json_response(body)
 
     def error(self, request: web.Request, code: int, msg: str, *, key: str = "msg") -> web.Response:
-        config = self.emu.config
+        config = self.state.config
         body: dict[str, Any] = {"code": code, key: msg}
         if config.error_data == "null":
             body["data"] = None
         elif config.error_data == "empty":
             body["data"] = {}
-        self.emu.stats.codes[(_endpoint(request), code)] += 1
+        self.state.stats.codes[(_endpoint(request), code)] += 1
         return web.json_response(body, status=config.error_status.get(code, 200))
 
     def detector(self, request: web.Request, status: int, body: dict[str, Any]) -> web.Response:
         # Analyze Frames has no code: counted as the new detector's 0 (success) and 1 (failure).
         code = body["error_code"] if "error_code" in body else int(body.get("success") is not True)
-        self.emu.stats.codes[(_endpoint(request), code)] += 1
+        self.state.stats.codes[(_endpoint(request), code)] += 1
         return web.json_response(body, status=status)
 
     def refuse(self, request: web.Request, code: int, msg: str) -> web.Response:
         """An auth failure (1101, 1102, 1200) in the endpoint's envelope (see the config)."""
         endpoint = _endpoint(request)
-        if endpoint not in _DETECTORS or self.emu.config.detector_auth_errors == "standard":
+        if endpoint not in _DETECTORS or self.state.config.detector_auth_errors == "standard":
             return self.error(request, code, msg)
         body: dict[str, Any]
         if endpoint == "analyze_frames":
@@ -121,7 +122,7 @@ class _Api:
 
     def auth_code(self, request: web.Request) -> int | None:
         """1101/1102 for bad/missing credentials, None when authorised."""
-        emu, config = self.emu, self.emu.config
+        state, config = self.state, self.state.config
         authorization = request.headers.get("Authorization", "").strip()
         if authorization:  # Authorization wins over x-api-key (contract 2.3)
             scheme, _, token = authorization.partition(" ")
@@ -130,20 +131,20 @@ class _Api:
                 return 1101
             if not token:
                 return 1102
-            if emu._tokens.valid(token, emu.clock.now()):
+            if state.tokens.valid(token, state.clock.now()):
                 return None
-            if config.accept_api_key_as_bearer and token == emu.api_key:
+            if config.accept_api_key_as_bearer and token == state.api_key:
                 return None
             return 1101
         if "x-api-key" in request.headers:
             key = request.headers["x-api-key"].strip()
             if not key:
                 return 1102
-            return None if key == emu.api_key else 1101
+            return None if key == state.api_key else 1101
         return 1102
 
     def gate(self, request: web.Request, endpoint: str) -> web.Response | None:
-        emu, config = self.emu, self.emu.config
+        state, config = self.state, self.state.config
         if endpoint not in _NO_AUTH and (
             endpoint != "detect_legacy" or config.legacy_detect_requires_auth
         ):
@@ -154,7 +155,7 @@ class _Api:
             if config.banned:
                 return self.refuse(request, 1200, "Account banned")
         if endpoint != "result_file":
-            wait = emu._limiter.check(endpoint, emu.clock.now(), config)
+            wait = state.limiter.check(endpoint, state.clock.now(), config)
             if wait > 0:
                 response = self.error(request, 1005, "Operation too frequent")
                 if config.rate_limit_retry_after:
@@ -165,7 +166,7 @@ class _Api:
     @web.middleware
     async def middleware(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
         endpoint = _endpoint(request)
-        stats = self.emu.stats
+        stats = self.state.stats
         stats.requests[endpoint] += 1
         if endpoint == "unknown":
             try:
@@ -173,7 +174,7 @@ class _Api:
             except web.HTTPException as exc:
                 stats.responses[(endpoint, exc.status)] += 1
                 raise
-        fault = self.emu.faults.pick(endpoint)
+        fault = self.state.faults.pick(endpoint)
         kind = None if fault is None else fault.kind
         if fault is not None:
             stats.faults[(endpoint, fault.kind)] += 1
@@ -181,7 +182,7 @@ class _Api:
             return _drop(request)
         if fault is not None and kind == "slow":
             await asyncio.sleep(
-                self.emu.config.slow_seconds if fault.delay is None else fault.delay
+                self.state.config.slow_seconds if fault.delay is None else fault.delay
             )
         response: web.StreamResponse
         if kind in ("http_500", "http_502", "http_503", "http_429"):
@@ -213,7 +214,7 @@ class _Api:
     # --- handlers ----------------------------------------------------------------------------
 
     async def get_token(self, request: web.Request) -> web.Response:
-        emu, key = self.emu, self.emu.config.token_error_key
+        state, key = self.state, self.state.config.token_error_key
         body = await self.json_body(request)
         if not isinstance(body, dict):
             return self.error(request, 1003, "the request body must be a JSON object", key=key)
@@ -225,31 +226,31 @@ class _Api:
             or not isinstance(secret, str)
         ):
             return self.error(request, 1102, "clientId and clientSecret are required", key=key)
-        if client_id != emu.client_id or secret != emu.client_secret:
+        if client_id != state.client_id or secret != state.client_secret:
             return self.error(request, 1101, "Authorization invalid", key=key)
-        if emu.config.banned:
+        if state.config.banned:
             return self.error(request, 1200, "Account banned", key=key)
-        return self.ok(request, {"code": 1000, "token": emu.issue_token()})
+        return self.ok(request, {"code": 1000, "token": state.issue_token()})
 
     async def submit(self, request: web.Request) -> web.Response:
-        emu, endpoint = self.emu, _endpoint(request)
+        state, endpoint = self.state, _endpoint(request)
         body = await self.json_body(request)
         inputs_ok = True
-        if emu.config.fetch_inputs:
-            inputs_ok = await emu._fetch_inputs(endpoint, body)
+        if state.config.fetch_inputs:
+            inputs_ok = await state.fetch_inputs(endpoint, body)
         try:
-            job = emu.submit(endpoint, body, _inputs_ok=inputs_ok)
+            job = state.submit(endpoint, body, inputs_ok=inputs_ok)
         except Rejected as exc:
             return self.error(request, exc.code, exc.msg)
         data: dict[str, Any] = {"_id": job.id, "job_id": job.job_id}
         v3 = endpoint in ("faceswap_image", "faceswap_video")
-        if v3 or emu.config.v4_returns_url:
-            data["url"] = emu.result_url(job)
+        if v3 or state.config.v4_returns_url:
+            data["url"] = state.result_url(job)
         msg = _PATIENT.format(job.kind) if v3 else "OK"
         return self.ok(request, {"code": 1000, "msg": msg, "data": data})
 
     def _ids(self, request: web.Request, raw: object) -> list[str] | web.Response:
-        config = self.emu.config
+        config = self.state.config
         if not isinstance(raw, str) or not raw.strip(","):
             return self.error(request, 1003, "_ids is required")
         ids = list(dict.fromkeys(s.strip().lower() for s in raw.split(",") if s.strip()))
@@ -261,18 +262,18 @@ class _Api:
         return [i for i in ids if _OBJECT_ID.match(i)]
 
     async def list_results(self, request: web.Request) -> web.Response:
-        emu = self.emu
+        state = self.state
         ids = self._ids(request, request.query.get("_ids"))
         if isinstance(ids, web.Response):
             return ids
-        jobs = [job for i in ids if (job := emu._store.live(i)) is not None]
-        if len(jobs) < len(ids) and emu.config.unknown_ids == "error":
+        jobs = [job for i in ids if (job := state.store.live(i)) is not None]
+        if len(jobs) < len(ids) and state.config.unknown_ids == "error":
             return self.error(request, 1003, "unknown _id")
-        if emu.config.result_order == "created":
+        if state.config.result_order == "created":
             jobs.sort(key=lambda j: (j.created_at, j.id))
-        elif emu.config.result_order == "shuffled":
-            emu._store.shuffle(jobs)
-        items = [emu._store.item(job, emu.base_url) for job in jobs]
+        elif state.config.result_order == "shuffled":
+            state.store.shuffle(jobs)
+        items = [state.store.item(job, state.base_url) for job in jobs]
         return self.ok(request, {"code": 1000, "msg": "OK", "data": {"result": items}})
 
     async def delete_results(self, request: web.Request) -> web.Response:
@@ -280,49 +281,50 @@ class _Api:
         ids = self._ids(request, body.get("_ids") if isinstance(body, dict) else None)
         if isinstance(ids, web.Response):
             return ids
-        now = self.emu.clock.now()
+        now = self.state.clock.now()
         for i in ids:
-            job = self.emu._store.live(i)
+            job = self.state.store.live(i)
             if job is not None:
                 job.deleted_at = now
         return self.ok(request, {"code": 1000, "msg": "OK"})
 
     async def quota(self, request: web.Request) -> web.Response:
-        credit = _number(self.emu._store.credit)
+        credit = _number(self.state.store.credit)
         return self.ok(request, {"code": 1000, "msg": "OK", "data": {"credit": credit}})
 
     async def detect_faces(self, request: web.Request) -> web.Response:
         body = await self.json_body(request)
-        status, out = detect_faces(body, self.emu.config, self.emu.base_url)
+        status, out = detect_faces(body, self.state.config, self.state.base_url)
         return self.detector(request, status, out)
 
     async def analyze_frames(self, request: web.Request) -> web.Response:
         body = await self.json_body(request)
-        status, out = analyze_frames(body, self.emu.config, self.emu.base_url)
+        status, out = analyze_frames(body, self.state.config, self.state.base_url)
         return self.detector(request, status, out)
 
     async def detect_legacy(self, request: web.Request) -> web.Response:
         body = await self.json_body(request)
-        status, out = detect_legacy(body, self.emu.config, self.emu.base_url, self.emu._detect_rng)
+        state = self.state
+        status, out = detect_legacy(body, state.config, state.base_url, state.detect_rng)
         return self.detector(request, status, out)
 
     async def result_file(self, request: web.Request) -> web.StreamResponse:
-        emu, name = self.emu, request.match_info["name"]
+        state, name = self.state, request.match_info["name"]
         if _GENERATED.match(name):
             data = png_bytes(name)
             etag = f'"{md5_of(iter([data]))}"'
             return web.Response(body=data, content_type="image/png", headers={"ETag": etag})
         match = _RESULT.match(name)
-        job = emu._store.live(match.group(1)) if match else None
-        now = emu.clock.now()
+        job = state.store.live(match.group(1)) if match else None
+        now = state.clock.now()
         done = job.succeeded_at(now) if job is not None else None
         if (
             job is None
             or job.file_name != name
             or done is None
-            or now >= done + emu.config.result_ttl
+            or now >= done + state.config.result_ttl
         ):
-            status = emu.config.missing_file_status
+            status = state.config.missing_file_status
             return web.Response(
                 status=status, text="Not Found" if status == 404 else "Access Denied"
             )
@@ -330,11 +332,11 @@ class _Api:
             data = png_bytes(f"{job.id} {job.job_id}", width=64, height=48)
             etag = f'"{md5_of(iter([data]))}"'
             return web.Response(body=data, content_type="image/png", headers={"ETag": etag})
-        label, size = f"{job.id} {job.job_id}", emu.config.video_size
+        label, size = f"{job.id} {job.job_id}", state.config.video_size
 
         def chunks() -> Any:
             return mp4_chunks(
-                label, size, created=job.created_at, duration=emu.config.video_duration
+                label, size, created=job.created_at, duration=state.config.video_duration
             )
 
         cache_key = (job.id, size)
@@ -370,9 +372,9 @@ def _drop(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def build_app(emu: Emulator) -> web.Application:
-    """The application serving every emulated endpoint for ``emu``."""
-    api = _Api(emu)
+def build_app(state: ServerState) -> web.Application:
+    """The application serving every emulated endpoint from ``state``."""
+    api = _Api(state)
     app = web.Application(middlewares=[api.middleware], client_max_size=16 * 1024 * 1024)
     add = app.router.add_post
     add("/api/open/v3/getToken", api.get_token, name="get_token")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import threading
 import types
 import weakref
@@ -10,7 +9,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager, ExitStack
 from typing import Any, TypeVar, overload
 
-import aiohttp
 import attrs
 from aiohttp import web
 from anyio.from_thread import BlockingPortal, start_blocking_portal
@@ -18,21 +16,21 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from ._app import build_app
 from ._clock import Clock, ManualClock, RealClock
 from ._config import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, EmulatorConfig
-from ._faults import FaultInjector, RateLimiter
-from ._state import EmulatorStats, Job, JobStore, TokenStore
-from ._validate import Rejected, validate_submit
-from ._webhooks import WebhookAttempt, WebhookScheduler
+from ._server_state import ServerState
+from ._state import Job
+from ._webhooks import WebhookAttempt
 
 __all__ = ["Emulator", "EmulatorThread"]
 
 _T = TypeVar("_T")
-_SUBMIT_ENDPOINTS = frozenset({"faceswap_plus", "faceswap_pro", "faceswap_image", "faceswap_video"})
 
 
 class Emulator:
     """A faithful local AKOOL server on ``127.0.0.1`` (ephemeral port by default).
 
     Use it as ``async with Emulator(...) as emu:`` and point a client at ``emu.base_url``.
+    The server's state is one ``ServerState`` the emulator owns and serves; ``stats``,
+    ``faults``, ``clock`` and ``submit_listeners`` are that state's own objects.
 
     Args:
         api_key: The accepted ``x-api-key``; defaults to ``client_secret`` (the docs say the
@@ -58,12 +56,7 @@ class Emulator:
             raise ValueError("client_secret must be 16, 24 or 32 bytes (it is the AES key)")
         if not client_id:
             raise ValueError("client_id must not be empty")
-        self.api_key = client_secret if api_key is None else api_key
-        self.client_id = client_id
-        self.client_secret = client_secret
         self._initial = config or EmulatorConfig()
-        self._config = self._initial
-        self._port = port
         if clock is None:
             c = self._initial
             clock = (
@@ -71,29 +64,24 @@ class Emulator:
                 if c.clock == "manual"
                 else RealClock(speed=c.clock_speed, start=c.start_time)
             )
-        self.clock: Clock = clock
-        self.stats = EmulatorStats()
-        self._store = JobStore(self._config, clock, self.stats)
-        self._tokens = TokenStore()
-        self.faults = FaultInjector(self._config)
-        self._limiter = RateLimiter()
-        self._detect_rng = random.Random(f"detect-{self._config.seed}")
-        self._md5_cache: dict[tuple[str, int], str] = {}
-        self._webhooks = WebhookScheduler(
-            clock=clock,
-            config=lambda: self._config,
-            jobs=self._store.live,
-            result_url=self.result_url,
-            faults=self.faults,
-            stats=self.stats,
+        self._state = state = ServerState(
+            api_key=client_secret if api_key is None else api_key,
             client_id=client_id,
             client_secret=client_secret,
+            config=self._initial,
+            clock=clock,
         )
+        self.api_key = state.api_key
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.clock: Clock = clock
+        self.stats = state.stats
+        self.faults = state.faults
+        self._port = port
         self._runner: web.AppRunner | None = None
-        self._fetcher: aiohttp.ClientSession | None = None
         self.base_url = ""
         #: Called with every job a submit creates (the process's ``--submit-log`` uses it).
-        self.submit_listeners: list[Callable[[Job], None]] = []
+        self.submit_listeners: list[Callable[[Job], None]] = state.submit_listeners
 
     def __repr__(self) -> str:
         return f"Emulator(base_url={self.base_url!r}, api_key='***', client_id={self.client_id!r})"
@@ -104,23 +92,20 @@ class Emulator:
         """Start serving; sets ``base_url``."""
         if self._runner is not None:
             raise RuntimeError("the emulator is already running")
-        runner = web.AppRunner(build_app(self), access_log=None, shutdown_timeout=0.5)
+        runner = web.AppRunner(build_app(self._state), access_log=None, shutdown_timeout=0.5)
         await runner.setup()
         try:
             await web.TCPSite(runner, "127.0.0.1", self._port).start()
-            await self._webhooks.start(background=not isinstance(self.clock, ManualClock))
+            await self._state.start(background=not isinstance(self.clock, ManualClock))
         except BaseException:
             await runner.cleanup()
             raise
         self._runner = runner
-        self.base_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        self.base_url = self._state.base_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
 
     async def aclose(self) -> None:
         """Stop webhook deliveries and the server. Idempotent."""
-        await self._webhooks.aclose()
-        if self._fetcher is not None:
-            fetcher, self._fetcher = self._fetcher, None
-            await fetcher.close()
+        await self._state.aclose()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
@@ -137,7 +122,7 @@ class Emulator:
     @property
     def config(self) -> EmulatorConfig:
         """The current configuration (frozen; change it with ``configure``)."""
-        return self._config
+        return self._state.config
 
     def configure(self, **changes: Any) -> EmulatorConfig:
         """Change options at runtime (``attrs.evolve``); returns the new configuration.
@@ -146,11 +131,8 @@ class Emulator:
         only. Rate-limit buckets refill on every call. ``reset()`` restores the configuration
         the emulator was built with.
         """
-        self._config = attrs.evolve(self._config, **changes)
-        self._store.config = self._config
-        self.faults.config = self._config
-        self._limiter.reset()
-        return self._config
+        self._state.reconfigure(attrs.evolve(self._state.config, **changes))
+        return self._state.config
 
     def ban(self, banned: bool = True) -> None:
         """Make every authenticated request (and getToken) answer 1200, or lift the ban."""
@@ -158,35 +140,35 @@ class Emulator:
 
     def expire_tokens(self) -> None:
         """Invalidate every getToken token issued so far (they then get 1101)."""
-        self._tokens.expire_all()
+        self._state.tokens.expire_all()
 
     def issue_token(self) -> str:
         """Mint a valid bearer token without calling getToken."""
-        return self._tokens.issue(self.clock.now(), self._config.token_ttl)
+        return self._state.issue_token()
 
     @property
     def credit(self) -> float:
         """The credit balance."""
-        return self._store.credit
+        return self._state.store.credit
 
     def set_credit(self, credit: float) -> None:
         """Set the credit balance (submits cost credit; below the cost they get 1006)."""
-        self._store.credit = float(credit)
+        self._state.store.credit = float(credit)
 
     # --- jobs --------------------------------------------------------------------------------
 
     @property
     def jobs(self) -> Mapping[str, Job]:
         """Every job created (deleted ones too, with ``deleted_at`` set), by ``_id``. Read-only."""
-        return types.MappingProxyType(self._store.jobs)
+        return types.MappingProxyType(self._state.store.jobs)
 
     def status(self, job_id: str) -> int:
         """The current ``faceswap_status`` of the job with this ``_id`` (KeyError if unknown)."""
-        return self._store.jobs[job_id].status_at(self.clock.now())
+        return self._state.store.jobs[job_id].status_at(self.clock.now())
 
     def result_url(self, job: Job) -> str:
         """The job's result URL (the one V3 returns at submit and listbyids reports)."""
-        return f"{self.base_url}/results/{job.file_name}"
+        return self._state.result_url(job)
 
     def submit(self, endpoint: str, body: Any, *, _inputs_ok: bool = True) -> Job:
         """Create a job exactly as the HTTP submit would, without HTTP (e.g. to seed state).
@@ -199,46 +181,7 @@ class Emulator:
         Raises:
             Rejected: 1003 (invalid), 1007 (more than 8 faces) or 1006 (credit too low).
         """
-        if endpoint not in _SUBMIT_ENDPOINTS:
-            raise ValueError(f"not a submit endpoint: {endpoint!r}")
-        sub = validate_submit(endpoint, body, self._config)
-        if self._store.credit < self._store.cost_of(sub.kind):
-            raise Rejected(1006, "Quota not enough")
-        job = self._store.create(
-            endpoint=endpoint,
-            kind=sub.kind,
-            source_urls=sub.source_urls,
-            target_urls=sub.target_urls,
-            webhook_url=sub.webhook_url,
-            request=body,
-            inputs_ok=_inputs_ok,
-        )
-        self._webhooks.schedule_job(job)
-        for listener in self.submit_listeners:
-            listener(job)
-        return job
-
-    async def _fetch_inputs(self, endpoint: str, body: Any) -> bool:
-        """GET every input URL of a submit (``fetch_inputs``): whether all answered 200."""
-        try:
-            sub = validate_submit(endpoint, body, self._config)
-        except Rejected:
-            return True  # the submit itself is refused; nothing to fetch
-        if self._fetcher is None:
-            self._fetcher = aiohttp.ClientSession()
-        ok = True
-        timeout = aiohttp.ClientTimeout(total=30.0)
-        for url in dict.fromkeys((*sub.source_urls, *sub.target_urls)):
-            status = 0
-            try:
-                async with self._fetcher.get(url, timeout=timeout) as response:
-                    await response.read()
-                    status = response.status
-            except (aiohttp.ClientError, TimeoutError, ValueError):
-                status = 0
-            self.stats.input_fetches[url, status] += 1
-            ok = ok and status == 200
-        return ok
+        return self._state.submit(endpoint, body, inputs_ok=_inputs_ok)
 
     def force_status(self, job_id: str, status: int) -> None:
         """Pin a job's status from now on (1-4), whatever its plan; fires its webhook if due.
@@ -248,13 +191,13 @@ class Emulator:
         """
         if status not in (1, 2, 3, 4):
             raise ValueError("status must be 1, 2, 3 or 4")
-        job = self._store.jobs[job_id]
+        job = self._state.store.jobs[job_id]
         job.forced_status, job.forced_at = status, self.clock.now()
-        self._webhooks.schedule_forced(job, status)
+        self._state.webhooks.schedule_forced(job, status)
 
     def fail_next_jobs(self, count: int = 1) -> None:
         """Make the next ``count`` jobs created end in status 4."""
-        self._store.fail_next += count
+        self._state.store.fail_next += count
 
     # --- time and webhooks -------------------------------------------------------------------
 
@@ -267,7 +210,7 @@ class Emulator:
         """
         if seconds < 0:
             raise ValueError("the clock cannot go backwards")
-        scheduler = self._webhooks
+        scheduler = self._state.webhooks
         if isinstance(self.clock, ManualClock):
             target = self.clock.now() + seconds
             while (due := scheduler.next_due()) is not None and due <= target:
@@ -284,7 +227,7 @@ class Emulator:
     @property
     def webhook_attempts(self) -> list[WebhookAttempt]:
         """Every webhook delivery attempt so far, in order (a live list)."""
-        return self._webhooks.attempts
+        return self._state.webhooks.attempts
 
     async def wait_for_webhooks(
         self,
@@ -297,7 +240,7 @@ class Emulator:
         Raises:
             TimeoutError: fewer than ``count`` after ``timeout`` real seconds.
         """
-        return await self._webhooks.wait_for(count, timeout)
+        return await self._state.webhooks.wait_for(count, timeout)
 
     async def send_webhook(
         self,
@@ -311,11 +254,11 @@ class Emulator:
         with this emulator's credentials (contract section 5), e.g. to test a receiver
         against the 5.6 vector. No retry; the attempt is recorded and returned.
         """
-        return await self._webhooks.deliver(url, payload, timestamp=timestamp, nonce=nonce)
+        return await self._state.webhooks.deliver(url, payload, timestamp=timestamp, nonce=nonce)
 
     async def drain_webhooks(self) -> None:
         """Wait until no background delivery is in flight."""
-        await self._webhooks.drain()
+        await self._state.webhooks.drain()
 
     # --- reset -------------------------------------------------------------------------------
 
@@ -324,15 +267,7 @@ class Emulator:
         recorded attempts are cleared, the credit and the initial configuration restored,
         and every random source reseeded. Tokens and the clock are kept.
         """
-        self._config = self._initial
-        self._store.reset(self._config)
-        self.faults.reset(self._config)
-        self._limiter.reset()
-        self._webhooks.reset()
-        self._detect_rng = random.Random(f"detect-{self._config.seed}")
-        self._md5_cache.clear()
-        for counter in attrs.astuple(self.stats, recurse=False):
-            counter.clear()
+        self._state.reset(self._initial)
 
 
 _register_thread_exit: Callable[..., None] | None = getattr(threading, "_register_atexit", None)

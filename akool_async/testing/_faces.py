@@ -28,6 +28,7 @@ __all__ = [
     "detect_legacy",
     "face_count",
     "faces_for",
+    "is_http",
     "is_video_url",
 ]
 
@@ -126,7 +127,8 @@ def decode_img(img: str) -> bytes | None:
     return data or None
 
 
-def _is_http(value: object) -> bool:
+def is_http(value: object) -> bool:
+    """Whether ``value`` is an ``http(s)://host...`` URL string."""
     return isinstance(value, str) and re.match(r"^https?://[^\s/]+", value) is not None
 
 
@@ -142,7 +144,7 @@ def detect_faces(body: Any, config: EmulatorConfig, base_url: str) -> tuple[int,
     if not url and not img:
         return _error(400, "Either 'url' or 'img' parameter must be provided")
     if url:  # url wins over img
-        if not _is_http(url):
+        if not is_http(url):
             return _error(400, "Invalid URL format")
         key, count, video = str(url), face_count(str(url)), is_video_url(str(url))
         if config.fail_marker is not None and config.fail_marker in key:
@@ -191,7 +193,7 @@ def detect_legacy(
     url, img = body.get("image_url"), body.get("img")
     extra: dict[str, Any] = {}
     if url:
-        if not _is_http(url):
+        if not is_http(url):
             return error("image_url must be an http(s) URL")
         key, count = str(url), face_count(str(url))
         if config.fail_marker is not None and config.fail_marker in key:

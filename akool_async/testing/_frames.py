@@ -21,7 +21,7 @@ import math
 from typing import Any
 
 from ._config import EmulatorConfig
-from ._faces import _is_http, face_count, faces_for
+from ._faces import face_count, faces_for, is_http
 
 __all__ = ["DEFAULT_EXPAND_RATIO", "analyze_frames", "error_body"]
 
@@ -61,7 +61,7 @@ def analyze_frames(body: Any, config: EmulatorConfig, base_url: str) -> tuple[in
     if limit is not None and len(urls) > limit:
         return _error(400, f"At most {limit} frames per request, got {len(urls)}")
     for url in urls:
-        if not _is_http(url):
+        if not is_http(url):
             return _error(400, f"Invalid URL format: {url!r}")
     timestamps = body.get("timestamps")
     if timestamps is None:
