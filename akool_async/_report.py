@@ -64,7 +64,6 @@ __all__ = [
     "REPORT_FILES",
     "ReportItem",
     "collect_items",
-    "finish_batch_report",
     "redact_url",
     "remember_batch",
     "write_report_html",
@@ -433,31 +432,4 @@ async def write_report_html(
             thumbnails=thumbnails,
             secrets=secrets,
         )
-    )
-
-
-async def finish_batch_report(
-    directory: str | os.PathLike[str],
-    entries: Sequence[Any],
-    result: Any,
-    *,
-    journal: str | os.PathLike[str] | None = None,
-    inputs: Literal["link", "fetch", "none"] = "link",
-    secrets: Sequence[str] = (),
-) -> Path:
-    """At the end of a CLI batch: record its statistics, then build ``DIR/report.html``."""
-    directory = Path(directory)
-    await anyio.to_thread.run_sync(
-        lambda: remember_batch(
-            directory,
-            entries,
-            journal=journal,
-            statistics=result.statistics,
-            seconds=result.seconds,
-        )
-    )
-    if journal is not None and not await anyio.Path(journal).is_file():
-        journal = None  # nothing was journaled (an empty manifest)
-    return await write_report_html(
-        directory, journal=journal, records=result.records, inputs=inputs, secrets=secrets
     )

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from akool_async import AsyncClient, PollConfig
-from akool_async._cli import main
+from akool_async.cli import main
 from akool_async.testing import DEFAULT_API_KEY, Emulator, EmulatorThread
 from tests._support import FAST_RETRY, Cli, Run
 

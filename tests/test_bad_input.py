@@ -33,7 +33,7 @@ from akool_async import (
     ValidationError,
     VideoSwap,
 )
-from akool_async._manifest import (
+from akool_async.cli._manifest import (
     KINDS,
     ManifestEntry,
     ManifestError,

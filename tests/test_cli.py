@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from akool_async._cli import main as cli_main
+from akool_async.cli import main as cli_main
 from akool_async.testing import DEFAULT_API_KEY, EmulatorConfig, EmulatorThread
 from tests._support import CLI_JOBS, Cli
 
@@ -280,7 +280,7 @@ def test_missing_rich_message(emulator: EmulatorThread, tmp_path: Path) -> None:
     )
     script = (
         "import sys; sys.modules['rich'] = None\n"
-        "from akool_async._cli import main\n"
+        "from akool_async.cli import main\n"
         "raise SystemExit(main(sys.argv[1:]))\n"
     )
     env = subprocess_env(AKOOL_BASE_URL=emulator.base_url, AKOOL_API_KEY=DEFAULT_API_KEY)

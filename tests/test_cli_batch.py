@@ -164,7 +164,7 @@ async def test_progress_shows_a_rate_bound_batch() -> None:
 
     from akool_async import RateLimitStatistics
     from akool_async._events import BatchCounters
-    from akool_async._progress import BatchProgress
+    from akool_async.cli._progress import BatchProgress
 
     recorded = Console(record=True, width=80, file=io.StringIO(), force_terminal=False)
     stats = BatchCounters(read=10).snapshot(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from akool_async._cli import main as cli_main
+from akool_async.cli import main as cli_main
 from akool_async.testing import DEFAULT_API_KEY, DEFAULT_CLIENT_ID, EmulatorConfig, EmulatorThread
 from tests._support import CLI_JOBS, Cli, on_emulator
 

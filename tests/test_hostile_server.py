@@ -50,9 +50,7 @@ from akool_async import (
     SwapResult,
     SwapStatus,
     TransportError,
-    _cli_context,
 )
-from akool_async._cli import main
 from akool_async._download import save_result
 from akool_async._endpoints import (
     DELETE_RESULTS,
@@ -67,6 +65,8 @@ from akool_async._endpoints import (
     LIST_RESULTS,
 )
 from akool_async._wire import BODY_LIMIT
+from akool_async.cli import _context as _cli_context
+from akool_async.cli import main
 from tests._support import FAST_POLL
 from tests.test_secrets import describe
 from tests.test_secrets import swept as sweep

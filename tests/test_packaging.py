@@ -68,7 +68,7 @@ def test_wheel_ships_license_types_and_manifest_docs(wheel: zipfile.ZipFile) -> 
 def test_wheel_entry_points(wheel: zipfile.ZipFile) -> None:
     """The console script and the pytest plugin are registered."""
     entry_points = dist_info(wheel, "entry_points.txt")
-    assert "akool-async = akool_async._cli:main" in entry_points
+    assert "akool-async = akool_async.cli:main" in entry_points
     assert "akool_async = akool_async.testing.pytest_plugin" in entry_points
 
 

@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 
 from akool_async import BatchStatistics, RateLimitStatistics
-from akool_async._progress import BatchProgress, ProgressView
+from akool_async.cli._progress import BatchProgress, ProgressView
 
 WIDTHS = [80, 120]
 

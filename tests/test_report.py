@@ -24,11 +24,11 @@ import attrs
 import pytest
 
 from akool_async import AsyncClient, JournalError, ValidationError, write_report_html
-from akool_async._cli_batch import BatchRunResult, run_batch, write_report
-from akool_async._cli_context import Context
-from akool_async._demo import DEMO_POLL, build_demo_requests, demo_emulator_config
 from akool_async._journal import Journal
 from akool_async._report import remember_batch
+from akool_async.cli._batch import BatchRunResult, run_batch, write_report
+from akool_async.cli._context import Context
+from akool_async.cli._demo import DEMO_POLL, build_demo_requests, demo_emulator_config
 from akool_async.testing import DEFAULT_API_KEY, DEFAULT_CLIENT_SECRET, Emulator, EmulatorThread
 from tests._browser import Chromium, Page
 from tests._support import Cli

@@ -32,10 +32,10 @@ from akool_async import (
     RetryPolicy,
     Timeout,
 )
-from akool_async._cli import main
 from akool_async._models import TokenRequest
 from akool_async._receiver import WebhookReceiver
 from akool_async._webhooks import WebhookVerifier
+from akool_async.cli import main
 from akool_async.testing import Emulator, EmulatorConfig, EmulatorThread
 
 API_KEY = "SECRETapiKEYq7Z3x9W2v4T6"

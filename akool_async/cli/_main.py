@@ -1,4 +1,4 @@
-"""The ``akool-async`` command line (also ``python -m akool_async``).
+"""The ``akool-async`` command line (also ``python -m akool_async``): runs one command.
 
 Commands::
 
@@ -19,7 +19,7 @@ Commands::
 
 Global options (before or after the command): ``--api-key`` (else ``AKOOL_API_KEY``, or
 ``AKOOL_CLIENT_ID`` + ``AKOOL_CLIENT_SECRET``), ``--base-url`` (else ``AKOOL_BASE_URL``),
-``--profile`` (stored credentials, see ``_cli_config``), ``--json`` (machine-readable
+``--profile`` (stored credentials, see ``_config``), ``--json`` (machine-readable
 stdout: one JSON document, or JSON Lines for ``batch``), ``-v`` / ``-vv`` (logs on stderr),
 ``-q`` (no progress or commentary on stderr).
 
@@ -33,10 +33,12 @@ The command line is synchronous at the top: each invocation runs one event loop 
 progress bars and tables of ``batch`` and ``demo``; every other command, and those two with
 ``--json``, work without it.
 
-Layout: ``_cli_parser`` (arguments and help), ``_cli_context`` (exit codes, ``Context``),
-``_cli_commands`` (single-call commands), ``_cli_batch`` (``batch``), ``_cli_config``
-(``login``, ``logout``, ``completion``), ``_demo`` (``demo``),
-``_manifest`` (manifest files), ``_progress`` (rich rendering); this module runs a command.
+Layout (this package, ``akool_async.cli``): ``_parser`` (arguments and help), ``_context``
+(exit codes, ``Context``), ``_commands`` (single-call commands), ``_batch`` (``batch``),
+``_shared`` (``batch`` on a shared journal), ``_analyze`` (``detect --analyze``),
+``_report`` (``report``), ``_config`` (``login``, ``logout``, ``completion``), ``_demo``
+(``demo``), ``_manifest`` (manifest files), ``_progress`` (rich rendering); this module runs a
+command.
 """
 
 from __future__ import annotations
@@ -51,8 +53,13 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Final
 
-from ._cli_commands import HANDLERS, cmd_emulator
-from ._cli_context import (
+from akool_async._errors import AkoolError, ValidationError
+from akool_async._journals import is_shared_url, url_passwords
+from akool_async._redact import redact
+from akool_async._speedups import run, tune_gc
+
+from ._commands import HANDLERS, cmd_emulator
+from ._context import (
     EXIT_BROKEN_PIPE,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -63,11 +70,7 @@ from ._cli_context import (
     Context,
     Interrupted,
 )
-from ._cli_parser import build_parser, command_parser
-from ._errors import AkoolError, ValidationError
-from ._journals import is_shared_url, url_passwords
-from ._redact import redact
-from ._speedups import run, tune_gc
+from ._parser import build_parser, command_parser
 
 __all__ = ["build_parser", "main"]
 
@@ -155,7 +158,7 @@ async def _run(ctx: Context, handler: Callable[[Context], Awaitable[int]]) -> in
 
 
 def _secrets(args: argparse.Namespace) -> tuple[str, ...]:
-    from ._cli_config import profile_secrets
+    from ._config import profile_secrets
 
     values = [getattr(args, "api_key", None), *(os.environ.get(n) for n in _ENV_SECRETS)]
     values.extend(profile_secrets(args))

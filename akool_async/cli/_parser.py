@@ -10,17 +10,18 @@ import re
 from pathlib import Path
 from typing import Any, Final, NoReturn
 
-from ._cli_config import add_config_commands
-from ._cli_context import EXIT_USAGE, PROG, CliError
-from ._models import MediaType, ModelStyle
-from ._storage import is_store_url
+from akool_async._models import MediaType, ModelStyle
+from akool_async._storage import is_store_url
+
+from ._config import add_config_commands
+from ._context import EXIT_USAGE, PROG, CliError
 
 __all__ = ["BATCH_EPILOG", "build_parser", "command_parser", "manifest_doc"]
 
 
 def manifest_doc() -> Path:
     """The manifest format's full description: inside the installed package, else the checkout's."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parent.parent  # the akool_async package
     installed = here / "docs" / "manifest.md"
     return installed if installed.is_file() else here.parent / "docs" / "manifest.md"
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._cli_context import EXIT_OK, EXIT_USAGE, CliError, Context
-from ._frames import AnalyzeFrames, FrameAnalysis
+from akool_async._frames import AnalyzeFrames, FrameAnalysis
+
+from ._context import EXIT_OK, EXIT_USAGE, CliError, Context
 
 __all__ = ["cmd_analyze"]
 

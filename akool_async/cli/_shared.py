@@ -14,8 +14,9 @@ import time
 
 import attrs
 
-from ._cli_context import EXIT_OK, EXIT_USAGE, CliError, Context
-from ._journals import is_shared_url
+from akool_async._journals import is_shared_url
+
+from ._context import EXIT_OK, EXIT_USAGE, CliError, Context
 
 __all__ = ["SharedOptions", "cmd_batch_status", "shared_options"]
 
@@ -31,7 +32,7 @@ class SharedOptions:
 
 
 def _worker_id() -> str:
-    from ._journal_pg import _worker_id as make
+    from akool_async._journal_pg import _worker_id as make
 
     return make()
 
@@ -82,7 +83,7 @@ async def cmd_batch_status(ctx: Context) -> int:
         raise CliError(
             "batch --status needs --journal postgresql://... and --batch-id NAME", EXIT_USAGE
         )
-    from ._journal_pg import read_batch_status
+    from akool_async._journal_pg import read_batch_status
 
     status = await read_batch_status(args.journal, args.batch_id)
     workers = [

@@ -19,8 +19,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from ._events import BatchEvent, BatchStatistics
-from ._ratelimit import RateLimitStatistics
+from akool_async._events import BatchEvent, BatchStatistics
+from akool_async._ratelimit import RateLimitStatistics
 
 __all__ = [
     "BatchProgress",

@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from ._cli_context import EXIT_OK, EXIT_USAGE, PROG, CliError, Context
+from ._context import EXIT_OK, EXIT_USAGE, PROG, CliError, Context
 
 __all__ = [
     "PROFILE_KEYS",
@@ -176,7 +176,7 @@ async def cmd_login(ctx: Context) -> int:
     if args.base_url:
         entry["base_url"] = args.base_url
     if args.verify:
-        from ._client import AsyncClient
+        from akool_async._client import AsyncClient
 
         client = AsyncClient(api_key=key, base_url=entry.get("base_url"))
         async with ctx.connect(client):
@@ -224,7 +224,7 @@ def _commands(parser: argparse.ArgumentParser) -> dict[str, list[str]]:
 
     walk(parser, "")
     if "emulator" in table:  # its options live in the emulator's own parser
-        from .testing._main import build_parser as emulator_parser
+        from akool_async.testing._main import build_parser as emulator_parser
 
         walk(emulator_parser(), "emulator")
     return table
@@ -286,7 +286,7 @@ def _case_lines(table: Mapping[str, Any]) -> str:
 
 async def cmd_completion(ctx: Context) -> int:
     """``akool-async completion bash|zsh|fish``: print a shell completion script."""
-    from ._cli_parser import build_parser
+    from ._parser import build_parser
 
     ctx.stdout.write(completion_script(ctx.args.shell, build_parser()))
     ctx.stdout.flush()

@@ -69,9 +69,17 @@ from urllib.request import url2pathname
 
 import attrs
 
-from ._errors import ValidationError
-from ._models import FaceImage, FaceInfo, FaceMapping, ImageSwap, PlusSwap, ProSwap, VideoSwap
-from ._storage import media_refs
+from akool_async._errors import ValidationError
+from akool_async._models import (
+    FaceImage,
+    FaceInfo,
+    FaceMapping,
+    ImageSwap,
+    PlusSwap,
+    ProSwap,
+    VideoSwap,
+)
+from akool_async._storage import media_refs
 
 __all__ = [
     "KINDS",

@@ -12,10 +12,10 @@ from typing import IO, Final
 import anyio
 import attrs
 
-from ._client import AsyncClient
-from ._errors import ValidationError
-from ._poll_config import PollConfig
-from ._redact import redact
+from akool_async._client import AsyncClient
+from akool_async._errors import ValidationError
+from akool_async._poll_config import PollConfig
+from akool_async._redact import redact
 
 __all__ = [
     "EXIT_BROKEN_PIPE",
@@ -135,7 +135,7 @@ class Context:
 
     def client(self) -> AsyncClient:
         """An ``AsyncClient`` from ``--api-key`` / ``--base-url`` and the AKOOL_* environment."""
-        from ._cli_config import load_profile
+        from ._config import load_profile
 
         stored = load_profile(self.args, self.note)
         storage = getattr(self.args, "storage_option", None)

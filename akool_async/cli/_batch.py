@@ -26,16 +26,18 @@ from typing import Any, Final
 import anyio
 import attrs
 
-from ._cli_context import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PROG, CliError, Context
-from ._cli_shared import shared_options
-from ._client import AsyncClient
-from ._errors import AkoolError, JobFailedError
-from ._events import BatchEvent, BatchStatistics, Outcome, SwapRequest
-from ._journals import without_passwords
+from akool_async._client import AsyncClient
+from akool_async._errors import AkoolError, JobFailedError
+from akool_async._events import BatchEvent, BatchStatistics, Outcome, SwapRequest
+from akool_async._journals import without_passwords
+from akool_async._models import SwapStatus
+from akool_async._redact import redact
+from akool_async._report import remember_batch
+
+from ._context import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PROG, CliError, Context
 from ._manifest import ManifestEntry, read_manifest
-from ._models import SwapStatus
-from ._redact import redact
-from ._report import finish_batch_report, remember_batch
+from ._report import finish_batch_report
+from ._shared import shared_options
 
 __all__ = [
     "BatchRunResult",
@@ -275,7 +277,7 @@ async def cmd_batch(ctx: Context) -> int:
     """``akool-async batch MANIFEST --out DIR ...``."""
     args = ctx.args
     if args.status:
-        from ._cli_shared import cmd_batch_status
+        from ._shared import cmd_batch_status
 
         return await cmd_batch_status(ctx)
     if args.manifest is None or args.out is None:

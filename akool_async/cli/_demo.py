@@ -27,11 +27,8 @@ from typing import Any, Final
 
 import anyio
 
-from ._cli_batch import BatchRunResult, run_batch, write_report
-from ._cli_context import EXIT_OK, Context
-from ._client import AsyncClient
-from ._manifest import ManifestEntry
-from ._models import (
+from akool_async._client import AsyncClient
+from akool_async._models import (
     DetectedFace,
     DetectFaces,
     FaceImage,
@@ -43,7 +40,11 @@ from ._models import (
     ProSwap,
     VideoSwap,
 )
-from ._poll_config import PollConfig
+from akool_async._poll_config import PollConfig
+
+from ._batch import BatchRunResult, run_batch, write_report
+from ._context import EXIT_OK, Context
+from ._manifest import ManifestEntry
 from ._report import finish_batch_report
 
 __all__ = ["DEMO_POLL", "build_demo_requests", "cmd_demo", "demo_emulator_config"]
@@ -89,7 +90,7 @@ _LABELS: Final = {
 
 def demo_emulator_config(seed: int = 7) -> Any:
     """The emulator configuration of the demo (realistic shape, fast timings)."""
-    from .testing import EmulatorConfig
+    from akool_async.testing import EmulatorConfig
 
     return EmulatorConfig(
         seed=seed,
@@ -245,7 +246,7 @@ def _files(out_dir: Path, records: Sequence[dict[str, Any]]) -> tuple[int, int]:
 
 async def cmd_demo(ctx: Context) -> int:
     """``akool-async demo [--out DIR] [--jobs N] [--seed N]``."""
-    from .testing import Emulator
+    from akool_async.testing import Emulator
 
     args = ctx.args
     if not ctx.json:

@@ -10,12 +10,10 @@ from typing import Any, Final
 import anyio
 import attrs
 
-from ._cli_context import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PROG, CliError, Context
-from ._client import AsyncClient
-from ._errors import JobError, JobFailedError
-from ._events import DownloadError
-from ._manifest import build_request, fields_of
-from ._models import (
+from akool_async._client import AsyncClient
+from akool_async._errors import JobError, JobFailedError
+from akool_async._events import DownloadError
+from akool_async._models import (
     DetectFaces,
     FaceDetection,
     LegacyDetect,
@@ -24,7 +22,10 @@ from ._models import (
     SwapResult,
     validate_ids,
 )
-from ._storage import StorageError
+from akool_async._storage import StorageError
+
+from ._context import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PROG, CliError, Context
+from ._manifest import build_request, fields_of
 
 __all__ = ["HANDLERS", "cmd_emulator", "result_record"]
 
@@ -80,7 +81,7 @@ def _job_record(job: SwapJob) -> dict[str, Any]:
 
 
 async def _cmd_swap(ctx: Context) -> int:
-    from ._cli_batch import outcome_record
+    from ._batch import outcome_record
 
     args = ctx.args
     request = _swap_request(args)
@@ -273,7 +274,7 @@ def _legacy_records(found: LegacyFaceDetection) -> list[dict[str, Any]]:
 async def _cmd_detect(ctx: Context) -> int:
     args = ctx.args
     if args.analyze:
-        from ._cli_analyze import cmd_analyze
+        from ._analyze import cmd_analyze
 
         return await cmd_analyze(ctx)
     if args.timestamps is not None or args.expand_ratio is not None:
@@ -342,13 +343,13 @@ async def _cmd_detect(ctx: Context) -> int:
 
 
 def cmd_emulator(extra: Sequence[str]) -> int:
-    from .testing import main as emulator_main
+    from akool_async.testing import main as emulator_main
 
     return emulator_main(list(extra), prog="akool-async emulator")
 
 
 async def _cmd_batch(ctx: Context) -> int:
-    from ._cli_batch import cmd_batch
+    from ._batch import cmd_batch
 
     return await cmd_batch(ctx)
 
@@ -360,25 +361,25 @@ async def _cmd_demo(ctx: Context) -> int:
 
 
 async def _cmd_login(ctx: Context) -> int:
-    from ._cli_config import cmd_login
+    from ._config import cmd_login
 
     return await cmd_login(ctx)
 
 
 async def _cmd_logout(ctx: Context) -> int:
-    from ._cli_config import cmd_logout
+    from ._config import cmd_logout
 
     return await cmd_logout(ctx)
 
 
 async def _cmd_completion(ctx: Context) -> int:
-    from ._cli_config import cmd_completion
+    from ._config import cmd_completion
 
     return await cmd_completion(ctx)
 
 
 async def _cmd_report(ctx: Context) -> int:
-    from ._cli_report import cmd_report
+    from ._report import cmd_report
 
     return await cmd_report(ctx)
 
