@@ -165,11 +165,11 @@ class JournalLedger(Ledger):
 
     async def submitted(self, item: Item[Any], job: SwapJob) -> JournalError | None:
         with anyio.CancelScope(shield=True):
-            error = await self.record(
+            return await self.record(
                 item, "submitted", job_id=job.id, job_ref=job.job_id, media=str(job.media),
                 job_url=job.url,
             )  # fmt: skip
-        return error
+        raise AssertionError("unreachable")  # pragma: no cover - a bare shield cancels nothing
 
     async def record(
         self, item: Item[Any], state: JournalState, *args: Any, **fields: Any
