@@ -12,8 +12,7 @@
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
-from ._asgi import WebhookASGIApp
-from ._client import AsyncClient, ClientStatistics
+from ._client import AsyncClient
 from ._config import Limits, Timeout
 from ._errors import (
     AccountBannedError,
@@ -77,11 +76,12 @@ from ._poll_config import PollConfig
 from ._poller import PollerStatistics
 from ._public import present_as_public as _present_as_public
 from ._ratelimit import RateLimit, RateLimitStatistics
-from ._receiver import WebhookReceiver, WebhookReceiverStatistics
+from ._receiver import WebhookASGIApp, WebhookReceiver, WebhookReceiverStatistics
 from ._report import write_report_html
 from ._result_store import SavedFile
 from ._retry import RetryPolicy
 from ._speedups import tune_gc
+from ._stats import ClientStatistics
 from ._storage import StorageError
 from ._sync import BlockingBatch, Client
 from ._webhooks import WebhookEvent, WebhookVerifier

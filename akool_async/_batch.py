@@ -78,9 +78,9 @@ from ._records import submit_endpoint
 from ._submitter import Submitter, Webhooks
 
 if TYPE_CHECKING:
-    from ._client import AsyncClient
     from ._journal_pg import Claim
     from ._poller import Poller
+    from ._seams import ClientSeam
 
 __all__ = ["BatchOptions", "BatchRun"]
 
@@ -92,7 +92,7 @@ class BatchRun(Generic[R]):
 
     def __init__(
         self,
-        client: AsyncClient,
+        client: ClientSeam,
         poller: Poller,
         requests: Iterable[R] | AsyncIterable[R],
         options: BatchOptions,

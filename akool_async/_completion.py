@@ -46,8 +46,8 @@ from ._storage import StorageError, is_store_url
 from ._submitter import Submitter
 
 if TYPE_CHECKING:
-    from ._client import AsyncClient
     from ._poller import Poller
+    from ._seams import ClientSeam
 
 __all__ = ["Completion"]
 
@@ -57,7 +57,7 @@ class Completion:
 
     def __init__(
         self,
-        client: AsyncClient,
+        client: ClientSeam,
         poller: Poller,
         options: BatchOptions,
         counters: BatchCounters,

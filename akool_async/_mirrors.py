@@ -27,7 +27,6 @@ import os
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import (
-    TYPE_CHECKING,
     Any,
     Concatenate,
     Generic,
@@ -47,9 +46,6 @@ from ._events import Outcome, SwapRequest
 from ._orchestrator import Batch
 from ._portal import CANCEL_WAIT, _Flight, _Portal
 
-if TYPE_CHECKING:
-    from ._sync import Client
-
 __all__ = [
     "AttributeMirror",
     "BlockingBatch",
@@ -65,7 +61,7 @@ R = TypeVar("R")
 T = TypeVar("T")
 S = TypeVar("S")
 BI = TypeVar("BI", bound="BlockingIterator[Any]")
-C = TypeVar("C", bound="Client")
+C = TypeVar("C", bound="_Views")
 Req = TypeVar("Req", bound=SwapRequest)
 
 
@@ -81,6 +77,16 @@ class _Proxy(Protocol):
 class _Attributes(Protocol):
     def _read(self, name: str) -> Any: ...
     def _write(self, name: str, value: Any) -> None: ...
+
+
+# What a blocking client (``_sync.Client``) offers the mirrors: protocols, so that this module,
+# which ``_sync`` builds on, never names it.
+class _Views(Protocol):
+    def _view(self, name: str, /, *args: Any, **kwargs: Any) -> Self: ...
+
+
+class _Iterates(Protocol):
+    def _iterate(self, blocking: type[BI], name: str, /, *args: Any, **kwargs: Any) -> BI: ...
 
 
 def _bound_signature(method: Callable[..., Any]) -> inspect.Signature:
@@ -206,7 +212,7 @@ class ViewMirror(_Mirror, Generic[P]):
     def __get__(self, obj: None, owner: type[Any] | None = None) -> Self: ...
     @overload
     def __get__(self, obj: C, owner: type[Any] | None = None) -> Callable[P, C]: ...
-    def __get__(self, obj: Client | None, owner: type[Any] | None = None) -> Any:
+    def __get__(self, obj: _Views | None, owner: type[Any] | None = None) -> Any:
         if obj is None:
             return self
         return self._bind(obj._view)
@@ -244,8 +250,8 @@ class IteratorMirror(_Mirror, Generic[P, BI]):
     @overload
     def __get__(self, obj: None, owner: type[Any] | None = None) -> Self: ...
     @overload
-    def __get__(self, obj: Client, owner: type[Any] | None = None) -> Callable[P, BI]: ...
-    def __get__(self, obj: Client | None, owner: type[Any] | None = None) -> Any:
+    def __get__(self, obj: _Iterates, owner: type[Any] | None = None) -> Callable[P, BI]: ...
+    def __get__(self, obj: _Iterates | None, owner: type[Any] | None = None) -> Any:
         if obj is None:
             return self
         return self._bind(functools.partial(obj._iterate, self._blocking))

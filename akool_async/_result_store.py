@@ -31,7 +31,7 @@ from ._retry import RetryPolicy
 from ._storage import PART_SIZE, StorageError, _filesystem, _store_failure, is_store_url
 
 if TYPE_CHECKING:
-    from ._client import AsyncClient
+    from ._seams import ClientSeam
 
 __all__ = [
     "SavedFile",
@@ -194,7 +194,7 @@ def is_remote_dir(value: str | os.PathLike[str]) -> bool:
 
 
 async def save_anywhere(
-    client: AsyncClient,
+    client: ClientSeam,
     result: SwapResult,
     dest: str | Path,
     *,
@@ -232,7 +232,7 @@ async def save_anywhere(
 
 
 async def download_one(
-    client: AsyncClient, result: SwapResult, dest: str | os.PathLike[str]
+    client: ClientSeam, result: SwapResult, dest: str | os.PathLike[str]
 ) -> SavedFile:
     """``AsyncClient.download``: one result into a local directory or an object-store prefix."""
     if not isinstance(result, SwapResult):

@@ -52,7 +52,7 @@ from ._retry import RetryPolicy
 from ._storage import MEDIA_TYPES, StorageError, media_refs
 
 if TYPE_CHECKING:
-    from ._client import AsyncClient
+    from ._seams import ClientSeam
 
 __all__ = ["Submitter", "Webhooks"]
 
@@ -110,7 +110,7 @@ class Submitter:
 
     def __init__(
         self,
-        client: AsyncClient,
+        client: ClientSeam,
         webhooks: Webhooks | None,
         options: BatchOptions,
         counters: BatchCounters,

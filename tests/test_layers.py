@@ -34,31 +34,11 @@ CLI = f"{PACKAGE}.cli"
 #: Modules outside the CLI that may import it: the entry points, never the SDK.
 CLI_ENTRY_POINTS = frozenset({f"{PACKAGE}.__main__"})
 
-#: Import cycles that exist today, each as the set of modules of one strongly connected
-#: component. Known debt from before the restructure (issue 13), in modules other changes of
-#: that issue are reworking: the lead empties this allow-list as they land, and it must end
-#: empty. A cycle not listed fails the test, and so does a listed one that no longer exists
-#: (delete its entry). Each closes through a ``TYPE_CHECKING`` import (marked "tc").
-KNOWN_CYCLES: frozenset[frozenset[str]] = frozenset(
-    {
-        # _asgi -> _receiver; _receiver -> _asgi (tc)
-        frozenset({f"{PACKAGE}._asgi", f"{PACKAGE}._receiver"}),
-        # _client -> _orchestrator, _result_store; _orchestrator -> _batch, _client (tc);
-        # _batch -> _result_store, _client (tc), _orchestrator (tc); _result_store -> _client (tc)
-        frozenset(
-            {
-                f"{PACKAGE}._batch",
-                f"{PACKAGE}._client",
-                f"{PACKAGE}._orchestrator",
-                f"{PACKAGE}._result_store",
-            }
-        ),
-        # _sync -> _mirrors; _mirrors -> _sync (tc)
-        frozenset({f"{PACKAGE}._mirrors", f"{PACKAGE}._sync"}),
-        # testing._emulator -> testing._app; testing._app -> testing._emulator (tc)
-        frozenset({f"{PACKAGE}.testing._app", f"{PACKAGE}.testing._emulator"}),
-    }
-)
+#: Import cycles allowed: none. (Issue 13 removed the last four: ``_asgi``/``_receiver`` share a
+#: module, ``_mirrors`` names the blocking client by protocols, the job machinery takes a
+#: ``_seams.ClientSeam`` instead of importing ``_client``, the emulator's app a server state.)
+#: A cycle fails the test, and so does a listed one that no longer exists.
+KNOWN_CYCLES: frozenset[frozenset[str]] = frozenset()
 
 
 @attrs.frozen
