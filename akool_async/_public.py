@@ -29,6 +29,24 @@ def present_as_public(namespace: dict[str, object]) -> None:
             continue
         if not value.__module__.startswith(f"{package}._"):
             continue
-        if isinstance(value, type) and attrs.has(value):
-            attrs.resolve_types(value)
+        if isinstance(value, type):
+            if attrs.has(value):
+                attrs.resolve_types(value)
+            _present_members(value, value.__module__, package)
         value.__module__ = package
+
+
+def _present_members(cls: type, module: str, package: str) -> None:
+    """Give the functions defined in ``cls`` the package's ``__module__`` too.
+
+    A class and its methods then agree on where they live, which tools that import the
+    package to document it (griffe's inspection) need: a method still naming the private
+    module while its class names the package reads as an alias of itself.
+    """
+    for member in vars(cls).values():
+        if isinstance(member, staticmethod | classmethod):
+            member = member.__func__
+        elif isinstance(member, property):
+            member = member.fget
+        if inspect.isfunction(member) and member.__module__ == module:
+            member.__module__ = package

@@ -32,10 +32,26 @@ def _signature(obj: Any) -> str:
         return "<no signature>"
 
 
+def _owner(cls: type, name: str) -> type | None:
+    """The class of ``cls``'s MRO that defines ``name``."""
+    return next((c for c in cls.__mro__ if name in vars(c)), None)
+
+
+def _ours(owner: type | None) -> bool:
+    """Defined by the project, not inherited from the standard library or a builtin.
+
+    What ``int`` or ``enum.Enum`` give a subclass differs between Python versions
+    (``int.is_integer`` is new in 3.12, ``Enum.__call__``'s signature changed in 3.12).
+    """
+    return owner is not None and owner.__module__.split(".")[0] == "akool_async"
+
+
 def _members(cls: type) -> dict[str, str]:
     members: dict[str, str] = {}
     for name in sorted(dir(cls)):
         if name.startswith("_") and name not in {"__init__", "__call__", "__aenter__"}:
+            continue
+        if not _ours(_owner(cls, name)):
             continue
         value = inspect.getattr_static(cls, name)
         if isinstance(value, property):
@@ -73,7 +89,8 @@ def surface() -> dict[str, Any]:
                 names[name] = {
                     "kind": "class",
                     "bases": bases,
-                    "signature": _signature(obj),
+                    # An enum is called as the standard library defines, per version.
+                    "signature": "<enum>" if issubclass(obj, enum.Enum) else _signature(obj),
                     "members": _members(obj),
                 }
             elif callable(obj):
