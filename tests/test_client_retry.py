@@ -26,7 +26,7 @@ from akool_async import (
     Timeout,
     TransportError,
 )
-from akool_async._client import _Delivery
+from akool_async._requester import _Delivery
 from akool_async._endpoints import FACESWAP_PLUS, LIST_RESULTS
 from akool_async.testing import (
     DEFAULT_CLIENT_ID,
@@ -419,7 +419,7 @@ def test_failure_classification(
 ) -> None:
     """How far an answered request got, and whether it may be retried, per endpoint kind."""
     client = AsyncClient(api_key="k")
-    failure = client._classify(endpoint, error, status, FAST_RETRY)
+    failure = client._shared.requester._classify(endpoint, error, status, FAST_RETRY)
     assert expected == (failure.delivery, failure.retryable)
 
 
