@@ -42,7 +42,7 @@ import attrs
 from ._events import DownloadError
 from ._models import SwapResult, is_record_id
 from ._redact import describe
-from ._retry import RetryPolicy
+from ._retry import Retryable, RetryPolicy, retrying
 
 __all__ = [
     "DEFAULT_DOWNLOAD_TIMEOUT",
@@ -58,8 +58,11 @@ __all__ = [
     "sweep_parts",
 ]
 
-#: Default retries of a download: 4 attempts, short backoff.
-DOWNLOAD_RETRY: Final = RetryPolicy(max_attempts=4, initial_delay=0.5, max_delay=8.0)
+#: Default retries of a download: 4 attempts, short backoff; no ``max_elapsed`` (a
+#: download's total time is bounded by ``download_timeout``, retries included).
+DOWNLOAD_RETRY: Final = RetryPolicy(
+    max_attempts=4, initial_delay=0.5, max_delay=8.0, max_elapsed=None
+)
 
 _CHUNK: Final = 256 * 1024
 _MD5_ETAG = re.compile(r'(?:W/)?"?([0-9a-fA-F]{32})"?')
@@ -150,11 +153,22 @@ class FileSink:
         await anyio.Path(self.temp).unlink(missing_ok=True)
 
 
-class _Retryable(Exception):
+class _Retryable(Retryable):
+    """An attempt's transient failure (``retrying`` tries again while the policy allows)."""
+
     def __init__(self, reason: str, status: int | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
+
+    def error(self, url: str) -> DownloadError:
+        return DownloadError(
+            f"download of {url} failed: {self.reason}",
+            url=url,
+            reason=self.reason,
+            status=self.status,
+            attempts=self.attempt,
+        )
 
 
 async def download(
@@ -189,27 +203,18 @@ async def download(
         raise DownloadError(
             f"download of {url!r} refused: not an http(s) URL", url=url, reason="not http(s)"
         )
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            return await _attempt(
-                session, url, destination, read_timeout, min_rate, sink(destination)
-            )
-        except _Retryable as exc:
-            error = DownloadError(
-                f"download of {url} failed: {exc.reason}",
-                url=url,
-                reason=exc.reason,
-                status=exc.status,
-                attempts=attempt,
-            )
-            if attempt >= retry.max_attempts:
-                raise error from None
-            delay = retry.delay(attempt - 1)
-            if on_retry is not None:
-                on_retry(attempt, delay, error)
-            await anyio.sleep(delay)
+
+    async def attempt(number: int) -> Downloaded:
+        return await _attempt(session, url, destination, read_timeout, min_rate, sink(destination))
+
+    def retried(number: int, delay: float, failure: _Retryable) -> None:
+        if on_retry is not None:
+            on_retry(number, delay, failure.error(url))
+
+    try:
+        return await retrying(retry, attempt, on_retry=retried)
+    except _Retryable as failure:  # the last attempt's, once the policy gave up
+        raise failure.error(url) from None
 
 
 def _check_media_type(response: aiohttp.ClientResponse) -> None:

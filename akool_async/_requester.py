@@ -28,20 +28,18 @@ its ``on_event`` hook.
 
 from __future__ import annotations
 
-import contextvars
 import enum
 import functools
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 import anyio
 import attrs
-import backoff
 
 from ._config import Timeout
 from ._endpoints import GET_TOKEN, LIST_RESULTS, Endpoint, Host
@@ -59,7 +57,7 @@ from ._events import submit_events, submit_sending
 from ._models import TokenRequest
 from ._ratelimit import RateController
 from ._redact import register, scrub_error
-from ._retry import RetryPolicy
+from ._retry import Retryable, RetryPolicy, retrying
 from ._stats import _Stats
 from ._transport import Unanswered, send
 from ._wire import BODY_LIMIT, WireRequest, build_request, decode
@@ -84,8 +82,8 @@ class _Delivery(enum.Enum):
     ANSWERED = "answered"  # the server answered with a definite failure code
 
 
-class _Failure(Exception):
-    """One failed attempt, classified; ``backoff`` retries it when ``retryable``."""
+class _Failure(Retryable):
+    """One failed attempt, classified; ``retrying`` retries it when ``retryable``."""
 
     def __init__(
         self, error: AkoolError, delivery: _Delivery, *, retryable: bool, throttled: bool = False
@@ -126,35 +124,7 @@ class _Auth:
 
 
 # --------------------------------------------------------------------------------------------
-# Retries: backoff, entered only after a first attempt failed
-
-
-def _not_retryable(exc: Exception) -> bool:
-    return not (isinstance(exc, _Failure) and exc.retryable)
-
-
-#: Seconds the first attempt took before backoff took over (its ``max_time`` is the rest).
-_first_attempt_seconds: contextvars.ContextVar[float] = contextvars.ContextVar(
-    "akool_first_attempt_seconds", default=0.0
-)
-
-
-async def _counted_attempt(
-    requester: Requester,
-    endpoint: Endpoint[Any, RespT],
-    wire: WireRequest,
-    request: Any,
-    policy: RetryPolicy,
-    time_limits: Timeout,
-    tries: list[int],
-    first: _Failure,
-) -> RespT:
-    tries[0] += 1
-    if tries[0] == 1:
-        # The first attempt already ran, outside backoff (``call``'s fast path): backoff
-        # starts from its failure, which decides whether and how long to wait.
-        raise first
-    return await requester._attempt(endpoint, wire, request, policy, time_limits, tries[0])
+# Retries (``_retry.retrying``) and what they report
 
 
 def _tell_batch(endpoint: Endpoint[Any, Any], kind: str, **data: Any) -> None:
@@ -163,58 +133,9 @@ def _tell_batch(endpoint: Endpoint[Any, Any], kind: str, **data: Any) -> None:
         report(kind, **data)
 
 
-async def _on_backoff(details: Mapping[str, Any]) -> None:
-    requester: Requester = details["args"][0]
-    endpoint: Endpoint[Any, Any] = details["args"][1]
-    failure: _Failure = details["exception"]
-    requester.stats.retries[endpoint.name] += 1
-    delay: float = details["wait"]
-    if failure.paced:  # it waits at the rate controller instead: about one turn
-        delay = _pace_delay(requester.rate, failure.retry_after)
-    _logger.info(
-        "retrying %s in %.3fs after attempt %d: %s",
-        endpoint.name,
-        delay,
-        details["tries"],
-        failure.error,
-    )
-    requester.emit(
-        "retried",
-        endpoint=endpoint.name,
-        attempt=details["tries"],
-        delay=delay,
-        error=failure.error,
-    )
-    _tell_batch(endpoint, "retried", attempt=details["tries"], delay=delay, error=failure.error)
-
-
 def _pace_delay(rate: RateController, retry_after: float | None) -> float:
     """About how long a throttled request waits for its next turn."""
     return retry_after if retry_after is not None else 1.0 / rate.rate()
-
-
-@functools.lru_cache(maxsize=64)
-def _retrying(policy: RetryPolicy) -> Callable[..., Awaitable[Any]]:
-    """``_counted_attempt`` under ``policy``'s backoff, decorated once per policy.
-
-    ``backoff`` keeps each call's state (tries, start time) in the call itself, so one
-    decorated function serves every call; decorating per call cost ~100 us of CPU. It only
-    runs once a first attempt failed: ``max_time`` is what ``max_elapsed`` leaves after it.
-    """
-    max_elapsed = policy.max_elapsed
-    retrying: Callable[..., Awaitable[Any]] = backoff.on_exception(
-        policy.wait_gen,
-        _Failure,
-        max_tries=policy.max_attempts,
-        max_time=None
-        if max_elapsed is None
-        else (lambda: max_elapsed - _first_attempt_seconds.get()),
-        jitter=None,
-        giveup=_not_retryable,
-        on_backoff=_on_backoff,
-        logger=None,
-    )(_counted_attempt)
-    return retrying
 
 
 def _redirect_error(
@@ -288,13 +209,13 @@ class Requester:
             except _Failure as first:
                 if not first.retryable or policy.max_attempts == 1:
                     raise
-                spent = _first_attempt_seconds.set(time.monotonic() - started)
-                try:
-                    result = await _retrying(policy)(
-                        self, endpoint, wire, request, policy, time_limits, [0], first
-                    )
-                finally:
-                    _first_attempt_seconds.reset(spent)
+                result = await retrying(
+                    policy,
+                    functools.partial(self._attempt, endpoint, wire, request, policy, time_limits),
+                    first=first,
+                    spent=time.monotonic() - started,
+                    on_retry=functools.partial(self._retried, endpoint),
+                )
         except _Failure as failure:
             error = failure.error
             if endpoint.creates_job and failure.delivery is _Delivery.AMBIGUOUS:
@@ -309,6 +230,25 @@ class Requester:
                 ) from error
             raise error from error.__cause__
         return result
+
+    def _retried(
+        self, endpoint: Endpoint[Any, Any], attempt: int, delay: float, failure: _Failure
+    ) -> None:
+        """Count, log and report a retry of ``endpoint`` after attempt ``attempt`` failed."""
+        self.stats.retries[endpoint.name] += 1
+        if failure.paced:  # it waits at the rate controller instead: about one turn
+            delay = _pace_delay(self.rate, failure.retry_after)
+        _logger.info(
+            "retrying %s in %.3fs after attempt %d: %s",
+            endpoint.name,
+            delay,
+            attempt,
+            failure.error,
+        )
+        self.emit(
+            "retried", endpoint=endpoint.name, attempt=attempt, delay=delay, error=failure.error
+        )
+        _tell_batch(endpoint, "retried", attempt=attempt, delay=delay, error=failure.error)
 
     def emit(self, name: str, **data: Any) -> None:
         """Call the ``on_event`` hook, if any; its exceptions are logged, never raised."""

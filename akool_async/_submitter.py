@@ -48,7 +48,7 @@ from ._journal import JournalState
 from ._ledger import Ledger
 from ._models import CreditQuery, SwapJob
 from ._records import SUBMIT_ENDPOINTS, never_acted
-from ._retry import RetryPolicy
+from ._retry import Retryable, RetryPolicy, retrying
 from ._storage import MEDIA_TYPES, StorageError, media_refs
 
 if TYPE_CHECKING:
@@ -56,9 +56,18 @@ if TYPE_CHECKING:
 
 __all__ = ["Submitter", "Webhooks"]
 
-#: Resubmits of one request after the client gave up on 1005 (each waits at least a backoff).
-_THROTTLE_RESUBMITS: Final = 8
-_RESUBMIT_BACKOFF: Final = RetryPolicy(initial_delay=1.0, max_delay=30.0)
+#: Resubmits of one request after the client gave up on 1005: 8 after the first send, each
+#: after a backoff wait (at least the server's Retry-After).
+_RESUBMITS: Final = RetryPolicy(max_attempts=9, initial_delay=1.0, max_delay=30.0, max_elapsed=None)
+
+
+class _Throttled(Retryable):
+    """A send the client gave up on with a 1005 (or 429): submitted again after a wait."""
+
+    def __init__(self, error: RateLimitError) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after = error.retry_after
 
 
 class Webhooks(Protocol):
@@ -216,37 +225,9 @@ class Submitter:
                 if not isinstance(exc, JournalError):
                     await self.ledger.record_unsubmitted(item, "unsent", exc)
                 return item.outcome(error=exc)
-        throttles = 0
-        while True:  # at most ``concurrency`` of these run: one per worker
-            # Cancellation is still honoured before anything is counted or sent.
-            await anyio.lowlevel.checkpoint_if_cancelled()
-            error = self._stop_error()
-            if error is None:
-                item.slot.move("submitting")
-                try:
-                    job, journal_error = await self._send_once(item, endpoint, request)
-                except AkoolError as exc:
-                    item.slot.move("waiting_input")
-                    error = exc
-                else:
-                    item.slot.move("pending")
-                    if journal_error is not None:  # paid for, but not durably recorded
-                        return item.outcome(job=job, error=journal_error)
-                    break
-            if isinstance(error, RateLimitError) and throttles < _THROTTLE_RESUBMITS:
-                # The client already retried it at the rate controller and gave up; 1005 is a
-                # refusal without action, so trying again later cannot create a second job.
-                throttles += 1
-                delay = _RESUBMIT_BACKOFF.delay(throttles - 1, retry_after=error.retry_after)
-                # The client reported the 1005 itself ("throttled", via submit_events).
-                try:
-                    await anyio.sleep(delay)
-                except BaseException:
-                    await self.ledger.record_unsent(item)  # cancelled between two refusals
-                    raise
-                self._counters.retries += 1
-                self._run.event("retried", item.index, error=error, attempt=throttles + 1)
-                continue
+        sent = await self._send_with_resubmits(item, endpoint, request)
+        if isinstance(sent, AkoolError):
+            error = sent
             refresh = isinstance(error, InsufficientCreditError) and self._credit_error is None
             if refresh:
                 assert isinstance(error, InsufficientCreditError)
@@ -258,8 +239,56 @@ class Submitter:
             if refresh:  # during the balance read is no false ambiguity
                 await self.refresh_credit()
             return outcome
+        job, journal_error = sent
+        if journal_error is not None:  # paid for, but not durably recorded
+            return item.outcome(job=job, error=journal_error)
         self._run.event("submitted", item.index, job_id=job.id)
         return job
+
+    async def _send_with_resubmits(
+        self, item: Item[R], endpoint: Endpoint[Any, SwapJob], request: R
+    ) -> tuple[SwapJob, JournalError | None] | AkoolError:
+        """The journaled send, submitted again later (``_RESUBMITS``) while it gets 1005s.
+
+        The client already retried a 1005 at its rate controller and gave up; 1005 is a
+        refusal without action, so trying again later cannot create a second job. Returns
+        the job (and a journal error, if its row could not be written) or the error that
+        ends the request (a stop rule's included).
+        """
+        backing_off: list[RateLimitError] = []  # the refusal being waited out, if any
+
+        async def attempt(number: int) -> tuple[SwapJob, JournalError | None] | AkoolError:
+            if backing_off:  # a resubmit, after its wait
+                self._counters.retries += 1
+                self._run.event("retried", item.index, error=backing_off.pop(), attempt=number)
+            # Cancellation is still honoured before anything is counted or sent.
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            error = self._stop_error()
+            if error is not None:
+                return error
+            item.slot.move("submitting")
+            try:
+                sent = await self._send_once(item, endpoint, request)
+            except RateLimitError as exc:
+                item.slot.move("waiting_input")
+                raise _Throttled(exc) from None  # the client reported it ("throttled")
+            except AkoolError as exc:
+                item.slot.move("waiting_input")
+                return exc
+            item.slot.move("pending")
+            return sent
+
+        def waiting(number: int, delay: float, failure: _Throttled) -> None:
+            backing_off.append(failure.error)
+
+        try:
+            return await retrying(_RESUBMITS, attempt, on_retry=waiting)
+        except _Throttled as refused:  # still refused after the last resubmit
+            return refused.error
+        except BaseException:
+            if backing_off:  # cancelled between two refusals: provably not sent
+                await self.ledger.record_unsent(item)
+            raise
 
     def _with_reference(self, item: Item[R], request: R) -> R:
         """The request to send: with a webhook reference when callbacks come to us."""

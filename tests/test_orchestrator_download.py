@@ -18,6 +18,7 @@ from akool_async import (
     Outcome,
     PlusSwap,
     PollConfig,
+    RetryPolicy,
 )
 from akool_async._download import download, file_name
 from akool_async._journal import read_journal
@@ -206,6 +207,19 @@ async def test_download_retries_a_5xx(files: str, tmp_path: Path) -> None:
         )
     assert (retries, done.size, done.path.read_bytes()) == ([1], len(BODY), BODY)
     assert done.sha256 == hashlib.sha256(BODY).hexdigest()
+
+
+async def test_download_retries_stop_at_max_elapsed(files: str, tmp_path: Path) -> None:
+    """The policy's max_elapsed bounds a download's retries, as it does an API call's."""
+    patient = RetryPolicy(
+        max_attempts=1000, initial_delay=0.05, max_delay=0.05, jitter=False, max_elapsed=0.3
+    )
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(DownloadError, match="MD5") as info:
+            await download(session, f"{files}/corrupt.png", tmp_path / "x.png", retry=patient)
+    # About 0.3 s of 0.05 s waits: a handful of attempts, far from the 1000 allowed.
+    assert 2 <= info.value.attempts <= 10
+    assert listing(tmp_path) == []
 
 
 async def test_download_does_not_retry_a_404(files: str, tmp_path: Path) -> None:
