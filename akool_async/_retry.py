@@ -8,36 +8,20 @@ never saw it or refused it without acting.
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Generator
 from typing import Any
 
 import attrs
 
-from ._errors import ValidationError
+from ._validators import finite_number_at_least, number_at_least, or_none
 
 __all__ = ["RetryPolicy"]
 
 
-def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise ValidationError(f"must be a finite number >= 0, got {value!r}", field=attribute.name)
-
-
-def _at_least_one(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 1:
-        raise ValidationError(f"must be >= 1, got {value!r}", field=attribute.name)
-
-
-def _elapsed(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is not None:
-        _non_negative(instance, attribute, value)
+_non_negative = finite_number_at_least(0)
+_at_least_one = number_at_least(1)
+_elapsed = or_none(_non_negative)
 
 
 @attrs.frozen(kw_only=True)
