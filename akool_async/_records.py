@@ -25,7 +25,9 @@ from ._errors import (
     AmbiguousSubmitError,
     APIError,
     AuthenticationError,
+    BatchDeadlineError,
     ClientStateError,
+    DownloadError,
     InsufficientCreditError,
     JobError,
     JournalError,
@@ -34,7 +36,6 @@ from ._errors import (
     TransportError,
     ValidationError,
 )
-from ._events import BatchDeadlineError, DownloadError
 from ._journal import JournalRecord
 from ._models import MediaType, SwapJob, SwapResult
 from ._redact import redact
