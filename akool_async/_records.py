@@ -60,13 +60,9 @@ SUBMIT_ENDPOINTS: Final[Mapping[type[Any], Endpoint[Any, SwapJob]]] = {
     for endpoint in (FACESWAP_PLUS, FACESWAP_PRO, FACESWAP_IMAGE, FACESWAP_VIDEO)
 }
 _ERROR_TYPES: Final[Mapping[str, type[AkoolError]]] = {
-    **{
-        name: obj
-        for name in _errors.__all__
-        if isinstance(obj := getattr(_errors, name), type) and issubclass(obj, AkoolError)
-    },
-    "DownloadError": DownloadError,
-    "BatchDeadlineError": BatchDeadlineError,
+    name: obj
+    for name in _errors.__all__
+    if isinstance(obj := getattr(_errors, name), type) and issubclass(obj, AkoolError)
 }
 
 
