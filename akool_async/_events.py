@@ -17,7 +17,7 @@ import anyio
 import attrs
 
 from ._errors import AkoolError, AmbiguousSubmitError, JobFailedError
-from ._models import ImageSwap, PlusSwap, ProSwap, SwapJob, SwapResult, SwapStatus, VideoSwap
+from ._models import SwapJob, SwapRequest, SwapResult, SwapStatus
 
 __all__ = [
     "BatchCounters",
@@ -25,11 +25,8 @@ __all__ = [
     "BatchStatistics",
     "EventKind",
     "Outcome",
-    "SwapRequest",
 ]
 
-#: Any job-creating request a batch accepts.
-SwapRequest = PlusSwap | ProSwap | ImageSwap | VideoSwap
 R = TypeVar("R", bound=SwapRequest)
 
 EventKind = Literal["submitted", "status_changed", "retried", "throttled", "finished"]
