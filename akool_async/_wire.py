@@ -36,7 +36,7 @@ from typing import Annotated, Any, Final, TypeVar, cast, get_origin
 import attrs
 import cattrs
 
-from ._endpoints import Endpoint, Envelope, Host
+from ._endpoints import Endpoint, Envelope, Host, ImageEncoding
 from ._errors import (
     APIError,
     AuthenticationError,
@@ -237,13 +237,14 @@ def build_request(endpoint: Endpoint[Any, Any], request: Any) -> WireRequest:
             f"not {type(request).__name__}"
         )
     body: dict[str, Any] = converter.unstructure(request)
-    if endpoint.name == "faceswap_plus":
-        # Always explicit: None means "pick the documented pairing" (contract 3.1, quirk 14).
-        body["single_face_mode"] = request.resolved_single_face_mode
-    elif endpoint.name == "detect_faces" and request.img is not None:
-        body["img"] = base64.b64encode(_image_bytes(request.img)).decode("ascii")
-    elif endpoint.name == "detect_legacy" and request.img is not None:
-        body["img"] = _data_uri(_image_bytes(request.img))
+    for key, attribute in endpoint.explicit_fields:
+        body[key] = getattr(request, attribute)
+    if endpoint.image_encoding is not None and request.img is not None:
+        raw = _image_bytes(request.img)
+        if endpoint.image_encoding is ImageEncoding.DATA_URI:
+            body["img"] = _data_uri(raw)
+        else:
+            body["img"] = base64.b64encode(raw).decode("ascii")
     if endpoint.method == "GET":
         return WireRequest(
             method="GET",

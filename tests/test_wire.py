@@ -305,6 +305,21 @@ def test_only_submits_create_jobs() -> None:
     assert expected == {name for name, e in ENDPOINTS.items() if e.creates_job}
 
 
+def test_request_quirks_are_table_fields() -> None:
+    """What differs between endpoints' requests is declared in the table, per endpoint."""
+    quirks = {
+        name: (e.explicit_fields, e.image_encoding and e.image_encoding.value, e.status_poll)
+        for name, e in ENDPOINTS.items()
+        if e.explicit_fields or e.image_encoding or e.status_poll
+    }
+    assert quirks == {
+        "faceswap_plus": ((("single_face_mode", "resolved_single_face_mode"),), None, False),
+        "list_results": ((), None, True),
+        "detect_faces": ((), "base64", False),
+        "detect_legacy": ((), "data_uri", False),
+    }
+
+
 # --- responses: success ----------------------------------------------------------------------
 
 
