@@ -18,7 +18,7 @@ from typing import Any, Final
 import attrs
 
 from . import _errors
-from ._endpoints import FACESWAP_IMAGE, FACESWAP_PLUS, FACESWAP_PRO, FACESWAP_VIDEO, Endpoint
+from ._endpoints import ENDPOINTS, Endpoint
 from ._errors import (
     AccountBannedError,
     AkoolError,
@@ -56,8 +56,7 @@ __all__ = [
 
 #: The job-creating endpoint of each request class.
 SUBMIT_ENDPOINTS: Final[Mapping[type[Any], Endpoint[Any, SwapJob]]] = {
-    endpoint.request_type: endpoint
-    for endpoint in (FACESWAP_PLUS, FACESWAP_PRO, FACESWAP_IMAGE, FACESWAP_VIDEO)
+    endpoint.request_type: endpoint for endpoint in ENDPOINTS.values() if endpoint.creates_job
 }
 _ERROR_TYPES: Final[Mapping[str, type[AkoolError]]] = {
     name: obj
