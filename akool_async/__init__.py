@@ -20,8 +20,10 @@ from ._errors import (
     AmbiguousSubmitError,
     APIError,
     AuthenticationError,
+    BatchDeadlineError,
     ClientStateError,
     DetectionError,
+    DownloadError,
     InsufficientCreditError,
     JobError,
     JobFailedError,
@@ -34,19 +36,14 @@ from ._errors import (
     PermissionDeniedError,
     RateLimitError,
     ServerError,
+    StorageError,
     TooManyFacesError,
     TransportError,
     ValidationError,
     WebhookVerificationError,
     error_for_code,
 )
-from ._events import (
-    BatchDeadlineError,
-    BatchEvent,
-    BatchStatistics,
-    DownloadError,
-    Outcome,
-)
+from ._events import BatchEvent, BatchStatistics, Outcome
 from ._frames import AnalyzeFrames, Appearance, FrameAnalysis, Person, map_faces
 from ._journal_pg import BatchStatus, WorkerStatus, read_batch_status
 from ._models import (
@@ -82,7 +79,6 @@ from ._result_store import SavedFile
 from ._retry import RetryPolicy
 from ._speedups import tune_gc
 from ._stats import ClientStatistics
-from ._storage import StorageError
 from ._sync import BlockingBatch, Client
 from ._webhooks import WebhookEvent, WebhookVerifier
 

@@ -33,7 +33,7 @@ import attrs
 from ._config import Limits, Timeout
 from ._endpoints import LIST_RESULTS, Endpoint
 from ._errors import ClientStateError, ValidationError
-from ._models import DetectFaces, LegacyDetect, ResultsQuery, SwapResult
+from ._models import ResultsQuery, SwapResult
 from ._poll_config import PollConfig
 from ._poller import FetchResults
 from ._ratelimit import RateController, RateLimit
@@ -55,10 +55,6 @@ RespT = TypeVar("RespT")
 DEFAULT_BASE_URL: Final = "https://openapi.akool.com"
 #: The legacy detector's host, used when ``base_url`` is the default.
 DEFAULT_LEGACY_DETECTOR_URL: Final = "https://sg3.akool.com"
-
-#: The requests whose image may be a path, read (off the loop) before building the request.
-_DETECTORS: Final = (DetectFaces, LegacyDetect)
-
 
 class _State(enum.Enum):
     UNOPENED = "unopened"
@@ -390,7 +386,8 @@ class _BaseClient:
         """
         self._session()
         policy = retry if retry is not None else self._retry
-        if isinstance(request, _DETECTORS) and isinstance(request.img, Path):
+        # A detector's image given as a path is read off the loop before it is encoded.
+        if endpoint.image_encoding is not None and isinstance(request.img, Path):
             request = attrs.evolve(request, img=await anyio.Path(request.img).read_bytes())
         if type(request) in MEDIA_TYPES and media_refs(request):
             request = await self._media().resolve(request)  # local/object-store media to URLs

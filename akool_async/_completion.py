@@ -31,18 +31,20 @@ from ._errors import (
     AkoolError,
     AmbiguousSubmitError,
     ClientStateError,
+    DownloadError,
     JobFailedError,
     JobNotFoundError,
     JobTimeoutError,
     ParameterError,
+    StorageError,
 )
-from ._events import BatchCounters, DownloadError, Outcome, R
+from ._events import BatchCounters, Outcome, R
 from ._journal import JournalRecord, JournalState
 from ._ledger import Ledger
 from ._models import SwapJob, SwapResult
 from ._records import job_from_record, rebuild_error, result_from_json
 from ._result_store import check_stored, save_anywhere
-from ._storage import StorageError, is_store_url
+from ._storage import is_store_url
 from ._submitter import Submitter
 
 if TYPE_CHECKING:

@@ -15,7 +15,6 @@ __all__ = ["Limits", "Timeout"]
 
 
 _positive_or_none = positive_or_none("seconds")
-_count = integer_at_least(0)
 
 
 @attrs.frozen(kw_only=True)
@@ -46,6 +45,6 @@ class Limits:
         keepalive_timeout: Seconds an idle connection is kept for reuse.
     """
 
-    max_connections: int = attrs.field(default=100, validator=_count)
-    max_connections_per_host: int = attrs.field(default=0, validator=_count)
+    max_connections: int = attrs.field(default=100, validator=integer_at_least(0))
+    max_connections_per_host: int = attrs.field(default=0, validator=integer_at_least(0))
     keepalive_timeout: float | None = attrs.field(default=15.0, validator=_positive_or_none)

@@ -39,7 +39,7 @@ import aiohttp
 import anyio
 import attrs
 
-from ._events import DownloadError
+from ._errors import DownloadError
 from ._models import SwapResult, is_record_id
 from ._redact import describe
 from ._retry import Retryable, RetryPolicy, retrying

@@ -1,8 +1,9 @@
 """Every AKOOL operation, declared once as data, and the descriptors that bind them to clients.
 
 ``ENDPOINTS`` is the table: one frozen ``Endpoint`` per HTTP operation (method, path, host,
-request and response types, envelope kind, and whether it creates a job, which decides
-retry-safety). Nothing else in the SDK knows a path.
+request and response types, envelope kind, whether it creates a job, which decides
+retry-safety, and the encoding quirks of its request). Nothing else in the SDK knows a path,
+and nothing switches on an endpoint's name: what differs between endpoints is a field here.
 
 The public operations of a client are ``Operation`` descriptors over that table. Reading one
 from an instance binds it:
@@ -88,6 +89,7 @@ __all__ = [
     "Endpoint",
     "Envelope",
     "Host",
+    "ImageEncoding",
     "Operation",
     "method_signature",
     "not_on_the_class",
@@ -121,6 +123,15 @@ class Envelope(enum.Enum):
     """Analyze Frames: ``{success, error, ...}`` at the top level; success is ``success: true``."""
 
 
+class ImageEncoding(enum.Enum):
+    """How a detector wants the image bytes of a request's ``img``."""
+
+    BASE64 = "base64"
+    """Plain base64 (Detect Faces)."""
+    DATA_URI = "data_uri"
+    """A ``data:image/...;base64,...`` URI, its type sniffed from the bytes (legacy detector)."""
+
+
 @attrs.frozen(kw_only=True)
 class Endpoint(Generic[ReqT, RespT]):
     """One HTTP operation of the API.
@@ -137,6 +148,13 @@ class Endpoint(Generic[ReqT, RespT]):
             never reached the server or was refused without action. Other endpoints are reads
             or idempotent and are retried on any transient failure.
         authenticated: Sends the auth header (everything but getToken).
+        explicit_fields: ``(wire key, request attribute)`` pairs always sent with the
+            attribute's value, which resolves a None default (Plus: ``single_face_mode``,
+            where None means "pick the documented pairing").
+        image_encoding: How the request's ``img`` (bytes, or an image file's path) is sent;
+            None for requests without an ``img``.
+        status_poll: The status poll (listbyids): the rate controller keeps
+            ``RateLimit.poll_share`` of the rate for it.
     """
 
     name: str
@@ -148,6 +166,9 @@ class Endpoint(Generic[ReqT, RespT]):
     envelope: Envelope = Envelope.STANDARD
     creates_job: bool = False
     authenticated: bool = True
+    explicit_fields: tuple[tuple[str, str], ...] = ()
+    image_encoding: ImageEncoding | None = None
+    status_poll: bool = False
 
 
 GET_TOKEN: Final = Endpoint(
@@ -166,6 +187,8 @@ FACESWAP_PLUS: Final = Endpoint(
     request_type=PlusSwap,
     response_type=SwapJob,
     creates_job=True,
+    # Always explicit: None means "pick the documented pairing" (contract 3.1, quirk 14).
+    explicit_fields=(("single_face_mode", "resolved_single_face_mode"),),
 )
 FACESWAP_PRO: Final = Endpoint(
     name="faceswap_pro",
@@ -197,6 +220,7 @@ LIST_RESULTS: Final = Endpoint(
     path="/api/open/v3/faceswap/result/listbyids",
     request_type=ResultsQuery,
     response_type=ResultPage,
+    status_poll=True,
 )
 DELETE_RESULTS: Final = Endpoint(
     name="delete_results",
@@ -219,6 +243,7 @@ DETECT_FACES: Final = Endpoint(
     request_type=DetectFaces,
     response_type=FaceDetection,
     envelope=Envelope.DETECTOR,
+    image_encoding=ImageEncoding.BASE64,
 )
 ANALYZE_FRAMES: Final = Endpoint(
     name="analyze_frames",
@@ -236,6 +261,7 @@ LEGACY_DETECT: Final = Endpoint(
     response_type=LegacyFaceDetection,
     host=Host.LEGACY_DETECTOR,
     envelope=Envelope.DETECTOR,
+    image_encoding=ImageEncoding.DATA_URI,
 )
 
 #: The table, by name.

@@ -25,8 +25,14 @@ at a single boundary (``raise ... from``) and never escape on their own::
     |   +-- JobFailedError                    status 4
     |   +-- JobTimeoutError (TimeoutError)    no terminal status before the deadline
     |   +-- JobNotFoundError                  listbyids kept leaving the id out
+    +-- BatchDeadlineError (TimeoutError)     a batch's deadline passed before the submit
+    +-- DownloadError                         a result file that could not be downloaded intact
+    +-- StorageError                          an object store refused an input or an output
     +-- JournalError                          the batch journal is unusable or mismatched
     +-- WebhookVerificationError              a callback that failed signature or decryption
+
+The command line's ``ManifestError`` (a ``ValidationError``, in ``akool_async.cli``) is the one
+exception defined elsewhere: it is the CLI's, and the SDK never imports the CLI.
 
 Exceptions carry data (``code``, ``status``, ``body``, ``retry_after``, ``request``);
 ``str(exc)`` is for humans. Decisions are made on ``code``, never on the server's ``msg``.
@@ -44,8 +50,10 @@ __all__ = [
     "AkoolError",
     "AmbiguousSubmitError",
     "AuthenticationError",
+    "BatchDeadlineError",
     "ClientStateError",
     "DetectionError",
+    "DownloadError",
     "InsufficientCreditError",
     "JobError",
     "JobFailedError",
@@ -58,6 +66,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "ServerError",
+    "StorageError",
     "TooManyFacesError",
     "TransportError",
     "ValidationError",
@@ -252,6 +261,50 @@ class JobTimeoutError(JobError, TimeoutError):
 
 class JobNotFoundError(JobError):
     """listbyids kept leaving the job out (unknown, deleted or expired id)."""
+
+
+class DownloadError(AkoolError):
+    """A finished job's result file could not be downloaded intact.
+
+    Attributes:
+        url: The result URL.
+        status: The HTTP status of the last attempt, if one answered.
+        reason: What went wrong (``"HTTP 404"``, ``"short body"``, ``"MD5 mismatch"``...).
+        attempts: Download attempts made.
+    """
+
+    def __init__(
+        self, message: str, *, url: str, reason: str, status: int | None = None, attempts: int = 1
+    ) -> None:
+        super().__init__(message)
+        self.url = url
+        self.reason = reason
+        self.status = status
+        self.attempts = attempts
+
+
+class BatchDeadlineError(AkoolError, TimeoutError):
+    """The batch's ``deadline`` passed before this request was submitted; it never was.
+
+    Requests already submitted when the deadline passes end with ``JobTimeoutError`` instead
+    (their job id is kept, so you can look them up later or resume the batch).
+    """
+
+
+class StorageError(AkoolError):
+    """An object store refused an input or an output (credentials, permissions, a failure).
+
+    Attributes:
+        field: The request field whose media it was (``"source_url"``), or None for outputs.
+        url: The object-store URL concerned.
+        reason: What went wrong.
+    """
+
+    def __init__(self, message: str, *, url: str, reason: str, field: str | None = None):
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+        self.url = url
+        self.reason = reason
 
 
 class JournalError(AkoolError):

@@ -1,8 +1,8 @@
-"""The values a batch hands out: outcomes, progress events, statistics snapshots, and its errors.
+"""The values a batch hands out: outcomes, progress events and statistics snapshots.
 
-Everything here is a frozen attrs class (or an exception carrying data): a batch never shares
-mutable state with its caller, so an ``Outcome`` or a ``BatchStatistics`` can be kept, sent to
-another thread, or compared in a test.
+Everything here is a frozen attrs class: a batch never shares mutable state with its caller, so
+an ``Outcome`` or a ``BatchStatistics`` can be kept, sent to another thread, or compared in a
+test. The batch's errors (``BatchDeadlineError``, ``DownloadError``) are in ``_errors``.
 """
 
 from __future__ import annotations
@@ -17,21 +17,16 @@ import anyio
 import attrs
 
 from ._errors import AkoolError, AmbiguousSubmitError, JobFailedError
-from ._models import ImageSwap, PlusSwap, ProSwap, SwapJob, SwapResult, SwapStatus, VideoSwap
+from ._models import SwapJob, SwapRequest, SwapResult, SwapStatus
 
 __all__ = [
     "BatchCounters",
-    "BatchDeadlineError",
     "BatchEvent",
     "BatchStatistics",
-    "DownloadError",
     "EventKind",
     "Outcome",
-    "SwapRequest",
 ]
 
-#: Any job-creating request a batch accepts.
-SwapRequest = PlusSwap | ProSwap | ImageSwap | VideoSwap
 R = TypeVar("R", bound=SwapRequest)
 
 EventKind = Literal["submitted", "status_changed", "retried", "throttled", "finished"]
@@ -48,34 +43,6 @@ submit_events: ContextVar[Callable[..., None] | None] = ContextVar(
 submit_sending: ContextVar[Callable[[], None] | None] = ContextVar(
     "akool_async_submit_sending", default=None
 )
-
-
-class DownloadError(AkoolError):
-    """A finished job's result file could not be downloaded intact.
-
-    Attributes:
-        url: The result URL.
-        status: The HTTP status of the last attempt, if one answered.
-        reason: What went wrong (``"HTTP 404"``, ``"short body"``, ``"MD5 mismatch"``...).
-        attempts: Download attempts made.
-    """
-
-    def __init__(
-        self, message: str, *, url: str, reason: str, status: int | None = None, attempts: int = 1
-    ) -> None:
-        super().__init__(message)
-        self.url = url
-        self.reason = reason
-        self.status = status
-        self.attempts = attempts
-
-
-class BatchDeadlineError(AkoolError, TimeoutError):
-    """The batch's ``deadline`` passed before this request was submitted; it never was.
-
-    Requests already submitted when the deadline passes end with ``JobTimeoutError`` instead
-    (their job id is kept, so you can look them up later or resume the batch).
-    """
 
 
 @attrs.frozen(kw_only=True)

@@ -55,6 +55,7 @@ __all__ = [
     "SubmitData",
     "SwapJob",
     "SwapKind",
+    "SwapRequest",
     "SwapResult",
     "SwapStatus",
     "Token",
@@ -664,6 +665,10 @@ class VideoSwap:
 
     def __attrs_post_init__(self) -> None:
         _check_v3(self.source, self.target)
+
+
+#: Any job-creating request (what a batch and a manifest line take).
+SwapRequest = PlusSwap | ProSwap | ImageSwap | VideoSwap
 
 
 # --------------------------------------------------------------------------------------------

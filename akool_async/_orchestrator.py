@@ -32,6 +32,7 @@ from ._journals import journal_spec
 from ._models import MediaType, SwapJob
 from ._retry import RetryPolicy
 from ._storage import is_store_url
+from ._validators import require_integer_at_least
 
 if TYPE_CHECKING:
     # The name ``Batch.__init__``'s signature has shown (tests/data/public_api.json).
@@ -150,12 +151,6 @@ def _worker_name(value: object) -> str | None:
     return value
 
 
-def _positive_int(value: object, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValidationError(f"must be an integer >= 1, got {value!r}", field=field)
-    return value
-
-
 def _seconds(value: object, field: str) -> float | None:
     if value is None:
         return None
@@ -224,8 +219,8 @@ def batch_options(
         ValidationError: a bad option, or ``requests`` is not an iterable.
     """
     options = BatchOptions(
-        concurrency=_positive_int(concurrency, "concurrency"),
-        max_pending=_positive_int(max_pending, "max_pending"),
+        concurrency=require_integer_at_least(concurrency, 1, "concurrency"),
+        max_pending=require_integer_at_least(max_pending, 1, "max_pending"),
         job_timeout=_seconds(job_timeout, "job_timeout"),
         deadline=_seconds(deadline, "deadline"),
         journal=journal_spec(journal, batch_id),

@@ -8,41 +8,23 @@ than images) and, while webhooks are attached, never shorter than the safety-net
 
 from __future__ import annotations
 
-import math
-
 import attrs
 
 from ._errors import ValidationError
 from ._models import MediaType
+from ._validators import (
+    finite_number_at_least,
+    finite_positive_number,
+    integer_at_least,
+    number_at_least,
+)
 
 __all__ = ["PollConfig", "poll_interval"]
-
-
-def _positive(instance: object, attribute: attrs.Attribute[float], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValidationError(f"must be a positive number, got {value!r}", field=attribute.name)
-    if not math.isfinite(value):
-        raise ValidationError(f"must be finite, got {value!r}", field=attribute.name)
-
-
-def _count(instance: object, attribute: attrs.Attribute[int], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValidationError(f"must be an integer >= 1, got {value!r}", field=attribute.name)
 
 
 def _fraction(instance: object, attribute: attrs.Attribute[float], value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
         raise ValidationError(f"must be in [0, 1), got {value!r}", field=attribute.name)
-
-
-def _non_negative(instance: object, attribute: attrs.Attribute[float], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
-        raise ValidationError(f"must be a finite number >= 0, got {value!r}", field=attribute.name)
-
-
-def _at_least_one(instance: object, attribute: attrs.Attribute[float], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 1:
-        raise ValidationError(f"must be >= 1, got {value!r}", field=attribute.name)
 
 
 @attrs.frozen(kw_only=True)
@@ -76,20 +58,20 @@ class PollConfig:
             age-based schedule.
     """
 
-    batch_size: int = attrs.field(default=100, validator=_count)
-    image_first: float = attrs.field(default=1.5, validator=_positive)
-    image_max: float = attrs.field(default=15.0, validator=_positive)
-    video_first: float = attrs.field(default=10.0, validator=_positive)
-    video_max: float = attrs.field(default=60.0, validator=_positive)
-    backoff: float = attrs.field(default=1.5, validator=_at_least_one)
+    batch_size: int = attrs.field(default=100, validator=integer_at_least(1))
+    image_first: float = attrs.field(default=1.5, validator=finite_positive_number())
+    image_max: float = attrs.field(default=15.0, validator=finite_positive_number())
+    video_first: float = attrs.field(default=10.0, validator=finite_positive_number())
+    video_max: float = attrs.field(default=60.0, validator=finite_positive_number())
+    backoff: float = attrs.field(default=1.5, validator=number_at_least(1))
     jitter: float = attrs.field(default=0.1, validator=_fraction)
     fill: bool = True
-    max_concurrent_requests: int = attrs.field(default=2, validator=_count)
-    miss_limit: int = attrs.field(default=5, validator=_count)
-    miss_grace: float = attrs.field(default=30.0, validator=_positive)
-    coalesce: float = attrs.field(default=0.5, validator=_non_negative)
-    retry_delay: float = attrs.field(default=2.0, validator=_positive)
-    safety_net_interval: float = attrs.field(default=120.0, validator=_positive)
+    max_concurrent_requests: int = attrs.field(default=2, validator=integer_at_least(1))
+    miss_limit: int = attrs.field(default=5, validator=integer_at_least(1))
+    miss_grace: float = attrs.field(default=30.0, validator=finite_positive_number())
+    coalesce: float = attrs.field(default=0.5, validator=finite_number_at_least(0))
+    retry_delay: float = attrs.field(default=2.0, validator=finite_positive_number())
+    safety_net_interval: float = attrs.field(default=120.0, validator=finite_positive_number())
     fifo: bool = True
 
     def __attrs_post_init__(self) -> None:

@@ -18,14 +18,16 @@ from typing import Any, Final
 import attrs
 
 from . import _errors
-from ._endpoints import FACESWAP_IMAGE, FACESWAP_PLUS, FACESWAP_PRO, FACESWAP_VIDEO, Endpoint
+from ._endpoints import ENDPOINTS, Endpoint
 from ._errors import (
     AccountBannedError,
     AkoolError,
     AmbiguousSubmitError,
     APIError,
     AuthenticationError,
+    BatchDeadlineError,
     ClientStateError,
+    DownloadError,
     InsufficientCreditError,
     JobError,
     JournalError,
@@ -34,7 +36,6 @@ from ._errors import (
     TransportError,
     ValidationError,
 )
-from ._events import BatchDeadlineError, DownloadError
 from ._journal import JournalRecord
 from ._models import MediaType, SwapJob, SwapResult
 from ._redact import redact
@@ -55,17 +56,12 @@ __all__ = [
 
 #: The job-creating endpoint of each request class.
 SUBMIT_ENDPOINTS: Final[Mapping[type[Any], Endpoint[Any, SwapJob]]] = {
-    endpoint.request_type: endpoint
-    for endpoint in (FACESWAP_PLUS, FACESWAP_PRO, FACESWAP_IMAGE, FACESWAP_VIDEO)
+    endpoint.request_type: endpoint for endpoint in ENDPOINTS.values() if endpoint.creates_job
 }
 _ERROR_TYPES: Final[Mapping[str, type[AkoolError]]] = {
-    **{
-        name: obj
-        for name in _errors.__all__
-        if isinstance(obj := getattr(_errors, name), type) and issubclass(obj, AkoolError)
-    },
-    "DownloadError": DownloadError,
-    "BatchDeadlineError": BatchDeadlineError,
+    name: obj
+    for name in _errors.__all__
+    if isinstance(obj := getattr(_errors, name), type) and issubclass(obj, AkoolError)
 }
 
 

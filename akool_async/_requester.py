@@ -42,7 +42,7 @@ import anyio
 import attrs
 
 from ._config import Timeout
-from ._endpoints import GET_TOKEN, LIST_RESULTS, Endpoint, Host
+from ._endpoints import GET_TOKEN, Endpoint, Host
 from ._errors import (
     AkoolError,
     AmbiguousSubmitError,
@@ -310,7 +310,7 @@ class Requester:
         Nothing has been sent while ``acquire`` waits: cancelling it there loses nothing.
         """
         rate = self.rate
-        sent_at = await rate.acquire(poll=endpoint is LIST_RESULTS)
+        sent_at = await rate.acquire(poll=endpoint.status_poll)
         _tell_batch(endpoint, "sending", name=endpoint.name)
         try:
             result = await self._exchange(

@@ -24,11 +24,10 @@ import anyio
 import attrs
 
 from ._download import DOWNLOAD_RETRY, Downloaded, file_name, save_result
-from ._errors import ValidationError
-from ._events import DownloadError
+from ._errors import DownloadError, StorageError, ValidationError
 from ._models import SwapResult
 from ._retry import RetryPolicy
-from ._storage import PART_SIZE, StorageError, _filesystem, _store_failure, is_store_url
+from ._storage import PART_SIZE, _filesystem, _store_failure, is_store_url
 
 if TYPE_CHECKING:
     from ._seams import ClientSeam

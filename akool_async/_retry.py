@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import math
 import random
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from typing import Any, TypeVar
@@ -24,31 +23,16 @@ from typing import Any, TypeVar
 import attrs
 import backoff
 
-from ._errors import ValidationError
+from ._validators import finite_number_at_least, number_at_least, or_none
 
 __all__ = ["RetryPolicy", "Retryable", "retrying"]
 
 T = TypeVar("T")
 
 
-def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise ValidationError(f"must be a finite number >= 0, got {value!r}", field=attribute.name)
-
-
-def _at_least_one(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 1:
-        raise ValidationError(f"must be >= 1, got {value!r}", field=attribute.name)
-
-
-def _elapsed(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is not None:
-        _non_negative(instance, attribute, value)
+_non_negative = finite_number_at_least(0)
+_at_least_one = number_at_least(1)
+_elapsed = or_none(_non_negative)
 
 
 @attrs.frozen(kw_only=True)

@@ -22,7 +22,8 @@ expiry), so a resume neither re-hashes an unchanged file, nor uploads, nor re-si
 still valid.
 
 Outputs (results streamed into an object store, ``AsyncClient.download``) are in
-``_result_store``; both share the fsspec helpers and ``StorageError`` of this module.
+``_result_store``; both share the fsspec helpers of this module and raise ``StorageError``
+(``_errors``).
 
 fsspec (and s3fs, gcsfs, adlfs) is imported lazily: the core never needs it; without it, an
 object-store URL gives an ``ImportError`` naming the ``akool-async[storage]`` extra.
@@ -43,7 +44,7 @@ from urllib.request import url2pathname
 import anyio
 import attrs
 
-from ._errors import AkoolError, ValidationError
+from ._errors import StorageError, ValidationError
 from ._frames import AnalyzeFrames
 from ._models import (
     OBJECT_SCHEMES,
@@ -64,7 +65,6 @@ __all__ = [
     "MEDIA_TYPES",
     "PRESIGN_MARGIN",
     "MediaResolver",
-    "StorageError",
     "is_store_url",
     "media_refs",
 ]
@@ -101,22 +101,6 @@ _MEDIA_TABLE: Final = """CREATE TABLE IF NOT EXISTS media (
 MEDIA_TYPES: Final[frozenset[type]] = frozenset(
     {PlusSwap, ProSwap, ImageSwap, VideoSwap, DetectFaces, LegacyDetect, AnalyzeFrames}
 )
-
-
-class StorageError(AkoolError):
-    """An object store refused an input or an output (credentials, permissions, a failure).
-
-    Attributes:
-        field: The request field whose media it was (``"source_url"``), or None for outputs.
-        url: The object-store URL concerned.
-        reason: What went wrong.
-    """
-
-    def __init__(self, message: str, *, url: str, reason: str, field: str | None = None):
-        super().__init__(f"{field}: {message}" if field else message)
-        self.field = field
-        self.url = url
-        self.reason = reason
 
 
 def is_store_url(value: str) -> bool:

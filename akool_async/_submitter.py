@@ -37,19 +37,21 @@ from ._errors import (
     AmbiguousSubmitError,
     APIError,
     AuthenticationError,
+    BatchDeadlineError,
     InsufficientCreditError,
     JournalError,
     RateLimitError,
+    StorageError,
     TransportError,
     ValidationError,
 )
-from ._events import BatchCounters, BatchDeadlineError, Outcome, R, submit_events, submit_sending
+from ._events import BatchCounters, Outcome, R, submit_events, submit_sending
 from ._journal import JournalState
 from ._ledger import Ledger
 from ._models import CreditQuery, SwapJob
 from ._records import SUBMIT_ENDPOINTS, never_acted
 from ._retry import Retryable, RetryPolicy, retrying
-from ._storage import MEDIA_TYPES, StorageError, media_refs
+from ._storage import MEDIA_TYPES, media_refs
 
 if TYPE_CHECKING:
     from ._seams import ClientSeam

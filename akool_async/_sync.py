@@ -33,20 +33,15 @@ from ._mirrors import (
     ViewMirror,
     _takes_arguments_of,
 )
-from ._portal import CANCEL_WAIT, CLOSE_WAIT, _Core
+from ._portal import _Core
 
-# The mirrors and timeouts are re-exported: this module was their home before the split.
+# BlockingBatch, BlockingIterator and IteratorMirror (from ``_mirrors``) are re-exported: the
+# package's ``__init__`` and the tests import them from here.
 __all__ = [
-    "CANCEL_WAIT",
-    "CLOSE_WAIT",
-    "AttributeMirror",
     "BlockingBatch",
     "BlockingIterator",
     "Client",
     "IteratorMirror",
-    "SettableMirror",
-    "SyncMirror",
-    "ViewMirror",
 ]
 
 R = TypeVar("R")

@@ -1,8 +1,9 @@
 """Sans-I/O: turn request models into HTTP requests, and HTTP answers into models or errors.
 
-Nothing here does I/O (beyond reading an image file a caller named by path), so every rule is
-tested from recorded JSON in ``tests/samples/`` without a server. ``_client.py`` is the only
-caller; it owns the session, retries and auth headers.
+Nothing here does I/O (``_client.py`` reads an image file named by path, and resolves media
+references to URLs, before it builds the request), so every rule is tested from recorded JSON in
+``tests/samples/`` without a server. ``_client.py`` is the only caller; it owns the session,
+retries and auth headers.
 
 Decoding rules (the single translation boundary; contract sections 1, 4 and 8):
 
@@ -30,13 +31,12 @@ import email.utils
 import math
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any, Final, TypeVar, cast, get_origin
 
 import attrs
 import cattrs
 
-from ._endpoints import Endpoint, Envelope, Host
+from ._endpoints import Endpoint, Envelope, Host, ImageEncoding
 from ._errors import (
     APIError,
     AuthenticationError,
@@ -207,10 +207,6 @@ class WireRequest:
     )
 
 
-def _image_bytes(value: bytes | Path) -> bytes:
-    return value if isinstance(value, bytes) else value.read_bytes()
-
-
 def _data_uri(raw: bytes) -> str:
     if raw.startswith(b"\x89PNG"):
         mime = "image/png"
@@ -229,7 +225,8 @@ def build_request(endpoint: Endpoint[Any, Any], request: Any) -> WireRequest:
     """The HTTP request for ``request`` on ``endpoint`` (GET: query parameters; POST: JSON).
 
     Raises:
-        TypeError: ``request`` is not the endpoint's request type (a programming error).
+        TypeError: ``request`` is not the endpoint's request type, or its ``img`` is still a
+            path (a programming error: the client reads the file first).
     """
     if not isinstance(request, endpoint.request_type):
         raise TypeError(
@@ -237,13 +234,16 @@ def build_request(endpoint: Endpoint[Any, Any], request: Any) -> WireRequest:
             f"not {type(request).__name__}"
         )
     body: dict[str, Any] = converter.unstructure(request)
-    if endpoint.name == "faceswap_plus":
-        # Always explicit: None means "pick the documented pairing" (contract 3.1, quirk 14).
-        body["single_face_mode"] = request.resolved_single_face_mode
-    elif endpoint.name == "detect_faces" and request.img is not None:
-        body["img"] = base64.b64encode(_image_bytes(request.img)).decode("ascii")
-    elif endpoint.name == "detect_legacy" and request.img is not None:
-        body["img"] = _data_uri(_image_bytes(request.img))
+    for key, attribute in endpoint.explicit_fields:
+        body[key] = getattr(request, attribute)
+    if endpoint.image_encoding is not None and request.img is not None:
+        raw = request.img
+        if not isinstance(raw, bytes):
+            raise TypeError(f"{endpoint.name}: img must be bytes here, not {type(raw).__name__}")
+        if endpoint.image_encoding is ImageEncoding.DATA_URI:
+            body["img"] = _data_uri(raw)
+        else:
+            body["img"] = base64.b64encode(raw).decode("ascii")
     if endpoint.method == "GET":
         return WireRequest(
             method="GET",

@@ -245,11 +245,10 @@ def test_get_token_body() -> None:
     assert sent == {"clientId": "cid", "clientSecret": "sec"}
 
 
-def test_detect_faces_img_is_plain_base64(tmp_path: Path) -> None:
-    """The new detector receives a file's bytes as plain base64."""
-    image = tmp_path / "f.png"
-    image.write_bytes(b"\x89PNG-data")
-    sent = build_request(DETECT_FACES, DetectFaces(img=image)).json
+def test_detect_faces_img_is_plain_base64() -> None:
+    """The new detector receives the image bytes as plain base64 (the client reads a path's
+    file before the wire layer: ``test_client_operations.test_detect_faces_img_path``)."""
+    sent = build_request(DETECT_FACES, DetectFaces(img=b"\x89PNG-data")).json
     expected = {
         "img": base64.b64encode(b"\x89PNG-data").decode(),
         "num_frames": 5,
@@ -267,6 +266,14 @@ def test_legacy_detect_img_is_a_data_uri() -> None:
         "single_face": True,
     }
     assert expected == sent
+
+
+def test_img_still_a_path_is_a_programming_error(tmp_path: Path) -> None:
+    """The wire layer does no I/O: an ``img`` path must have been read by the client."""
+    image = tmp_path / "f.png"
+    image.write_bytes(b"\x89PNG-data")
+    with pytest.raises(TypeError, match="img must be bytes"):
+        build_request(DETECT_FACES, DetectFaces(img=image))
 
 
 def test_legacy_detect_lives_on_its_host() -> None:
@@ -303,6 +310,21 @@ def test_only_submits_create_jobs() -> None:
     """Exactly the four submits are job-creating (not blindly retried)."""
     expected = {"faceswap_plus", "faceswap_pro", "faceswap_image", "faceswap_video"}
     assert expected == {name for name, e in ENDPOINTS.items() if e.creates_job}
+
+
+def test_request_quirks_are_table_fields() -> None:
+    """What differs between endpoints' requests is declared in the table, per endpoint."""
+    quirks = {
+        name: (e.explicit_fields, e.image_encoding and e.image_encoding.value, e.status_poll)
+        for name, e in ENDPOINTS.items()
+        if e.explicit_fields or e.image_encoding or e.status_poll
+    }
+    assert quirks == {
+        "faceswap_plus": ((("single_face_mode", "resolved_single_face_mode"),), None, False),
+        "list_results": ((), None, True),
+        "detect_faces": ((), "base64", False),
+        "detect_legacy": ((), "data_uri", False),
+    }
 
 
 # --- responses: success ----------------------------------------------------------------------

@@ -11,8 +11,7 @@ import anyio
 import attrs
 
 from akool_async._client import AsyncClient
-from akool_async._errors import JobError, JobFailedError
-from akool_async._events import DownloadError
+from akool_async._errors import DownloadError, JobError, JobFailedError, StorageError
 from akool_async._models import (
     DetectFaces,
     FaceDetection,
@@ -22,7 +21,6 @@ from akool_async._models import (
     SwapResult,
     validate_ids,
 )
-from akool_async._storage import StorageError
 
 from ._context import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PROG, CliError, Context
 from ._manifest import build_request, fields_of

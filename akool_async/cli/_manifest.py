@@ -77,6 +77,7 @@ from akool_async._models import (
     ImageSwap,
     PlusSwap,
     ProSwap,
+    SwapRequest,
     VideoSwap,
 )
 from akool_async._storage import media_refs
@@ -96,7 +97,6 @@ __all__ = [
     "read_manifest",
 ]
 
-SwapRequest = PlusSwap | ProSwap | ImageSwap | VideoSwap
 Format = Literal["jsonl", "csv"]
 T = TypeVar("T")
 
