@@ -56,6 +56,7 @@ DEFAULT_BASE_URL: Final = "https://openapi.akool.com"
 #: The legacy detector's host, used when ``base_url`` is the default.
 DEFAULT_LEGACY_DETECTOR_URL: Final = "https://sg3.akool.com"
 
+
 class _State(enum.Enum):
     UNOPENED = "unopened"
     OPEN = "open"
