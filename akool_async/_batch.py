@@ -71,10 +71,10 @@ from ._events import (
     EventKind,
     Outcome,
     R,
-    submit_events,
 )
 from ._ledger import Ledger, open_ledger
 from ._records import submit_endpoint
+from ._requester import submit_events
 from ._submitter import Submitter, Webhooks
 
 if TYPE_CHECKING:

@@ -8,8 +8,7 @@ test. The batch's errors (``BatchDeadlineError``, ``DownloadError``) are in ``_e
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping
-from contextvars import ContextVar
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
@@ -30,19 +29,6 @@ __all__ = [
 R = TypeVar("R", bound=SwapRequest)
 
 EventKind = Literal["submitted", "status_changed", "retried", "throttled", "finished"]
-
-#: Set inside a batch's per-request task when the batch has an ``on_event`` hook: the client
-#: reports that request's submit retries and throttles through it (``report(kind, **data)``),
-#: so a batch's events include what the client's retry loop did for each request.
-submit_events: ContextVar[Callable[..., None] | None] = ContextVar(
-    "akool_async_submit_events", default=None
-)
-#: Set by a batch around each submit: the client calls it right before the request's bytes
-#: go out (each attempt), so the batch knows a submit waiting at the throttle gate, for a
-#: token or in backoff was never sent. It may raise to stop the attempt before it is sent.
-submit_sending: ContextVar[Callable[[], None] | None] = ContextVar(
-    "akool_async_submit_sending", default=None
-)
 
 
 @attrs.frozen(kw_only=True)

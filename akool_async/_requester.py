@@ -34,6 +34,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
@@ -53,7 +54,6 @@ from ._errors import (
     ServerError,
     TransportError,
 )
-from ._events import submit_events, submit_sending
 from ._models import TokenRequest
 from ._ratelimit import RateController
 from ._redact import register, scrub_error
@@ -62,7 +62,7 @@ from ._stats import _Stats
 from ._transport import Unanswered, send
 from ._wire import BODY_LIMIT, WireRequest, build_request, decode
 
-__all__ = ["EventHook", "Requester"]
+__all__ = ["EventHook", "Requester", "submit_events", "submit_sending"]
 
 #: What a call decodes to (the endpoint's response type).
 RespT = TypeVar("RespT")
@@ -71,6 +71,19 @@ RespT = TypeVar("RespT")
 EventHook = Callable[..., None]
 
 _logger = logging.getLogger("akool_async")
+
+#: Set inside a batch's per-request task when the batch has an ``on_event`` hook: the client
+#: reports that request's submit retries and throttles through it (``report(kind, **data)``),
+#: so a batch's events include what the client's retry loop did for each request.
+submit_events: ContextVar[Callable[..., None] | None] = ContextVar(
+    "akool_async_submit_events", default=None
+)
+#: Set by a batch around each submit: the client calls it right before the request's bytes
+#: go out (each attempt), so the batch knows a submit waiting at the throttle gate, for a
+#: token or in backoff was never sent. It may raise to stop the attempt before it is sent.
+submit_sending: ContextVar[Callable[[], None] | None] = ContextVar(
+    "akool_async_submit_sending", default=None
+)
 
 
 class _Delivery(enum.Enum):

@@ -32,12 +32,13 @@ object-store URL gives an ``ImportError`` naming the ``akool-async[storage]`` ex
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import stat as stat_module
 import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
@@ -57,8 +58,13 @@ from ._models import (
 )
 from ._redact import describe, register
 
-if TYPE_CHECKING:
-    from ._journal import Journal
+
+class Journal(Protocol):
+    """What the resolver needs of a batch journal (``_jobs._journal.Journal`` is one): a
+    function run on its SQLite connection, in order with its other writes."""
+
+    async def _run(self, work: Callable[[sqlite3.Connection], Any]) -> Any: ...
+
 
 __all__ = [
     "DEFAULT_LIFETIME",

@@ -45,11 +45,12 @@ from ._errors import (
     TransportError,
     ValidationError,
 )
-from ._events import BatchCounters, Outcome, R, submit_events, submit_sending
+from ._events import BatchCounters, Outcome, R
 from ._journal import JournalState
 from ._ledger import Ledger
 from ._models import CreditQuery, SwapJob
 from ._records import SUBMIT_ENDPOINTS, never_acted
+from ._requester import submit_events, submit_sending
 from ._retry import Retryable, RetryPolicy, retrying
 from ._storage import MEDIA_TYPES, media_refs
 
