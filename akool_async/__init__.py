@@ -43,9 +43,13 @@ from ._errors import (
     WebhookVerificationError,
     error_for_code,
 )
-from ._events import BatchEvent, BatchStatistics, Outcome
 from ._frames import AnalyzeFrames, Appearance, FrameAnalysis, Person, map_faces
-from ._journal_pg import BatchStatus, WorkerStatus, read_batch_status
+from ._jobs._events import BatchEvent, BatchStatistics, Outcome
+from ._jobs._journal_pg import BatchStatus, WorkerStatus, read_batch_status
+from ._jobs._orchestrator import Batch
+from ._jobs._poll_config import PollConfig
+from ._jobs._poller import PollerStatistics
+from ._jobs._result_store import SavedFile
 from ._models import (
     DetectedFace,
     DetectedFrame,
@@ -68,14 +72,10 @@ from ._models import (
     VideoSwap,
     bbox_from_region,
 )
-from ._orchestrator import Batch
-from ._poll_config import PollConfig
-from ._poller import PollerStatistics
 from ._public import present_as_public as _present_as_public
 from ._ratelimit import RateLimit, RateLimitStatistics
 from ._receiver import WebhookASGIApp, WebhookReceiver, WebhookReceiverStatistics
 from ._report import write_report_html
-from ._result_store import SavedFile
 from ._retry import RetryPolicy
 from ._speedups import tune_gc
 from ._stats import ClientStatistics

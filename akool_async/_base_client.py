@@ -33,14 +33,14 @@ import attrs
 from ._config import Limits, Timeout
 from ._endpoints import LIST_RESULTS, Endpoint
 from ._errors import ClientStateError, ValidationError
+from ._jobs._poll_config import PollConfig
+from ._jobs._poller import FetchResults
+from ._jobs._service import JobService
 from ._models import ResultsQuery, SwapResult
-from ._poll_config import PollConfig
-from ._poller import FetchResults
 from ._ratelimit import RateController, RateLimit
 from ._redact import register
 from ._requester import EventHook, Requester, _Auth
 from ._retry import RetryPolicy
-from ._service import JobService
 from ._stats import ClientStatistics, _Stats
 from ._storage import MEDIA_TYPES, MediaResolver, media_refs
 from ._transport import open_session

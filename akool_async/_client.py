@@ -22,9 +22,7 @@ from collections.abc import (
 from typing import TYPE_CHECKING, Any
 
 from ._base_client import DEFAULT_BASE_URL, DEFAULT_LEGACY_DETECTOR_URL, _BaseClient
-from ._batch import BatchRun
 from ._config import Timeout
-from ._download import DEFAULT_DOWNLOAD_TIMEOUT
 from ._endpoints import (
     ANALYZE_FRAMES,
     DELETE_RESULTS,
@@ -44,8 +42,15 @@ from ._errors import (
     ClientStateError,
     ValidationError,
 )
-from ._events import BatchEvent, R
 from ._frames import AnalyzeFrames
+from ._jobs._batch import BatchRun
+from ._jobs._download import DEFAULT_DOWNLOAD_TIMEOUT
+from ._jobs._events import BatchEvent, R
+from ._jobs._orchestrator import DEFAULT_JOB_TIMEOUT, Batch, batch_options, wait_target
+from ._jobs._poll_config import PollConfig
+from ._jobs._poller import PollerStatistics
+from ._jobs._result_store import SavedFile, download_one
+from ._jobs._service import JobService
 from ._models import (
     CreditQuery,
     DeleteQuery,
@@ -63,13 +68,8 @@ from ._models import (
     _check_url,
     validate_ids,
 )
-from ._orchestrator import DEFAULT_JOB_TIMEOUT, Batch, batch_options, wait_target
-from ._poll_config import PollConfig
-from ._poller import PollerStatistics
 from ._requester import EventHook
-from ._result_store import SavedFile, download_one
 from ._retry import RetryPolicy
-from ._service import JobService
 from ._stats import ClientStatistics
 
 if TYPE_CHECKING:

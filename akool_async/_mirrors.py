@@ -42,9 +42,9 @@ from typing import (
 from ._client import AsyncClient
 from ._endpoints import BlockingBinder, Endpoint, method_signature, not_on_the_class
 from ._errors import ClientStateError
-from ._events import Outcome
+from ._jobs._events import Outcome
+from ._jobs._orchestrator import Batch
 from ._models import SwapRequest
-from ._orchestrator import Batch
 from ._portal import CANCEL_WAIT, _Flight, _Portal
 
 __all__ = [

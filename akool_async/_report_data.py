@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from ._errors import JournalError, ValidationError
-from ._journal import JournalRecord, read_journal
+from ._jobs._journal import JournalRecord, read_journal
 
 __all__ = [
     "BATCH_FILE",
@@ -147,7 +147,7 @@ def remember_batch(
         statistics: The final ``BatchStatistics``, once the batch is over.
         seconds: The batch's wall time, once over.
     """
-    from ._records import request_key
+    from ._jobs._records import request_key
 
     directory = Path(directory)
     lines = []

@@ -51,7 +51,7 @@ def _cpu() -> float:
 
 def _keys(n: int) -> list[tuple[str, str, str]]:
     from akool_async import PlusSwap
-    from akool_async._records import request_key
+    from akool_async._jobs._records import request_key
 
     return [
         (
@@ -71,8 +71,8 @@ async def journal_only(args: argparse.Namespace) -> dict[str, Any]:
     """The journal's own work per job, ``TASKS`` jobs at a time."""
     import anyio
 
-    from akool_async._journal import Journal
-    from akool_async._journal_pg import PgJournal
+    from akool_async._jobs._journal import Journal
+    from akool_async._jobs._journal_pg import PgJournal
 
     keys = _keys(args.jobs)
     base = "https://openapi.akool.com"

@@ -36,8 +36,8 @@ from akool_async import (
     WebhookReceiver,
     WebhookVerifier,
 )
-from akool_async._download import download, save_result, sweep_parts
-from akool_async._journal import Journal, read_journal
+from akool_async._jobs._download import download, save_result, sweep_parts
+from akool_async._jobs._journal import Journal, read_journal
 from akool_async.cli._manifest import read_manifest
 from akool_async.testing import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Emulator, EmulatorConfig
 from tests._support import FAST_POLL, FAST_RETRY, QUICK_JOBS, swap

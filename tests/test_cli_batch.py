@@ -163,7 +163,7 @@ async def test_progress_shows_a_rate_bound_batch() -> None:
     from rich.console import Console
 
     from akool_async import RateLimitStatistics
-    from akool_async._events import BatchCounters
+    from akool_async._jobs._events import BatchCounters
     from akool_async.cli._progress import BatchProgress
 
     recorded = Console(record=True, width=80, file=io.StringIO(), force_terminal=False)
@@ -413,7 +413,7 @@ def test_jobs_the_journal_could_not_record_are_printed(
 ) -> None:
     """A full disk after the submits: the summary names every job created, with its line."""
     from akool_async._errors import JournalError
-    from akool_async._journal import Journal
+    from akool_async._jobs._journal import Journal
 
     async def full_disk(*args: Any, **fields: Any) -> None:
         raise JournalError("journal write failed: database or disk is full")

@@ -26,8 +26,8 @@ from akool_async import (
     Timeout,
     TransportError,
 )
-from akool_async._requester import _Delivery
 from akool_async._endpoints import FACESWAP_PLUS, LIST_RESULTS
+from akool_async._requester import _Delivery
 from akool_async.testing import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,

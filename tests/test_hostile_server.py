@@ -51,7 +51,6 @@ from akool_async import (
     SwapStatus,
     TransportError,
 )
-from akool_async._download import save_result
 from akool_async._endpoints import (
     DELETE_RESULTS,
     DETECT_FACES,
@@ -64,6 +63,7 @@ from akool_async._endpoints import (
     LEGACY_DETECT,
     LIST_RESULTS,
 )
+from akool_async._jobs._download import save_result
 from akool_async._wire import BODY_LIMIT
 from akool_async.cli import _context as _cli_context
 from akool_async.cli import main

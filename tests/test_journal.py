@@ -13,8 +13,8 @@ import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from akool_async import JournalError, PlusSwap, ValidationError
-from akool_async._journal import APPLICATION_ID, Journal, read_journal
-from akool_async._records import request_key
+from akool_async._jobs._journal import APPLICATION_ID, Journal, read_journal
+from akool_async._jobs._records import request_key
 
 pytestmark = pytest.mark.anyio
 
@@ -24,7 +24,7 @@ BASE = "https://openapi.akool.com"
 #: A process that records a submit intent, says so, and waits to be killed.
 CHILD = r"""
 import sys, anyio
-from akool_async._journal import Journal
+from akool_async._jobs._journal import Journal
 
 async def main():
     async with Journal(sys.argv[1], base_url="https://openapi.akool.com") as journal:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from akool_async import JournalError
-from akool_async._journal import Journal, JournalState, read_journal
+from akool_async._jobs._journal import Journal, JournalState, read_journal
 
 pytestmark = pytest.mark.anyio
 

@@ -12,9 +12,9 @@ import anyio
 import pytest
 
 from akool_async import AsyncClient, JournalError, ValidationError
-from akool_async._journal_pg import PgJournal, read_batch_status
+from akool_async._jobs._journal_pg import PgJournal, read_batch_status
+from akool_async._jobs._records import request_key
 from akool_async._ratelimit import RateController, RateLimit
-from akool_async._records import request_key
 from akool_async.testing import Emulator
 from tests._support import FAST_POLL, FAST_RETRY, QUICK_JOBS, Cli, swap
 

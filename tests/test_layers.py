@@ -6,11 +6,15 @@ and each import is resolved to the ``akool_async`` module it loads: ``from . imp
 ``_models``. An import is *module-level* when it runs as the module loads (at the top, in an
 ``if TYPE_CHECKING:`` block, in a ``try`` or a class body) and *local* inside a function.
 
-Two rules:
+Three rules:
 
 - Nothing outside ``akool_async/cli`` imports the CLI, whatever the kind of import (a local
   import is a dependency all the same); the one exception is ``akool_async.__main__``, the
   ``python -m akool_async`` entry point, which is the program and not the SDK.
+- The job machinery (``akool_async._jobs``) sits between the foundation and the clients: it
+  imports no client module (``_base_client``, ``_client``, ``_sync``, ``_mirrors``,
+  ``_portal``), no gallery report, no CLI and no emulator, and nothing of the foundation (every
+  other module of the SDK) imports it; any kind of import counts.
 - No import cycle among module-level imports (``TYPE_CHECKING`` ones included: a cycle that
   only the type checker sees is still a knot in the design). A function-local import is the
   project's way of breaking a cycle on purpose (openai-python's lazy imports), so it is left out.
@@ -33,6 +37,17 @@ PACKAGE = "akool_async"
 CLI = f"{PACKAGE}.cli"
 #: Modules outside the CLI that may import it: the entry points, never the SDK.
 CLI_ENTRY_POINTS = frozenset({f"{PACKAGE}.__main__"})
+
+JOBS = f"{PACKAGE}._jobs"
+#: The layer above the job machinery (and the package itself, which re-exports everything).
+ABOVE_JOBS = frozenset(
+    {PACKAGE, f"{PACKAGE}.__main__"}
+    | {
+        f"{PACKAGE}.{name}"
+        for name in ("_base_client", "_client", "_sync", "_mirrors", "_portal")
+        + ("_report", "_report_data", "_report_media", "_report_page")
+    }
+)
 
 #: Import cycles allowed: none. (Issue 13 removed the last four: ``_asgi``/``_receiver`` share a
 #: module, ``_mirrors`` names the blocking client by protocols, the job machinery takes a
@@ -176,6 +191,31 @@ def test_nothing_in_the_sdk_imports_the_cli() -> None:
         f"{i.source}:{i.line} imports {i.target}"
         for i in IMPORTS
         if in_cli(i.target) and not in_cli(i.source) and i.source not in CLI_ENTRY_POINTS
+    ]
+    assert offenders == []
+
+
+def in_package(module: str, package: str) -> bool:
+    return module == package or module.startswith(f"{package}.")
+
+
+def layer(module: str) -> str:
+    """``"jobs"``, ``"above"`` (clients, report, CLI, emulator, the package) or ``"foundation"``."""
+    if in_package(module, JOBS):
+        return "jobs"
+    if module in ABOVE_JOBS or in_cli(module) or in_package(module, f"{PACKAGE}.testing"):
+        return "above"
+    return "foundation"
+
+
+def test_the_job_machinery_sits_between_the_foundation_and_the_clients() -> None:
+    """``_jobs`` imports nothing above it, and nothing below it imports ``_jobs``."""
+    assert {f"{JOBS}._service", f"{JOBS}._batch", f"{PACKAGE}._requester"} <= set(MODULES)
+    assert all(name in MODULES for name in ABOVE_JOBS)
+    offenders = [
+        f"{i.source}:{i.line} imports {i.target}"
+        for i in IMPORTS
+        if (layer(i.source), layer(i.target)) in {("jobs", "above"), ("foundation", "jobs")}
     ]
     assert offenders == []
 

@@ -202,7 +202,7 @@ async def test_cancelling_the_caller_stops_the_batch_and_its_polling(
     in_flight = [t for t in asyncio.all_tasks() if t.get_name().endswith("Poller._poll")]
     with anyio.fail_after(5):
         await asyncio.gather(*in_flight, return_exceptions=True)
-    assert sdk_tasks() == baseline == ["akool_async._poller.Poller.run"]
+    assert sdk_tasks() == baseline == ["akool_async._jobs._poller.Poller.run"]
     polls = emu.stats.requests["list_results"]
     await anyio.sleep(0.3)  # several poll intervals: nothing may be asked any more
     assert emu.stats.requests["list_results"] == polls

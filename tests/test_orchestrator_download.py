@@ -20,8 +20,8 @@ from akool_async import (
     PollConfig,
     RetryPolicy,
 )
-from akool_async._download import download, file_name
-from akool_async._journal import read_journal
+from akool_async._jobs._download import download, file_name
+from akool_async._jobs._journal import read_journal
 from akool_async.testing import Emulator, EmulatorConfig
 from tests._support import FAST_RETRY
 

@@ -26,7 +26,7 @@ from akool_async import (
     PlusSwap,
     PollConfig,
 )
-from akool_async._journal import read_journal
+from akool_async._jobs._journal import read_journal
 from akool_async.testing import Emulator, EmulatorConfig
 from tests._support import QUICK_JOBS, swap
 

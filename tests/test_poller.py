@@ -24,8 +24,8 @@ from akool_async import (
     TransportError,
     ValidationError,
 )
-from akool_async._poll_config import poll_interval
-from akool_async._poller import Poller
+from akool_async._jobs._poll_config import poll_interval
+from akool_async._jobs._poller import Poller
 
 pytestmark = pytest.mark.anyio
 

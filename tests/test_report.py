@@ -24,7 +24,7 @@ import attrs
 import pytest
 
 from akool_async import AsyncClient, JournalError, ValidationError, write_report_html
-from akool_async._journal import Journal
+from akool_async._jobs._journal import Journal
 from akool_async._report import remember_batch
 from akool_async.cli._batch import BatchRunResult, run_batch, write_report
 from akool_async.cli._context import Context
@@ -351,7 +351,7 @@ def read_base_url(path: Path) -> str:
 
 
 def first_key(out: Path) -> tuple[str, int]:
-    from akool_async._journal import read_journal
+    from akool_async._jobs._journal import read_journal
 
     row = read_journal(out / ".akool-journal.sqlite")[0]
     return row.key, row.occurrence

@@ -39,7 +39,7 @@ from akool_async import (
     StorageError,
     ValidationError,
 )
-from akool_async._journal import read_journal
+from akool_async._jobs._journal import read_journal
 from akool_async._storage import PART_SIZE, PRESIGN_MARGIN
 from akool_async.testing import Emulator, EmulatorConfig, EmulatorThread
 from tests._support import FAST_RETRY, Cli

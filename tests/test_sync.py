@@ -34,9 +34,9 @@ from akool_async import (
     ValidationError,
     VideoSwap,
 )
-from akool_async._events import BatchEvent
-from akool_async._orchestrator import Batch
-from akool_async._poller import PollConfig
+from akool_async._jobs._events import BatchEvent
+from akool_async._jobs._orchestrator import Batch
+from akool_async._jobs._poller import PollConfig
 from akool_async._sync import BlockingBatch, BlockingIterator, IteratorMirror
 from akool_async.testing import DEFAULT_API_KEY, EmulatorConfig, EmulatorThread
 from tests import _support as support

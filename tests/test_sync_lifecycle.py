@@ -25,8 +25,8 @@ from akool_async import (
     SwapStatus,
     ValidationError,
 )
-from akool_async._events import BatchEvent
-from akool_async._poller import PollConfig
+from akool_async._jobs._events import BatchEvent
+from akool_async._jobs._poller import PollConfig
 from akool_async.testing import DEFAULT_API_KEY, EmulatorConfig, EmulatorThread
 from tests import _support as support
 from tests._support import FAST_RETRY, QUICK_JOBS, on_emulator

@@ -3,8 +3,9 @@
 The layer rule (a test, ``tests/test_layers.py``, enforces it):
 
 - The CLI is built on the SDK and imports its modules, private ones included: the program
-  needs more than a library user does (``akool_async._journal_pg`` for a shared batch's status,
-  ``akool_async._report`` for the batch's gallery, ...). Its own logic stays thin.
+  needs more than a library user does (``akool_async._jobs._journal_pg`` for a shared
+  batch's status, ``akool_async._report`` for the batch's gallery, ...). Its own logic stays
+  thin.
 - Nothing in the SDK imports the CLI, not even lazily or under ``TYPE_CHECKING``: ``import
   akool_async`` never loads this package. Its only importers are the entry points,
   ``akool_async.__main__`` (``python -m akool_async``) and the ``akool-async`` console script

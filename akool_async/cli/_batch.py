@@ -28,8 +28,8 @@ import attrs
 
 from akool_async._client import AsyncClient
 from akool_async._errors import AkoolError, JobFailedError
-from akool_async._events import BatchEvent, BatchStatistics, Outcome
-from akool_async._journals import without_passwords
+from akool_async._jobs._events import BatchEvent, BatchStatistics, Outcome
+from akool_async._jobs._journals import without_passwords
 from akool_async._models import SwapRequest, SwapStatus
 from akool_async._redact import redact
 from akool_async._report import remember_batch

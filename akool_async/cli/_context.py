@@ -14,7 +14,7 @@ import attrs
 
 from akool_async._client import AsyncClient
 from akool_async._errors import ValidationError
-from akool_async._poll_config import PollConfig
+from akool_async._jobs._poll_config import PollConfig
 from akool_async._redact import redact
 
 __all__ = [

@@ -28,6 +28,7 @@ from typing import Any, Final
 import anyio
 
 from akool_async._client import AsyncClient
+from akool_async._jobs._poll_config import PollConfig
 from akool_async._models import (
     DetectedFace,
     DetectFaces,
@@ -40,7 +41,6 @@ from akool_async._models import (
     ProSwap,
     VideoSwap,
 )
-from akool_async._poll_config import PollConfig
 
 from ._batch import BatchRunResult, run_batch, write_report
 from ._context import EXIT_OK, Context

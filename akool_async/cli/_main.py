@@ -54,7 +54,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Final
 
 from akool_async._errors import AkoolError, ValidationError
-from akool_async._journals import is_shared_url, url_passwords
+from akool_async._jobs._journals import is_shared_url, url_passwords
 from akool_async._redact import redact
 from akool_async._speedups import run, tune_gc
 

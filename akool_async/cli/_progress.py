@@ -19,7 +19,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from akool_async._events import BatchEvent, BatchStatistics
+from akool_async._jobs._events import BatchEvent, BatchStatistics
 from akool_async._ratelimit import RateLimitStatistics
 
 __all__ = [

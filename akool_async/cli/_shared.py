@@ -14,7 +14,7 @@ import time
 
 import attrs
 
-from akool_async._journals import is_shared_url
+from akool_async._jobs._journals import is_shared_url
 
 from ._context import EXIT_OK, EXIT_USAGE, CliError, Context
 
@@ -32,7 +32,7 @@ class SharedOptions:
 
 
 def _worker_id() -> str:
-    from akool_async._journal_pg import _worker_id as make
+    from akool_async._jobs._journal_pg import _worker_id as make
 
     return make()
 
@@ -83,7 +83,7 @@ async def cmd_batch_status(ctx: Context) -> int:
         raise CliError(
             "batch --status needs --journal postgresql://... and --batch-id NAME", EXIT_USAGE
         )
-    from akool_async._journal_pg import read_batch_status
+    from akool_async._jobs._journal_pg import read_batch_status
 
     status = await read_batch_status(args.journal, args.batch_id)
     workers = [

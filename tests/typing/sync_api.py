@@ -25,8 +25,8 @@ from akool_async import (
     SwapResult,
     Timeout,
 )
-from akool_async._events import BatchStatistics, Outcome
-from akool_async._poller import PollConfig, PollerStatistics
+from akool_async._jobs._events import BatchStatistics, Outcome
+from akool_async._jobs._poller import PollConfig, PollerStatistics
 from akool_async._sync import BlockingBatch
 
 

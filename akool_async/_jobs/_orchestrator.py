@@ -24,15 +24,16 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Self
 
 import anyio
 
+from akool_async._errors import ValidationError
+from akool_async._models import MediaType, SwapJob
+from akool_async._retry import RetryPolicy
+from akool_async._storage import is_store_url
+from akool_async._validators import require_integer_at_least
+
 from ._batch import BatchOptions, BatchRun
 from ._download import DOWNLOAD_RETRY
-from ._errors import ValidationError
 from ._events import BatchEvent, BatchStatistics, Outcome, R
 from ._journals import journal_spec
-from ._models import MediaType, SwapJob
-from ._retry import RetryPolicy
-from ._storage import is_store_url
-from ._validators import require_integer_at_least
 
 if TYPE_CHECKING:
     # The name ``Batch.__init__``'s signature has shown (tests/data/public_api.json).

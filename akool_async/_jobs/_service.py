@@ -32,16 +32,17 @@ import anyio
 import attrs
 from anyio.abc import TaskGroup
 
-from ._ambiguity import References
-from ._endpoints import Endpoint
-from ._errors import ClientStateError
-from ._models import MediaType, SwapResult, SwapStatus
+from akool_async._ambiguity import References
+from akool_async._endpoints import Endpoint
+from akool_async._errors import ClientStateError
+from akool_async._models import MediaType, SwapResult, SwapStatus
+
 from ._poll_config import PollConfig
 from ._poller import FetchResults, Poller, PollerStatistics
 
 if TYPE_CHECKING:
-    from ._receiver import WebhookReceiver
-    from ._webhooks import WebhookEvent
+    from akool_async._receiver import WebhookReceiver
+    from akool_async._webhooks import WebhookEvent
 
 __all__ = ["JobService"]
 

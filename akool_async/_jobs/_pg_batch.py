@@ -16,7 +16,8 @@ import socket
 from collections.abc import Sequence
 from typing import Any, Final
 
-from ._errors import JournalError
+from akool_async._errors import JournalError
+
 from ._pg_db import NOW, SCHEMA_VERSION, PgDatabase, describe, driver
 
 __all__ = ["PgBatch", "input_digest"]

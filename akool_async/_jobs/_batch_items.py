@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Protocol
 import anyio
 import attrs
 
+from akool_async._models import SwapJob, SwapResult
+from akool_async._retry import RetryPolicy
+
 from ._download import DEFAULT_DOWNLOAD_TIMEOUT, DOWNLOAD_RETRY, MIN_RATE, RATE_WINDOW
 from ._events import BatchEvent, EventKind, Outcome, R
 from ._journals import JournalSpec
-from ._models import SwapJob, SwapResult
-from ._retry import RetryPolicy
 
 if TYPE_CHECKING:
     from ._journal_pg import Claim, PgJournal

@@ -39,10 +39,10 @@ import aiohttp
 import anyio
 import attrs
 
-from ._errors import DownloadError
-from ._models import SwapResult, is_record_id
-from ._redact import describe
-from ._retry import Retryable, RetryPolicy, retrying
+from akool_async._errors import DownloadError
+from akool_async._models import SwapResult, is_record_id
+from akool_async._redact import describe
+from akool_async._retry import Retryable, RetryPolicy, retrying
 
 __all__ = [
     "DEFAULT_DOWNLOAD_TIMEOUT",

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
-from ._errors import JournalError
+from akool_async._errors import JournalError
+from akool_async._redact import redact
+
 from ._journals import url_passwords, without_passwords
-from ._redact import redact
 
 if TYPE_CHECKING:
     import asyncpg

@@ -55,7 +55,7 @@ import anyio
 import attrs
 from anyio.abc import TaskGroup, TaskStatus
 
-from ._errors import (
+from akool_async._errors import (
     AkoolError,
     ClientStateError,
     JobFailedError,
@@ -65,7 +65,8 @@ from ._errors import (
     ServerError,
     TransportError,
 )
-from ._models import MediaType, SwapResult, SwapStatus
+from akool_async._models import MediaType, SwapResult, SwapStatus
+
 from ._poll_config import PollConfig, poll_interval
 
 __all__ = [

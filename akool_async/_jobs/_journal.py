@@ -54,7 +54,7 @@ import attrs
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._errors import JournalError
+from akool_async._errors import JournalError
 
 __all__ = ["Journal", "JournalRecord", "JournalState", "read_journal"]
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import attrs
 
-from ._errors import ValidationError
-from ._models import MediaType
-from ._validators import (
+from akool_async._errors import ValidationError
+from akool_async._models import MediaType
+from akool_async._validators import (
     finite_number_at_least,
     finite_positive_number,
     integer_at_least,

@@ -24,9 +24,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 
-from ._batch_items import BatchOptions, ClaimReader, Item, Reader
-from ._download import part_files, sweep_parts
-from ._errors import (
+from akool_async._errors import (
     AkoolError,
     JobFailedError,
     JobNotFoundError,
@@ -34,15 +32,19 @@ from ._errors import (
     JournalError,
     ValidationError,
 )
+from akool_async._models import SwapJob
+
+from ._batch_items import BatchOptions, ClaimReader, Item, Reader
+from ._download import part_files, sweep_parts
 from ._events import Outcome, R
 from ._journal import Journal, JournalRecord, JournalState
 from ._journals import JournalBackend, open_journal
-from ._models import SwapJob
 from ._records import error_columns, request_key, result_json, submit_endpoint
 
 if TYPE_CHECKING:
+    from akool_async._ratelimit import RateController
+
     from ._journal_pg import Claim, PgJournal
-    from ._ratelimit import RateController
 
 __all__ = ["JournalLedger", "Ledger", "open_ledger"]
 

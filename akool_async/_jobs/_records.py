@@ -17,9 +17,9 @@ from typing import Any, Final
 
 import attrs
 
-from . import _errors
-from ._endpoints import ENDPOINTS, Endpoint
-from ._errors import (
+from akool_async import _errors
+from akool_async._endpoints import ENDPOINTS, Endpoint
+from akool_async._errors import (
     AccountBannedError,
     AkoolError,
     AmbiguousSubmitError,
@@ -36,10 +36,11 @@ from ._errors import (
     TransportError,
     ValidationError,
 )
+from akool_async._models import MediaType, SwapJob, SwapResult
+from akool_async._redact import redact
+from akool_async._wire import build_request, converter
+
 from ._journal import JournalRecord
-from ._models import MediaType, SwapJob, SwapResult
-from ._redact import redact
-from ._wire import build_request, converter
 
 __all__ = [
     "SUBMIT_ENDPOINTS",

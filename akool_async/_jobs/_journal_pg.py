@@ -67,7 +67,8 @@ from typing import Any, Final, Self
 import anyio
 from anyio.abc import TaskGroup
 
-from ._errors import JournalError
+from akool_async._errors import JournalError
+
 from ._journal import JournalRecord, JournalState
 from ._pg_batch import PgBatch, input_digest
 from ._pg_claims import CLAIMABLE, Claim, ClaimDesk, Lease

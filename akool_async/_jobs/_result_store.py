@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
+from akool_async._errors import DownloadError, StorageError, ValidationError
+from akool_async._models import SwapResult
+from akool_async._retry import RetryPolicy
+from akool_async._storage import PART_SIZE, _filesystem, _store_failure, is_store_url
+
 from ._download import DOWNLOAD_RETRY, Downloaded, file_name, save_result
-from ._errors import DownloadError, StorageError, ValidationError
-from ._models import SwapResult
-from ._retry import RetryPolicy
-from ._storage import PART_SIZE, _filesystem, _store_failure, is_store_url
 
 if TYPE_CHECKING:
     from ._seams import ClientSeam

@@ -28,10 +28,9 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import anyio
 import attrs
 
-from ._ambiguity import References, new_reference, with_reference
-from ._batch_items import BatchOptions, Item, RunControl
-from ._endpoints import GET_CREDIT, Endpoint
-from ._errors import (
+from akool_async._ambiguity import References, new_reference, with_reference
+from akool_async._endpoints import GET_CREDIT, Endpoint
+from akool_async._errors import (
     AccountBannedError,
     AkoolError,
     AmbiguousSubmitError,
@@ -45,14 +44,16 @@ from ._errors import (
     TransportError,
     ValidationError,
 )
+from akool_async._models import CreditQuery, SwapJob
+from akool_async._requester import submit_events, submit_sending
+from akool_async._retry import Retryable, RetryPolicy, retrying
+from akool_async._storage import MEDIA_TYPES, media_refs
+
+from ._batch_items import BatchOptions, Item, RunControl
 from ._events import BatchCounters, Outcome, R
 from ._journal import JournalState
 from ._ledger import Ledger
-from ._models import CreditQuery, SwapJob
 from ._records import SUBMIT_ENDPOINTS, never_acted
-from ._requester import submit_events, submit_sending
-from ._retry import Retryable, RetryPolicy, retrying
-from ._storage import MEDIA_TYPES, media_refs
 
 if TYPE_CHECKING:
     from ._seams import ClientSeam

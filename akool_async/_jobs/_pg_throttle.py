@@ -19,7 +19,8 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._errors import JournalError
+from akool_async._errors import JournalError
+
 from ._pg_db import NOW, PgDatabase, driver
 
 if TYPE_CHECKING:

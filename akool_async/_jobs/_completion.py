@@ -25,9 +25,7 @@ import anyio
 import attrs
 from anyio.streams.memory import MemoryObjectSendStream
 
-from ._batch_items import WAITING, BatchOptions, Item, Pending, RunControl
-from ._download import sha256_of_file
-from ._errors import (
+from akool_async._errors import (
     AkoolError,
     AmbiguousSubmitError,
     ClientStateError,
@@ -38,13 +36,16 @@ from ._errors import (
     ParameterError,
     StorageError,
 )
+from akool_async._models import SwapJob, SwapResult
+from akool_async._storage import is_store_url
+
+from ._batch_items import WAITING, BatchOptions, Item, Pending, RunControl
+from ._download import sha256_of_file
 from ._events import BatchCounters, Outcome, R
 from ._journal import JournalRecord, JournalState
 from ._ledger import Ledger
-from ._models import SwapJob, SwapResult
 from ._records import job_from_record, rebuild_error, result_from_json
 from ._result_store import check_stored, save_anywhere
-from ._storage import is_store_url
 from ._submitter import Submitter
 
 if TYPE_CHECKING:

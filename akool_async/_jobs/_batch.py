@@ -61,9 +61,16 @@ from typing import TYPE_CHECKING, Any, Generic, cast
 import anyio
 from anyio.abc import TaskGroup
 
+from akool_async._errors import (
+    AmbiguousSubmitError,
+    ClientStateError,
+    JournalError,
+    ValidationError,
+)
+from akool_async._requester import submit_events
+
 from ._batch_items import WAITING, BatchOptions, ClaimReader, Item, Pending, Reader, Slot, unwrap
 from ._completion import Completion
-from ._errors import AmbiguousSubmitError, ClientStateError, JournalError, ValidationError
 from ._events import (
     BatchCounters,
     BatchEvent,
@@ -74,7 +81,6 @@ from ._events import (
 )
 from ._ledger import Ledger, open_ledger
 from ._records import submit_endpoint
-from ._requester import submit_events
 from ._submitter import Submitter, Webhooks
 
 if TYPE_CHECKING:

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 if TYPE_CHECKING:
     import aiohttp
 
-    from ._endpoints import Endpoint
-    from ._ratelimit import RateController
-    from ._retry import RetryPolicy
-    from ._stats import ClientStatistics
-    from ._storage import MediaResolver
+    from akool_async._endpoints import Endpoint
+    from akool_async._ratelimit import RateController
+    from akool_async._retry import RetryPolicy
+    from akool_async._stats import ClientStatistics
+    from akool_async._storage import MediaResolver
 
 __all__ = ["ClientSeam"]
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
-from ._errors import JournalError
+from akool_async._errors import JournalError
+
 from ._journal import _UPDATABLE, JournalState
 from ._pg_db import NOW, PgDatabase
 

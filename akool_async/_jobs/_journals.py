@@ -22,7 +22,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self
 
-from ._errors import ValidationError
+from akool_async._errors import ValidationError
+
 from ._journal import Journal, JournalRecord, JournalState
 
 __all__ = [

@@ -26,7 +26,8 @@ from typing import Any, Final
 import anyio
 import attrs
 
-from ._errors import JournalError
+from akool_async._errors import JournalError
+
 from ._journal import _COLUMNS as _RECORD_COLUMNS  # one list of a record's columns
 from ._journal import JournalRecord
 from ._pg_db import IN_FLIGHT, NOW, PgDatabase

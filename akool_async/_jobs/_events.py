@@ -15,8 +15,8 @@ from typing import Any, Generic, Literal, TypeVar
 import anyio
 import attrs
 
-from ._errors import AkoolError, AmbiguousSubmitError, JobFailedError
-from ._models import SwapJob, SwapRequest, SwapResult, SwapStatus
+from akool_async._errors import AkoolError, AmbiguousSubmitError, JobFailedError
+from akool_async._models import SwapJob, SwapRequest, SwapResult, SwapStatus
 
 __all__ = [
     "BatchCounters",

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 
 import attrs
 
-from ._errors import JournalError
+from akool_async._errors import JournalError
+
 from ._pg_db import IN_FLIGHT, NOW, describe, detail, driver
 
 __all__ = ["BatchStatus", "WorkerStatus", "read_batch_status"]
