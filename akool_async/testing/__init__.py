@@ -15,6 +15,8 @@ imports the SDK's client.
 
 from __future__ import annotations
 
+from akool_async._public import present_as_public as _present_as_public
+
 from ._clock import Clock, ManualClock, RealClock
 from ._config import (
     DEFAULT_API_KEY,
@@ -54,3 +56,6 @@ __all__ = [
     "face_count",
     "main",
 ]
+
+
+_present_as_public(globals())
