@@ -44,8 +44,10 @@ ABOVE_JOBS = frozenset(
     {PACKAGE, f"{PACKAGE}.__main__"}
     | {
         f"{PACKAGE}.{name}"
-        for name in ("_base_client", "_client", "_sync", "_mirrors", "_portal")
-        + ("_report", "_report_data", "_report_media", "_report_page")
+        for name in (
+            *("_base_client", "_client", "_sync", "_mirrors", "_portal"),
+            *("_report", "_report_data", "_report_media", "_report_page"),
+        )
     }
 )
 
