@@ -222,6 +222,24 @@ def test_the_job_machinery_sits_between_the_foundation_and_the_clients() -> None
     assert offenders == []
 
 
+#: What the emulator may import of the SDK: it is an independent check of the contract, so
+#: it shares the webhook cipher (contract section 5) and nothing of the client side.
+EMULATOR_MAY_IMPORT = frozenset({f"{PACKAGE}._crypto", f"{PACKAGE}._public"})
+
+
+def test_the_emulator_imports_nothing_of_the_client_side() -> None:
+    """``akool_async.testing`` imports only itself, the cipher and ``_public``."""
+    testing = f"{PACKAGE}.testing"
+    offenders = [
+        f"{i.source}:{i.line} imports {i.target}"
+        for i in IMPORTS
+        if in_package(i.source, testing)
+        and not in_package(i.target, testing)
+        and i.target not in EMULATOR_MAY_IMPORT
+    ]
+    assert offenders == []
+
+
 def test_importing_the_sdk_loads_no_cli() -> None:
     """What the source says holds when it runs: ``import akool_async`` loads no CLI module."""
     script = (
