@@ -37,9 +37,10 @@ from akool_async import (
     PlusSwap,
     PollConfig,
     RetryPolicy,
+    WebhookEvent,
+    WebhookReceiver,
+    WebhookVerifier,
 )
-from akool_async._receiver import WebhookReceiver
-from akool_async._webhooks import WebhookEvent, WebhookVerifier
 from akool_async.testing import Emulator, EmulatorConfig, EmulatorThread
 
 __all__ = [

@@ -23,8 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import API_KEY, emit
 
-from akool_async import AsyncClient
-from akool_async._jobs._poller import PollConfig
+from akool_async import AsyncClient, PollConfig
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 

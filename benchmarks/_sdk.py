@@ -20,8 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import API_KEY, Usage, emit, request_body, run
 
-from akool_async import AsyncClient, PlusSwap
-from akool_async._jobs._events import BatchEvent
+from akool_async import AsyncClient, BatchEvent, PlusSwap
 
 try:
     from akool_async._speedups import ORJSON, UVLOOP

@@ -21,8 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import API_KEY, emit
 
-from akool_async import AsyncClient
-from akool_async._sync import Client
+from akool_async import AsyncClient, Client
 
 
 def measure(base_url: str, calls: int, rounds: int) -> dict[str, Any]:
