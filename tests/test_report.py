@@ -33,6 +33,8 @@ from akool_async.testing import DEFAULT_API_KEY, DEFAULT_CLIENT_SECRET, Emulator
 from tests._browser import Chromium, Page
 from tests._support import Cli
 
+REPO = Path(__file__).resolve().parent.parent
+
 pytestmark = pytest.mark.anyio
 
 JOBS = 60
@@ -137,16 +139,16 @@ async def test_cards_use_the_report_vocabulary(gallery: Gallery, tmp_path: Path)
 
 
 @needs_chromium
-async def test_page_loads_offline_without_errors(
-    gallery: Gallery, page: Page, tmp_path: Path
-) -> None:
+async def test_page_loads_offline_without_errors(gallery: Gallery, page: Page) -> None:
     """From file://, the page logs no error and requests nothing outside its folder."""
     await page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
     await page.wait_for("document.querySelectorAll('img').length > 0")
     await page.evaluate("window.scrollTo(0, 0)")
-    shot = await page.screenshot(tmp_path / "report-1280x800.png")
-    if os.environ.get("AKOOL_REPORT_SCREENSHOT"):
-        await page.screenshot(Path(os.environ["AKOOL_REPORT_SCREENSHOT"]))
+    # Kept after the run as its artifact: test-artifacts/report-1280x800.png in the checkout,
+    # or in the folder AKOOL_TEST_ARTIFACTS names.
+    artifacts = Path(os.environ.get("AKOOL_TEST_ARTIFACTS", REPO / "test-artifacts"))
+    await anyio.Path(artifacts).mkdir(parents=True, exist_ok=True)
+    shot = await page.screenshot(artifacts / "report-1280x800.png")
     folder = gallery.out.resolve().as_uri() + "/"
     outside = [url for url in page.requests if not url.startswith((folder, "data:"))]
     assert (page.console_errors, outside, shot.stat().st_size > 10_000) == ([], [], True)

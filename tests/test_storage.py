@@ -13,7 +13,9 @@ import calendar
 import hashlib
 import json
 import os
+import signal
 import sqlite3
+import sys
 import time
 import uuid
 from collections import Counter
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import anyio
 import attrs
 import pytest
 from aiohttp import web
@@ -270,6 +273,71 @@ async def test_batch_of_local_and_s3_inputs_into_a_bucket_resumes_without_new_pu
         assert outcome.sha256 == hashlib.sha256(body).hexdigest()
     rows = read_journal(journal)
     assert {out + Path(o.location or "").name for o in second} == {r.path for r in rows}
+
+
+@pytest.mark.slow
+async def test_a_cli_batch_killed_with_sigkill_resumes_without_new_uploads(
+    emu: Emulator, store: StoreProxy, bucket: str, moto_url: str, tmp_path: Path
+) -> None:
+    """``akool-async batch`` (local and s3:// inputs, results into a bucket) killed with SIGKILL
+    mid-batch: the same command again uploads no input and stores only the missing results."""
+    emu.configure(image_seconds=(0.3, 0.9))
+    faces = _files(tmp_path, 2, "face")
+    local_targets = _files(tmp_path, 3, "target")
+    s3 = _s3(moto_url)
+    for index in range(3):
+        s3.put_object(Bucket=bucket, Key=f"in/t{index}.jpg", Body=b"remote target %d" % index)
+    targets = [*map(str, local_targets), *(f"s3://{bucket}/in/t{i}.jpg" for i in range(3))]
+    total = 36
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "kind": "plus",
+                    "source_url": str(faces[i % 2]),
+                    "target_url": targets[i % len(targets)],
+                    "face_enhance": i % 3 == 0,  # distinct requests, the same few files
+                    "ref": f"line-{i}",
+                }
+            )
+            + "\n"
+            for i in range(total)
+        )
+    )
+    journal = tmp_path / "batch.db"
+    options = [f"--storage-option={k}={v}" for k, v in _options(store).items()]
+    command = [
+        sys.executable, "-m", "akool_async", "--json", "batch", str(manifest),
+        "--out", f"s3://{bucket}/results/", "--journal", str(journal),
+        "--upload-to", f"s3://{bucket}/uploads/", *options,
+        "--concurrency", "4", "--poll-interval", "0.05",
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AKOOL_")}
+    env |= {"AKOOL_BASE_URL": emu.base_url, "AKOOL_API_KEY": emu.api_key}
+
+    async with await anyio.open_process(command, env=env) as child:
+        with anyio.fail_after(60):
+            # Polling another process's progress (stored results): no event to wait on.
+            while store.puts(f"/{bucket}/results/") < 6 and child.returncode is None:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        child.send_signal(signal.SIGKILL)
+        assert await child.wait() == -signal.SIGKILL
+    stored = sum(1 for row in read_journal(journal) if row.state == "succeeded")
+    assert 0 < stored < total
+    assert store.puts(f"/{bucket}/uploads/") == 5  # 2 faces + 3 local targets, each once
+    downloads_before = emu.stats.requests["result_file"]
+
+    store.requests.clear()
+    # --resubmit-ambiguous: a submit the kill cut off may have created a job (it may pay
+    # twice; what is counted here is uploads and stored results, not jobs).
+    resumed = await anyio.run_process([*command, "--resubmit-ambiguous"], env=env, check=False)
+    assert resumed.returncode == 0, resumed.stderr.decode()[-2000:]
+    lines = [json.loads(line) for line in resumed.stdout.decode().splitlines()]
+    assert sum(1 for line in lines if line.get("status") == "ok") == total, lines[-1:]
+    assert store.puts(f"/{bucket}/uploads/") == 0
+    assert store.puts(f"/{bucket}/results/") == total - stored
+    assert emu.stats.requests["result_file"] - downloads_before == total - stored
 
 
 async def test_resume_reuses_valid_presigns_and_resigns_expired_ones(
