@@ -2,7 +2,7 @@
 
 Everything aiohttp does for an API call happens here, and every aiohttp exception is mapped
 here, once (as httpx's ``_transports/default.py`` maps httpcore's and aiobotocore's
-``httpsession.send`` maps aiohttp's): ``map_aiohttp_exceptions`` turns them into an
+``httpsession.send`` maps aiohttp's): ``map_aiohttp_exception`` turns them into an
 ``Unanswered`` carrying a safe ``TransportError`` and whether the request may have reached the
 server. Messages are built from safe parts (the endpoint, the host, the exception's class and
 ``_redact.describe``), never from a foreign exception's repr, whose ``RequestInfo`` holds the
@@ -15,16 +15,14 @@ module's business.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import importlib.metadata
 import logging
 import time
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Final, NamedTuple
 
 import aiohttp
-import attrs
 
 from ._config import Limits, Timeout
 from ._errors import TransportError
@@ -34,7 +32,8 @@ __all__ = [
     "Answer",
     "Unanswered",
     "client_timeout",
-    "map_aiohttp_exceptions",
+    "AIOHTTP_FAILURES",
+    "map_aiohttp_exception",
     "open_session",
     "send",
 ]
@@ -42,8 +41,7 @@ __all__ = [
 _logger = logging.getLogger("akool_async")
 
 
-@attrs.frozen
-class Answer:
+class Answer(NamedTuple):
     """What the server sent back: a redirect's body is never read (nor followed)."""
 
     status: int
@@ -61,27 +59,25 @@ class Unanswered(Exception):
         self.kind = kind  # the class name of what aiohttp raised, for the DEBUG line
 
 
-@contextlib.contextmanager
-def map_aiohttp_exceptions(name: str, base: str) -> Iterator[None]:
-    """Raise ``Unanswered`` for any aiohttp (or socket, or timeout) failure inside.
+#: What aiohttp (and the socket and timers under it) raise for a request without an answer.
+AIOHTTP_FAILURES: Final = (aiohttp.ClientError, TimeoutError, OSError)
+
+
+def map_aiohttp_exception(exc: BaseException, name: str, base: str) -> Unanswered:
+    """The ``Unanswered`` for an ``AIOHTTP_FAILURES`` exception of a request to ``base``.
 
     Not connected (the connection could not be made, or not in time) is ``sent=False``:
     nothing reached the server. Anything later (a read timeout, a dropped connection, a
     broken body) may have reached it: ``sent=True``. The ``TransportError``'s cause is a
     redacted stand-in for the aiohttp exception (``_redact.safe_cause``).
     """
-    try:
-        yield
-    except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
         error = TransportError(f"{name}: could not connect to {base}: {describe(exc)}")
-        raise _unanswered(error, exc, sent=False) from error.__cause__
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        sent = False
+    else:
         what = "timed out" if isinstance(exc, TimeoutError) else f"failed: {describe(exc)}"
         error = TransportError(f"{name}: the request {what}")
-        raise _unanswered(error, exc, sent=True) from error.__cause__
-
-
-def _unanswered(error: TransportError, exc: BaseException, *, sent: bool) -> Unanswered:
+        sent = True
     error.__cause__ = safe_cause(exc)
     unanswered = Unanswered(error, sent=sent, kind=type(exc).__name__)
     unanswered.__cause__ = error.__cause__
@@ -104,29 +100,29 @@ async def send(
     """Send one API request and read its answer; one DEBUG line whatever happens.
 
     Raises:
-        Unanswered: no answer (see ``map_aiohttp_exceptions``).
+        Unanswered: no answer (see ``map_aiohttp_exception``).
     """
     started = time.monotonic()
     try:
-        with map_aiohttp_exceptions(name, base):
-            async with session.request(
-                method,
-                base + path,
-                params=params,
-                # Encoded once in build_request (orjson when installed), not by aiohttp.
-                data=content,
-                headers=headers,
-                timeout=client_timeout(time_limits),
-                # Never follow: a redirect would carry the credentials (and a create) to
-                # whatever host it names. A caller-owned session's raise_for_status would
-                # raise errors holding the request headers.
-                allow_redirects=False,
-                raise_for_status=False,
-            ) as response:
-                status = response.status
-                body = b"" if 300 <= status < 400 else await response.read()
-                answer = Answer(status=status, headers=response.headers, body=body)
-    except Unanswered as lost:
+        async with session.request(
+            method,
+            base + path,
+            params=params,
+            # Encoded once in build_request (orjson when installed), not by aiohttp.
+            data=content,
+            headers=headers,
+            timeout=client_timeout(time_limits),
+            # Never follow: a redirect would carry the credentials (and a create) to
+            # whatever host it names. A caller-owned session's raise_for_status would
+            # raise errors holding the request headers.
+            allow_redirects=False,
+            raise_for_status=False,
+        ) as response:
+            status = response.status
+            body = b"" if 300 <= status < 400 else await response.read()
+            answer = Answer(status, response.headers, body)
+    except AIOHTTP_FAILURES as exc:  # the one place they are caught
+        lost = map_aiohttp_exception(exc, name, base)
         _logger.debug(
             "%s %s -> %s in %.3fs (attempt %d): %s",
             method,
@@ -136,7 +132,7 @@ async def send(
             attempt,
             lost.kind,
         )
-        raise
+        raise lost from lost.__cause__
     _logger.debug(
         "%s %s -> %d in %.3fs (attempt %d)",
         method,

@@ -259,40 +259,49 @@ class Submitter:
         the job (and a journal error, if its row could not be written) or the error that
         ends the request (a stop rule's included).
         """
+        try:
+            return await self._send_unless_stopped(item, endpoint, request)  # the usual case
+        except _Throttled as refused:
+            first = refused
         backing_off: list[RateLimitError] = []  # the refusal being waited out, if any
 
         async def attempt(number: int) -> tuple[SwapJob, JournalError | None] | AkoolError:
-            if backing_off:  # a resubmit, after its wait
-                self._counters.retries += 1
-                self._run.event("retried", item.index, error=backing_off.pop(), attempt=number)
-            # Cancellation is still honoured before anything is counted or sent.
-            await anyio.lowlevel.checkpoint_if_cancelled()
-            error = self._stop_error()
-            if error is not None:
-                return error
-            item.slot.move("submitting")
-            try:
-                sent = await self._send_once(item, endpoint, request)
-            except RateLimitError as exc:
-                item.slot.move("waiting_input")
-                raise _Throttled(exc) from None  # the client reported it ("throttled")
-            except AkoolError as exc:
-                item.slot.move("waiting_input")
-                return exc
-            item.slot.move("pending")
-            return sent
+            self._counters.retries += 1  # a resubmit, after its wait
+            self._run.event("retried", item.index, error=backing_off.pop(), attempt=number)
+            return await self._send_unless_stopped(item, endpoint, request)
 
         def waiting(number: int, delay: float, failure: _Throttled) -> None:
             backing_off.append(failure.error)
 
         try:
-            return await retrying(_RESUBMITS, attempt, on_retry=waiting)
+            return await retrying(_RESUBMITS, attempt, first=first, on_retry=waiting)
         except _Throttled as refused:  # still refused after the last resubmit
             return refused.error
         except BaseException:
             if backing_off:  # cancelled between two refusals: provably not sent
                 await self.ledger.record_unsent(item)
             raise
+
+    async def _send_unless_stopped(
+        self, item: Item[R], endpoint: Endpoint[Any, SwapJob], request: R
+    ) -> tuple[SwapJob, JournalError | None] | AkoolError:
+        """One journaled send, or a stop rule's error; a 1005 raises ``_Throttled``."""
+        # Cancellation is still honoured before anything is counted or sent.
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        error = self._stop_error()
+        if error is not None:
+            return error
+        item.slot.move("submitting")
+        try:
+            sent = await self._send_once(item, endpoint, request)
+        except RateLimitError as exc:
+            item.slot.move("waiting_input")
+            raise _Throttled(exc) from None  # the client reported it ("throttled")
+        except AkoolError as exc:
+            item.slot.move("waiting_input")
+            return exc
+        item.slot.move("pending")
+        return sent
 
     def _with_reference(self, item: Item[R], request: R) -> R:
         """The request to send: with a webhook reference when callbacks come to us."""
