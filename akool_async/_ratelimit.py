@@ -40,6 +40,11 @@ Discovering the account's rate (``RateLimit(rate=None)``, the default):
   only answers to requests sent at the new rate. Undoing the first decrease never returns to
   probing (its rate was never accepted, and a token-bucket server refuses its burst at once):
   it goes to a plateau at the rate accepted since the start, and probes on from there.
+* **Measuring only when rate-bound.** The server's rate is measured from what it accepted
+  only when the client was rate-bound (a quarter of its requests waited for their turn);
+  a client sending less than its rate measures its own demand, so its decrease starts from
+  its rate instead. Otherwise random refusals of a half-idle client lowered the estimate to
+  its demand each time, and the rate spiralled to a fraction of a request per second.
 * **Retry-After** closes both lanes until then (plus a little jitter); they reopen paced.
 
 A known limit (``RateLimit(rate=R)``) starts at ``R`` with no probing, so a client that keeps
@@ -88,6 +93,9 @@ _MARGIN: Final = 0.97
 _NOISE_SHARE: Final = 0.25
 #: Refusals of requests sent within this many round trips after a decrease belong to it.
 _SETTLE: Final = 1.5
+#: The share of a cycle's requests that waited for their turn for the client to count as
+#: rate-bound (its accepted answers then measure the server's rate, not its own demand).
+_BOUND_SHARE: Final = 0.25
 #: The lowest rate a decrease goes to, in requests per second.
 _MIN_RATE: Final = 0.2
 #: Seconds over which the accepted and sent rates are measured.
@@ -196,6 +204,8 @@ class RateController:
         self._settled_at = -math.inf
         self._cycle_accepted = 0
         self._cycle_refused = 0
+        self._cycle_sent = 0  # requests sent since the last decrease
+        self._cycle_waits = 0  # of which had to wait for their turn
         self._fresh_accepted = 0  # accepted answers to requests sent at the new rate
         self._undo: tuple[Any, ...] | None = None
         self.undone = 0
@@ -281,6 +291,7 @@ class RateController:
         if now - started > 0.0005:
             self.waits += 1
             self.wait_seconds += now - started
+            self._cycle_waits += 1
         self._take(now, poll)
         return now
 
@@ -299,6 +310,7 @@ class RateController:
         if self._first_sent == -math.inf:
             self._first_sent = now
         self._sent.append(now)
+        self._cycle_sent += 1
         rate = self.rate(now)
         if rate == math.inf:
             return
@@ -340,7 +352,14 @@ class RateController:
         self.episodes += 1
         rate = self.rate(now)
         cycle = now - self._decreased_at
-        if self._epoch is not None and cycle >= _WINDOW:
+        # Rate-bound: a good share of the requests since the last decrease waited for their
+        # turn. Otherwise the client sent what it had, below its rate, and what was accepted
+        # measures its own demand, not the server's rate: lowering the estimate to it would
+        # spiral the rate down under random refusals (and recover only at the probing pace).
+        bound = self._cycle_waits >= _BOUND_SHARE * self._cycle_sent
+        if self._epoch is not None and not bound:
+            w_max = rate
+        elif self._epoch is not None and cycle >= _WINDOW:
             # Between two throttles the server's bucket went from empty to empty: what it
             # accepted meanwhile is its rate (less any refill it could not hold), measured
             # exactly; just below it, the bucket banks a little for the next probe.
@@ -349,7 +368,7 @@ class RateController:
             accepted = self._measure(self._accepted, now)
             w_max = rate if len(self._accepted) < 2 else min(rate, accepted)
         w_max = max(w_max, _MIN_RATE)
-        self._cycle_accepted = 0
+        self._cycle_accepted = self._cycle_sent = self._cycle_waits = 0
         self._probing = False
         self._w_max = w_max
         self._climb = _CLIMB * w_max

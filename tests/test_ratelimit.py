@@ -229,6 +229,24 @@ def test_fixed_limit_ignores_throttles() -> None:
     assert (stats.refused, stats.throttle_episodes, stats.rate) == (1, 0, 10.0)
 
 
+async def test_a_refusal_below_the_rate_keeps_the_estimate_at_the_rate() -> None:
+    """A refusal while the client sends less than its rate (no request waited for its turn)
+    decreases from the rate, not from what the client happened to send: random refusals of a
+    client that is not rate-bound do not spiral its rate down (the chaos suite's 1005s took a
+    400-job batch from 60 to 0.3 requests/s, and 62-110 s)."""
+    clock = FakeClock()
+    rate = RateController(RateLimit(rate=100.0), clock=clock, seed=1)
+    rate.refused(await rate.acquire())  # a first throttle: 70/s, climbing back to 100/s
+    for _ in range(20):  # 4 s of 5 requests/s, each accepted, none waiting for a turn
+        clock.now += 0.2
+        rate.accepted(await rate.acquire())
+    before = rate.rate()
+    clock.now += 0.2
+    assert rate.refused(await rate.acquire())  # a new episode: past the climb back
+    assert rate.rate() == pytest.approx(0.7 * before, rel=0.02)  # not 0.7 x 5/s
+    assert rate.statistics().waits == 0
+
+
 async def test_acquire_paces_requests() -> None:
     """Each request takes its own turn: n requests at rate R span about (n - 1) / R."""
     rate = RateController(RateLimit(rate=200.0), seed=1)

@@ -14,7 +14,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 from _chaos_lib import ChaosFigures, run_chaos
 
-pytestmark = pytest.mark.anyio
+#: The chaos batch (the module fixture) takes 80-120 s on an idle 2-core machine, more under
+#: load or coverage: the first test, which builds it, gets more than the default 120 s. (A
+#: timeout inside the fixture fails the run, and its leftover tasks hang the loop's close.)
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(600)]
 
 QUICK_JOBS = 400
 
