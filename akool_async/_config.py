@@ -1,8 +1,8 @@
 """Configuration objects for ``AsyncClient``: ``Timeout`` and ``Limits`` (httpx style).
 
 Both are frozen, keyword-only attrs classes: build variants with ``attrs.evolve``. They carry
-no aiohttp types; ``_client.py`` translates them into ``aiohttp.ClientTimeout`` and
-``aiohttp.TCPConnector`` arguments.
+no aiohttp types; the transport (``_transport.py``) translates them into
+``aiohttp.ClientTimeout`` and ``aiohttp.TCPConnector`` arguments.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@
    sends through the aiohttp boundary (``_transport``, which maps every aiohttp exception),
    and decodes with ``_wire.decode``;
 2. a failed attempt is classified by how far the request provably got (``_Delivery``) and
-   retried by ``backoff`` under the call's ``RetryPolicy`` when that is safe:
+   retried by ``_retry.retrying`` under the call's ``RetryPolicy`` when that is safe:
 
    * reads (listbyids, quota, detectors, getToken, delbyids) on a transport error, HTTP 5xx,
      1005 or HTTP 429;

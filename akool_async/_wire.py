@@ -1,9 +1,10 @@
 """Sans-I/O: turn request models into HTTP requests, and HTTP answers into models or errors.
 
-Nothing here does I/O (``_client.py`` reads an image file named by path, and resolves media
-references to URLs, before it builds the request), so every rule is tested from recorded JSON in
-``tests/samples/`` without a server. ``_client.py`` is the only caller; it owns the session,
-retries and auth headers.
+Nothing here does I/O (the client's ``_call``, in ``_base_client.py``, reads an image file
+named by path, and resolves media references to URLs, before it builds the request), so every
+rule is tested from recorded JSON in ``tests/samples/`` without a server. The callers are
+``_base_client`` (``build_request``) and the call pipeline, ``_requester`` (``decode``), which
+owns the retries and auth headers; the session is the transport's.
 
 Decoding rules (the single translation boundary; contract sections 1, 4 and 8):
 
