@@ -302,8 +302,8 @@ class _BaseClient:
 
     # ---- lifecycle --------------------------------------------------------------------------
 
-    async def _open(self) -> None:
-        """Open the session (unless caller-owned) and the job service."""
+    async def _open(self, poll_config: PollConfig) -> None:
+        """Open the session (unless caller-owned) and the job service, paced by ``poll_config``."""
         shared = self._shared
         if not self._owner:
             raise ClientStateError(
@@ -322,7 +322,7 @@ class _BaseClient:
         # The shared poller and swap_many's task group, for this client and its views.
         shared.jobs = await JobService.open(
             _results_fetcher(self),
-            self._poll_config or PollConfig(),
+            poll_config,
             max_ids_per_request=shared.max_ids_per_request,
         )
 

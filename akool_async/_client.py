@@ -19,7 +19,7 @@ from collections.abc import (
     Iterable,
     Iterator,
 )
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._base_client import DEFAULT_BASE_URL, DEFAULT_LEGACY_DETECTOR_URL, _BaseClient
 from ._config import Timeout
@@ -35,7 +35,6 @@ from ._endpoints import (
     LEGACY_DETECT,
     LIST_RESULTS,
     AsyncBinder,
-    Endpoint,
     Operation,
 )
 from ._errors import (
@@ -144,7 +143,7 @@ class AsyncClient(_BaseClient, AsyncBinder):
     analyze_frames = Operation(ANALYZE_FRAMES, AnalyzeFrames, name="analyze_frames")
 
     async def __aenter__(self) -> AsyncClient:
-        await self._open()
+        await self._open(self.poll_config)
         return self
 
     def with_options(
@@ -177,11 +176,6 @@ class AsyncClient(_BaseClient, AsyncBinder):
                 "this AsyncClient is not open: use 'async with AsyncClient(...) as client:'"
             )
         return jobs
-
-    def _with_webhook_url(self, endpoint: Endpoint[Any, Any], request: Any) -> Any:
-        """``request`` with ``use_webhooks``' URL when it creates a job and names no URL."""
-        jobs = self._shared.jobs
-        return request if jobs is None else jobs.with_webhook_url(endpoint, request)
 
     @property
     def poll_config(self) -> PollConfig:
